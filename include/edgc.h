@@ -1,0 +1,289 @@
+/*
+ * edgc.h - Entropy-driven Dynamic Gradient Compression (arXiv 2511.10333), core C API.
+ *
+ * A typical data-parallel trainer loop (one edgc_powersgd engine and one controller per worker):
+ *
+ *     edgc_config cfg = edgc_config_default();
+ *     cfg.total_steps = steps;  cfg.r_max = 16;              // or leave r_max = 0 to profile it
+ *     edgc_controller* ctl;  edgc_powersgd* ps;
+ *     edgc_controller_create(&cfg, &layout, &ctl);
+ *     edgc_powersgd_create(&cfg, &layout, &ps);
+ *     for (step = 0; step < steps; step++) {
+ *         backward(grad);                                    // local gradient, one flat buffer
+ *         edgc_plan plan;  edgc_controller_plan(ctl, &plan);
+ *         if (plan.rank == 0) dense_average(grad);           // warm-up / profiling base steps
+ *         else { edgc_powersgd_set_rank(ps, plan.rank); edgc_powersgd_step(ps, grad, &comm, NULL); }
+ *         edgc_observation obs = {0};
+ *         if (plan.sample_entropy) { edgc_gds_entropy(gds, grad, n, &e); obs.entropy = e.h; }
+ *         edgc_controller_commit(ctl, &obs);
+ *         optimizer_step(grad);
+ *     }
+ *
+ * The MPI reducer (edgc_mpi.h) wraps exactly this loop behind one call per step.
+ *
+ * Conventions
+ *  1. Every function that can fail returns an edgc_status; edgc_status_str() gives a message.
+ *  2. Opaque objects come in create/free pairs. create writes its object to the last argument and
+ *     sets it to NULL on failure; free accepts NULL.
+ *  3. Buffers passed to a call are borrowed for that call only: the library copies what it keeps
+ *     (config, layout) and never holds a caller pointer after returning.
+ *  4. The library never prints, never exits, and has no global mutable state. One object must not
+ *     be used from two threads at once; different objects are independent.
+ *  5. Matrices are rows x cols, row-major, float32, at an element offset inside one flat buffer.
+ */
+#ifndef EDGC_H
+#define EDGC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(EDGC_BUILDING_LIBRARY) && defined(__GNUC__)
+#define EDGC_API __attribute__((visibility("default")))
+#else
+#define EDGC_API
+#endif
+
+#define EDGC_VERSION_MAJOR 0
+#define EDGC_VERSION_MINOR 1
+#define EDGC_VERSION_PATCH 0
+#define EDGC_VERSION_NUMBER                                                                        \
+    (EDGC_VERSION_MAJOR * 10000 + EDGC_VERSION_MINOR * 100 + EDGC_VERSION_PATCH)
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes. Values are pinned: new codes are only ever appended.
+ */
+#define EDGC_STATUS_MAP(XX)                                                                        \
+    XX(OK, 0, "success")                                                                           \
+    XX(ERR_INVALID_ARG, 1, "invalid argument")                                                     \
+    XX(ERR_CONFIG, 2, "invalid configuration")                                                     \
+    XX(ERR_NOMEM, 3, "out of memory")                                                              \
+    XX(ERR_LAYOUT, 4, "invalid gradient layout")                                                   \
+    XX(ERR_COMM, 5, "communication failed")                                                        \
+    XX(ERR_MISMATCH, 6, "configuration or layout differs between workers")                         \
+    XX(ERR_NONFINITE, 7, "non-finite value in the gradient")                                       \
+    XX(ERR_BUFFER_SMALL, 8, "output buffer too small")                                             \
+    XX(ERR_CORRUPT, 9, "state blob corrupted, truncated or from another version")                  \
+    XX(ERR_STATE, 10, "call out of order for this object's state")
+
+typedef enum {
+#define EDGC__STATUS_ENUM(name, value, text) EDGC_##name = value,
+    EDGC_STATUS_MAP(EDGC__STATUS_ENUM)
+#undef EDGC__STATUS_ENUM
+} edgc_status;
+
+/** A readable message for a status ("invalid configuration"); never NULL. */
+EDGC_API const char* edgc_status_str(edgc_status s);
+/** The status's symbolic name ("EDGC_ERR_CONFIG"); never NULL. */
+EDGC_API const char* edgc_status_name(edgc_status s);
+/** EDGC_VERSION_NUMBER of the library actually linked. */
+EDGC_API unsigned edgc_version_number(void);
+/** "MAJOR.MINOR.PATCH" of the library actually linked. */
+EDGC_API const char* edgc_version_string(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Gradient layout: the tensors inside one flat float32 gradient buffer.
+ * A tensor with rows >= 2 and cols >= 2 is a matrix and is compressed; any other (biases,
+ * LayerNorm, a 1 x n row) is dense and is averaged exactly. Tensors must not overlap and must
+ * together cover [0, total) exactly, so that no element is left unsynchronised.
+ */
+typedef struct edgc_tensor {
+    size_t offset; /* first element inside the flat buffer */
+    size_t rows;
+    size_t cols; /* 1 for a vector */
+} edgc_tensor;
+
+typedef struct edgc_layout {
+    const edgc_tensor* tensors;
+    size_t n_tensors;
+    size_t total; /* elements in the flat buffer */
+} edgc_layout;
+
+/* ---------------------------------------------------------------------------------------------
+ * Configuration: one struct for the engine, the controller and the reducer. Fill it with
+ * edgc_config_default() and change what you need. Units, defaults and bounds per field.
+ */
+typedef enum {
+    EDGC_MODE_DENSE = 0,    /* plain averaged allreduce: the baseline */
+    EDGC_MODE_POWERSGD = 1, /* static rank `rank`, error feedback, warm start */
+    EDGC_MODE_EDGC = 2      /* dynamic rank: profiling -> warm-up -> windowed compression */
+} edgc_mode;
+
+typedef enum {
+    EDGC_RULE_TREND = 0, /* spec 5.5: normalised entropy-trend linear map (the authors' code) */
+    EDGC_RULE_CQM = 1    /* spec 5.7: g^-1(exp(H_ref - H_k) g(r_ref)), Marchenko-Pastur g */
+} edgc_rank_rule;
+
+typedef enum {
+    EDGC_PHASE_PROFILE = 0, /* measuring sync time against rank to find r_max */
+    EDGC_PHASE_WARMUP = 1,  /* dense synchronisation, entropy collected */
+    EDGC_PHASE_COMPRESS = 2 /* PowerSGD at the controller's rank */
+} edgc_phase;
+
+typedef struct edgc_config {
+    edgc_mode mode;          /* default EDGC_MODE_EDGC */
+    int rank;                /* EDGC_MODE_POWERSGD rank, >= 1; default 4 */
+    uint64_t total_steps;    /* T_total, sets the warm-up length; > 0 in EDGC mode; default 0 */
+    double warmup_fraction;  /* dense steps = ceil(fraction * total_steps), [0, 1); default 0.1 */
+    int window;              /* W: steps between rank decisions, >= 2; default 1000 */
+    double alpha;            /* ISR: entropy sampled every round(1/alpha) steps, (0, 1]; 0.1 */
+    double beta;             /* GSR: every floor(1/beta)-th element sampled, (0, 1]; 0.25 */
+    int bins;                /* histogram bins, >= 2; default 1000 */
+    int scale_aware_entropy; /* 0: plain histogram entropy (authors' code); 1: add ln(bin
+                                width), a differential-entropy estimate (spec 5.2); default 0 */
+    edgc_rank_rule rule;     /* default EDGC_RULE_TREND */
+    int rank_step;           /* largest rank change per window, >= 1; default 4 */
+    int r_max;               /* 0: profile it (spec 5.4); else the rank ceiling, >= 1 */
+    int r_min;               /* 0: r_max / 4 (at least 1); else 1 <= r_min <= r_max */
+    int profile_start;       /* first profiling step, >= 0; default 10 */
+    int profile_base_steps;  /* timed dense steps giving T_base, >= 1; default 2 */
+    int profile_reps;        /* steps per profiled rank, the first dropped, >= 2; default 3 */
+    int error_feedback;      /* 1: keep e = M - G_hat between steps; default 1 */
+    int orthonormalize_q;    /* 1: re-orthonormalise the warm-started Q each step; default 1 */
+    float orth_eps;          /* Gram-Schmidt epsilon, >= 0; default 1e-8 */
+    uint64_t seed;           /* shared seed for Q; must be equal on all workers; default 714 */
+} edgc_config;
+
+/** Every field at the spec's default (see edgc_config). Cannot fail. */
+EDGC_API edgc_config edgc_config_default(void);
+
+/** Validates cfg and, when layout is not NULL, the layout against it.
+ *  @param why  receives a message naming the offending field ("beta = 1.5: must be in (0, 1]");
+ *              may be NULL. Always NUL-terminated when why_len > 0.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (cfg NULL), EDGC_ERR_CONFIG or EDGC_ERR_LAYOUT. */
+EDGC_API edgc_status edgc_config_check(const edgc_config* cfg, const edgc_layout* layout, char* why,
+                                       size_t why_len);
+
+/* ---------------------------------------------------------------------------------------------
+ * Communicator: the small interface every collective goes through. All operations are in place,
+ * counts are in elements, ctx comes first. The MPI backend is in edgc_mpi.h; an in-process
+ * backend for tests is below. The iallreduce/test/wait trio is optional (NULL when absent); the
+ * engine uses it to overlap the dense 1-D allreduce with the P/Q products.
+ */
+typedef struct edgc_comm {
+    void* ctx;
+    int rank; /* this worker, 0 <= rank < size */
+    int size; /* number of workers */
+    edgc_status (*allreduce_sum_f32)(void* ctx, float* buf, size_t n);
+    edgc_status (*allreduce_max_i32)(void* ctx, int32_t* buf, size_t n);
+    edgc_status (*broadcast)(void* ctx, void* buf, size_t bytes, int root);
+    edgc_status (*iallreduce_sum_f32)(void* ctx, float* buf, size_t n, void** request);
+    edgc_status (*test)(void* ctx, void* request, int* done); /* frees request once done */
+    edgc_status (*wait)(void* ctx, void* request);            /* frees request */
+} edgc_comm;
+
+/** A group of `size` workers inside one process, one thread each. Results are bit-identical on
+ *  every worker (sums are taken in worker order). Every worker must make the same sequence of
+ *  calls, as with MPI. */
+typedef struct edgc_inproc edgc_inproc;
+/** @return EDGC_OK, EDGC_ERR_INVALID_ARG (size < 1), EDGC_ERR_NOMEM. */
+EDGC_API edgc_status edgc_inproc_create(int size, edgc_inproc** out);
+/** Fills *out with the communicator of worker `rank`; valid until edgc_inproc_free.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG. */
+EDGC_API edgc_status edgc_inproc_comm(edgc_inproc* group, int rank, edgc_comm* out);
+EDGC_API void edgc_inproc_free(edgc_inproc* group);
+
+/* ---------------------------------------------------------------------------------------------
+ * GDS: the Gradient Data Sampler (spec 4). Histogram entropy in nats over every k-th finite
+ * element (k = floor(1/beta)), `bins` equal-width bins over the sample's [min, max].
+ */
+typedef struct edgc_entropy {
+    double h;        /* Shannon entropy of the histogram, nats, in [0, ln bins]; 0 if degenerate */
+    double h_scaled; /* h + ln(bin width): differential-entropy estimate; -INFINITY if all sampled
+                        values are equal or none is finite */
+    size_t count;    /* finite values sampled */
+    float min, max;  /* range of the sample (0, 0 when count == 0) */
+} edgc_entropy;
+
+typedef struct edgc_gds edgc_gds;
+/** @return EDGC_OK, EDGC_ERR_CONFIG (beta not in (0,1], bins < 2), EDGC_ERR_NOMEM. */
+EDGC_API edgc_status edgc_gds_create(double beta, int bins, edgc_gds** out);
+/** Entropy of the sampled x[0], x[k], x[2k]...; non-finite values are skipped. Two passes, no
+ *  allocation. @return EDGC_OK, EDGC_ERR_INVALID_ARG (NULL pointers). */
+EDGC_API edgc_status edgc_gds_entropy(edgc_gds* gds, const float* x, size_t n, edgc_entropy* out);
+/** ISR: *yes = 1 iff `step` is a sampled iteration, i.e. step % round(1/alpha) == 0.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (alpha not in (0,1], yes NULL). */
+EDGC_API edgc_status edgc_gds_sample_step(double alpha, uint64_t step, int* yes);
+EDGC_API void edgc_gds_free(edgc_gds* gds);
+
+/* ---------------------------------------------------------------------------------------------
+ * PowerSGD engine (spec 7): error feedback, warm-started Q from a shared seed, one flat P and one
+ * flat Q allreduce per step, the 1-D tensors averaged densely alongside.
+ */
+typedef struct edgc_step_bytes {
+    uint64_t sent;  /* payload this worker contributed to allreduces this step */
+    uint64_t dense; /* payload a dense allreduce of the whole buffer would have had */
+} edgc_step_bytes;
+
+typedef struct edgc_powersgd edgc_powersgd;
+/** Uses cfg->rank as the starting rank (cfg->r_max in EDGC mode when it is set), and sizes every
+ *  buffer for the largest rank any matrix can take, so steps never allocate.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG, EDGC_ERR_CONFIG, EDGC_ERR_LAYOUT, EDGC_ERR_NOMEM. */
+EDGC_API edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layout,
+                                          edgc_powersgd** out);
+/** Sets the rank for the next steps (each matrix uses min(rows, cols, rank)). The error-feedback
+ *  memory is kept; Q keeps its first columns and new ones are drawn from the shared RNG.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (rank < 1). */
+EDGC_API edgc_status edgc_powersgd_set_rank(edgc_powersgd* ps, int rank);
+/** Replaces the local gradient `grad` (layout->total floats) in place with the compressed average
+ *  over comm's workers. bytes may be NULL.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG, EDGC_ERR_COMM (a collective failed; the error memory is
+ *  then unreliable and the step should be treated as lost). */
+EDGC_API edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
+                                        edgc_step_bytes* bytes);
+/** Bytes one step would send at `rank`, without running it. */
+EDGC_API edgc_status edgc_powersgd_bytes_at(const edgc_powersgd* ps, int rank,
+                                            edgc_step_bytes* bytes);
+/** The largest rank any matrix of the layout can use (max over matrices of min(rows, cols)). */
+EDGC_API edgc_status edgc_powersgd_rank_cap(const edgc_powersgd* ps, int* cap);
+EDGC_API void edgc_powersgd_free(edgc_powersgd* ps);
+
+/* ---------------------------------------------------------------------------------------------
+ * EDGC controller (spec 3, 5, 6): pure, deterministic logic, no communication. Each step, plan()
+ * says what to do and commit() records what happened. Given the same inputs on every worker
+ * (entropy of the averaged gradient, agreed sync times) every worker takes the same decisions.
+ */
+typedef struct edgc_plan {
+    uint64_t step;
+    edgc_phase phase;
+    int rank;           /* 0: dense synchronisation this step; else PowerSGD at this rank */
+    int sample_entropy; /* 1: pass the entropy of the averaged gradient to commit() */
+    int timed;          /* 1: a profiling step; pass its sync time (barrier first) to commit() */
+    int rank_changed;   /* 1: the rank differs from the previous step's */
+} edgc_plan;
+
+typedef struct edgc_observation {
+    double entropy; /* read when plan.sample_entropy; must be finite */
+    double sync_ms; /* read when plan.timed; must be finite and >= 0 */
+} edgc_observation;
+
+typedef struct edgc_controller edgc_controller;
+/** layout gives the matrix shapes for the CQM rule and the rank cap; it is copied.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG, EDGC_ERR_CONFIG, EDGC_ERR_LAYOUT, EDGC_ERR_NOMEM. */
+EDGC_API edgc_status edgc_controller_create(const edgc_config* cfg, const edgc_layout* layout,
+                                            edgc_controller** out);
+/** The plan for the current step. Calling it again before commit returns the same plan.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG. */
+EDGC_API edgc_status edgc_controller_plan(edgc_controller* ctl, edgc_plan* out);
+/** Records the current step's observation and advances to the next step.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (a needed value is missing or not finite; nothing is
+ *  recorded), EDGC_ERR_STATE (commit without plan). */
+EDGC_API edgc_status edgc_controller_commit(edgc_controller* ctl, const edgc_observation* obs);
+/** Current rank bounds; 0, 0 while r_max is still being profiled. */
+EDGC_API edgc_status edgc_controller_bounds(const edgc_controller* ctl, int* r_min, int* r_max);
+EDGC_API void edgc_controller_free(edgc_controller* ctl);
+
+/** r_max from a profile (spec 5.4): 4 * floor(r* / 4) where r* interpolates (extrapolates) the
+ *  measured (ms[i], ranks[i]) points at base_ms; ranks below 4 are kept as they are (at least 1).
+ *  Points must have increasing ranks. @return EDGC_OK, EDGC_ERR_INVALID_ARG (n < 1, unsorted or
+ *  non-finite input). */
+EDGC_API edgc_status edgc_rmax_from_profile(const int* ranks, const double* ms, size_t n,
+                                            double base_ms, int* r_max);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EDGC_H */

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages edgc needs to build, test and run. Idempotent: when everything is
+# already present it only runs one `dpkg -s` and exits quietly.
+set -euo pipefail
+
+pkgs="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev
+libcmocka-dev bible-kjv bible-kjv-text gnuplot-nox"
+[ "${EDGC_WITH_TORCH:-0}" = 1 ] && pkgs="$pkgs python3-torch"
+
+# shellcheck disable=SC2086
+if dpkg -s $pkgs >/dev/null 2>&1; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages and not root; run as root or install: $pkgs" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing missing Debian packages..." >&2
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+echo "install-deps: done" >&2

@@ -1,0 +1,96 @@
+/*
+ * config.c - the configuration's defaults (the spec's constants) and its validation. Every
+ * rejection names the field, its value and the accepted range.
+ */
+#include "edgc_internal.h"
+
+#include <math.h>
+
+edgc_config edgc_config_default(void)
+{
+    edgc_config c = {0};
+    c.mode = EDGC_MODE_EDGC;
+    c.rank = 4;
+    c.total_steps = 0;
+    c.warmup_fraction = 0.1; /* spec 6.3 */
+    c.window = 1000;         /* spec 6.2 */
+    c.alpha = 0.1;           /* spec 4.1, ISR */
+    c.beta = 0.25;           /* spec 4.1, GSR */
+    c.bins = 1000;           /* spec 4.2 */
+    c.scale_aware_entropy = 0;
+    c.rule = EDGC_RULE_TREND; /* spec 11.4 */
+    c.rank_step = 4;          /* spec 5.4 */
+    c.r_max = 0;
+    c.r_min = 0;
+    c.profile_start = 10; /* spec 5.4 */
+    c.profile_base_steps = 2;
+    c.profile_reps = 3;
+    c.error_feedback = 1;
+    c.orthonormalize_q = 1;
+    c.orth_eps = 1e-8f; /* spec 7 */
+    c.seed = 714;       /* spec 7 */
+    return c;
+}
+
+/* Samples per window: window / round(1/alpha). */
+static uint64_t samples_per_window(const edgc_config* c)
+{
+    uint64_t stride = (uint64_t)llround(1.0 / c->alpha);
+    return (uint64_t)c->window / (stride ? stride : 1);
+}
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            edgc__msg(why, why_len, __VA_ARGS__);                                                  \
+            return EDGC_ERR_CONFIG;                                                                \
+        }                                                                                          \
+    } while (0)
+
+edgc_status edgc_config_check(const edgc_config* c, const edgc_layout* layout, char* why,
+                              size_t why_len)
+{
+    edgc__msg(why, why_len, "ok");
+    if (c == NULL) {
+        edgc__msg(why, why_len, "config is NULL");
+        return EDGC_ERR_INVALID_ARG;
+    }
+    CHECK(c->mode == EDGC_MODE_DENSE || c->mode == EDGC_MODE_POWERSGD || c->mode == EDGC_MODE_EDGC,
+          "mode = %d: must be EDGC_MODE_DENSE, EDGC_MODE_POWERSGD or EDGC_MODE_EDGC", (int)c->mode);
+    CHECK(c->rank >= 1, "rank = %d: must be >= 1", c->rank);
+    CHECK(isfinite(c->beta) && c->beta > 0.0 && c->beta <= 1.0, "beta = %g: must be in (0, 1]",
+          c->beta);
+    CHECK(isfinite(c->alpha) && c->alpha > 0.0 && c->alpha <= 1.0, "alpha = %g: must be in (0, 1]",
+          c->alpha);
+    CHECK(c->bins >= 2, "bins = %d: must be >= 2", c->bins);
+    CHECK(c->window >= 2, "window = %d: must be >= 2", c->window);
+    CHECK(samples_per_window(c) >= 1,
+          "window = %d: must hold at least one entropy sample (one every %.0f steps at alpha = %g)",
+          c->window, round(1.0 / c->alpha), c->alpha);
+    CHECK(isfinite(c->warmup_fraction) && c->warmup_fraction >= 0.0 && c->warmup_fraction < 1.0,
+          "warmup_fraction = %g: must be in [0, 1)", c->warmup_fraction);
+    CHECK(c->rule == EDGC_RULE_TREND || c->rule == EDGC_RULE_CQM,
+          "rule = %d: must be EDGC_RULE_TREND or EDGC_RULE_CQM", (int)c->rule);
+    CHECK(c->rank_step >= 1, "rank_step = %d: must be >= 1", c->rank_step);
+    CHECK(c->r_max >= 0, "r_max = %d: must be >= 1, or 0 to profile it", c->r_max);
+    CHECK(c->r_min >= 0, "r_min = %d: must be >= 1, or 0 for r_max / 4", c->r_min);
+    CHECK(c->r_max == 0 || c->r_min <= c->r_max, "r_min = %d > r_max = %d: must be <= r_max",
+          c->r_min, c->r_max);
+    CHECK(c->profile_start >= 0, "profile_start = %d: must be >= 0", c->profile_start);
+    CHECK(c->profile_base_steps >= 1, "profile_base_steps = %d: must be >= 1",
+          c->profile_base_steps);
+    CHECK(c->profile_reps >= 2, "profile_reps = %d: must be >= 2 (the first is dropped)",
+          c->profile_reps);
+    CHECK(c->error_feedback == 0 || c->error_feedback == 1, "error_feedback = %d: must be 0 or 1",
+          c->error_feedback);
+    CHECK(c->orthonormalize_q == 0 || c->orthonormalize_q == 1,
+          "orthonormalize_q = %d: must be 0 or 1", c->orthonormalize_q);
+    CHECK(c->scale_aware_entropy == 0 || c->scale_aware_entropy == 1,
+          "scale_aware_entropy = %d: must be 0 or 1", c->scale_aware_entropy);
+    CHECK(isfinite(c->orth_eps) && c->orth_eps >= 0.0f, "orth_eps = %g: must be finite and >= 0",
+          (double)c->orth_eps);
+    CHECK(c->mode != EDGC_MODE_EDGC || c->total_steps > 0,
+          "total_steps = 0: EDGC mode needs the run length to place the warm-up");
+    if (layout != NULL) EDGC_FORWARD(edgc__layout_check(layout, why, why_len));
+    return EDGC_OK;
+}

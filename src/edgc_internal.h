@@ -1,0 +1,111 @@
+/*
+ * edgc_internal.h - private: do not include from apps/ or examples/. Shared declarations between
+ * the library's source files (names prefixed edgc__), and the error-return helpers.
+ * Tests may include it to reach the pure functions behind the public objects.
+ */
+#ifndef EDGC_INTERNAL_H
+#define EDGC_INTERNAL_H
+
+#include "edgc.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Return `status` from the current function if `cond` holds. */
+#define EDGC_RETURN_IF(cond, status)                                                               \
+    do {                                                                                           \
+        if (cond) return (status);                                                                 \
+    } while (0)
+
+/* Propagate a non-OK status. */
+#define EDGC_FORWARD(expr)                                                                         \
+    do {                                                                                           \
+        edgc_status edgc__s = (expr);                                                              \
+        if (edgc__s != EDGC_OK) return edgc__s;                                                    \
+    } while (0)
+
+/* snprintf into a caller's message buffer that may be NULL. */
+void edgc__msg(char* why, size_t why_len, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---------------------------------------------------------------------------------------------
+ * Layout (layout.c)
+ */
+typedef struct edgc__matrix {
+    size_t offset; /* in the gradient buffer */
+    size_t rows, cols;
+    size_t cap; /* min(rows, cols): the largest useful rank */
+} edgc__matrix;
+
+typedef struct edgc__span {
+    size_t offset, count;
+} edgc__span;
+
+/* The layout split into matrices and dense spans (adjacent dense tensors merged), both copied. */
+typedef struct edgc__plan_layout {
+    edgc__matrix* mats;
+    size_t n_mats;
+    edgc__span* dense;
+    size_t n_dense;
+    size_t dense_total; /* elements over all dense spans */
+    size_t total;
+    int rank_cap; /* max over matrices of cap, 0 without matrices */
+} edgc__plan_layout;
+
+edgc_status edgc__layout_check(const edgc_layout* layout, char* why, size_t why_len);
+edgc_status edgc__layout_split(const edgc_layout* layout, edgc__plan_layout* out);
+void edgc__layout_release(edgc__plan_layout* pl);
+
+/* ---------------------------------------------------------------------------------------------
+ * Random numbers (rng.c): xoshiro256** seeded by splitmix64, Gaussian by Box-Muller. The whole
+ * state is this struct, so it is saved and restored by value.
+ */
+typedef struct edgc__rng {
+    uint64_t s[4];
+} edgc__rng;
+
+void edgc__rng_seed(edgc__rng* rng, uint64_t seed);
+uint64_t edgc__rng_next(edgc__rng* rng);
+/* n standard normal floats. */
+void edgc__rng_gaussian(edgc__rng* rng, float* out, size_t n);
+
+/* ---------------------------------------------------------------------------------------------
+ * Dense linear algebra helpers (linalg.c)
+ */
+/* Gram-Schmidt (with re-orthogonalisation) on the k rows (each of length len, contiguous) of a: after it, the rows
+ * are orthonormal. Each row is divided by (norm + eps); a zero row stays zero even with eps = 0. */
+void edgc__orthonormalize_rows(float* a, size_t k, size_t len, float eps);
+
+/* ---------------------------------------------------------------------------------------------
+ * Rank rules (rank_rules.c): pure functions of the entropy history and the bounds.
+ */
+typedef struct edgc__bounds {
+    int r_min, r_max, step;
+} edgc__bounds;
+
+/* Spec 5.5: the rank the trend map proposes before smoothing, from the entropy samples h[0..n)
+ * and n_w samples per window. Returns r_max when fewer than 2 windows have been sampled. */
+int edgc__trend_target(const double* h, size_t n, size_t n_w, edgc__bounds b);
+/* Clamp to [r_min, r_max], round down to even (for ranks >= 2), then limit the change from
+ * `prev` to +-step; the bounds win over parity. */
+int edgc__smooth_rank(int target, int prev, edgc__bounds b);
+
+/* Spec 5.3: g(r) = ||A - A_r||_F / ||A||_F for an m x n Marchenko-Pastur matrix, from the
+ * deterministic quantiles. Writes g[0..cap] with cap = min(m, n); g[0] = 1, g[cap] = 0. */
+edgc_status edgc__mp_error_curve(size_t m, size_t n, double* g);
+/* Element-weighted g over the layout's matrices: g_stage[0..rank_cap]. Caller frees *out. */
+edgc_status edgc__mp_stage_curve(const edgc__plan_layout* pl, double** out);
+/* Smallest r in [r_lo, r_hi] with g[r] <= y; r_hi if none qualifies. */
+int edgc__mp_inverse(const double* g, int r_lo, int r_hi, double y);
+
+/* ---------------------------------------------------------------------------------------------
+ * Engine internals exposed for tests and state (powersgd.c)
+ */
+/* Matrix k's current factors: Pt (r x rows, orthonormal rows after a step) and Qt (r x cols). */
+edgc_status edgc__powersgd_factors(const edgc_powersgd* ps, size_t k, const float** pt,
+                                   const float** qt, size_t* r);
+/* The error-feedback memory, matrices back to back in layout order (NULL without EF). */
+edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_t* n);
+
+#endif /* EDGC_INTERNAL_H */

@@ -1,0 +1,342 @@
+/*
+ * powersgd.c - the compression engine (spec 7; Vogels et al. 2019, Alg. 1-2): error feedback,
+ * a warm-started Q drawn from a seed shared by all workers, one power iteration per step with one
+ * flat P allreduce and one flat Q allreduce for all matrices, the 1-D tensors averaged densely
+ * alongside (non-blocking when the communicator can, polled between the products).
+ *
+ * Storage: for a rows x cols matrix M at rank r the engine keeps Pt = P^T (r x rows) and
+ * Qt = Q^T (r x cols), row-major. A column of P or Q is then a contiguous row, which is what
+ * Gram-Schmidt walks, and truncating the rank is just using a prefix of Qt.
+ *
+ * Not here: deciding the rank (controller.c), non-finite checks and agreement (the reducer).
+ */
+#include "edgc_internal.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct edgc_powersgd {
+    edgc__plan_layout pl;
+    int rank;           /* requested rank; matrix k uses min(cap_k, rank) */
+    int rank_alloc;     /* P and Q buffers hold every matrix at this rank */
+    int error_feedback; /* config */
+    int orthonormalize_q;
+    float eps;
+    int q_ready; /* Q has been drawn (first step) */
+    edgc__rng rng;
+    float* err;     /* error memory, matrices back to back in pl.mats order */
+    size_t* err_at; /* per matrix, offset into err */
+    float* p;       /* flat Pt buffer */
+    float* q;       /* flat Qt buffer, persistent: the warm start */
+    float* dense;   /* the 1-D tensors packed, pl.dense_total */
+};
+
+static size_t mat_rank(const edgc__matrix* m, int rank)
+{
+    return m->cap < (size_t)rank ? m->cap : (size_t)rank;
+}
+
+/* Elements of the flat P (use_rows) or Q buffer at `rank`. */
+static size_t flat_size(const edgc__plan_layout* pl, int rank, int use_rows)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < pl->n_mats; k++) {
+        const edgc__matrix* m = &pl->mats[k];
+        n += (use_rows ? m->rows : m->cols) * mat_rank(m, rank);
+    }
+    return n;
+}
+
+/* Grows P and Q to hold `rank`; keeps Q's content. */
+static edgc_status reserve_rank(edgc_powersgd* ps, int rank)
+{
+    if (rank <= ps->rank_alloc) return EDGC_OK;
+    size_t np = flat_size(&ps->pl, rank, 1), nq = flat_size(&ps->pl, rank, 0);
+    float* p = realloc(ps->p, (np ? np : 1) * sizeof *p);
+    if (p == NULL) return EDGC_ERR_NOMEM;
+    ps->p = p;
+    float* q = realloc(ps->q, (nq ? nq : 1) * sizeof *q);
+    if (q == NULL) return EDGC_ERR_NOMEM;
+    ps->q = q;
+    ps->rank_alloc = rank;
+    return EDGC_OK;
+}
+
+void edgc_powersgd_free(edgc_powersgd* ps)
+{
+    if (ps == NULL) return;
+    edgc__layout_release(&ps->pl);
+    free(ps->err);
+    free(ps->err_at);
+    free(ps->p);
+    free(ps->q);
+    free(ps->dense);
+    free(ps);
+}
+
+edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layout,
+                                 edgc_powersgd** out)
+{
+    EDGC_RETURN_IF(out == NULL, EDGC_ERR_INVALID_ARG);
+    *out = NULL;
+    EDGC_FORWARD(edgc_config_check(cfg, layout, NULL, 0));
+    edgc_powersgd* ps = calloc(1, sizeof *ps);
+    if (ps == NULL) return EDGC_ERR_NOMEM;
+    edgc_status st = edgc__layout_split(layout, &ps->pl);
+    if (st != EDGC_OK) goto fail;
+    ps->rank = cfg->rank;
+    ps->error_feedback = cfg->error_feedback;
+    ps->orthonormalize_q = cfg->orthonormalize_q;
+    ps->eps = cfg->orth_eps;
+    edgc__rng_seed(&ps->rng, cfg->seed);
+
+    st = EDGC_ERR_NOMEM;
+    size_t n_mats = ps->pl.n_mats, n_err = 0;
+    ps->err_at = calloc(n_mats ? n_mats : 1, sizeof *ps->err_at);
+    if (ps->err_at == NULL) goto fail;
+    for (size_t k = 0; k < n_mats; k++) {
+        ps->err_at[k] = n_err;
+        n_err += ps->pl.mats[k].rows * ps->pl.mats[k].cols;
+    }
+    if (ps->error_feedback) {
+        ps->err = calloc(n_err ? n_err : 1, sizeof *ps->err);
+        if (ps->err == NULL) goto fail;
+    }
+    ps->dense = malloc((ps->pl.dense_total ? ps->pl.dense_total : 1) * sizeof *ps->dense);
+    if (ps->dense == NULL) goto fail;
+    st = reserve_rank(ps, ps->rank);
+    if (st != EDGC_OK) goto fail;
+    *out = ps;
+    return EDGC_OK;
+fail:
+    edgc_powersgd_free(ps);
+    return st;
+}
+
+/* Draws rows [from, to) of every matrix's Qt from the shared RNG, in matrix order, then
+ * orthonormalises each Qt. Only called at the same point on every worker. */
+static void draw_q_rows(edgc_powersgd* ps, int from)
+{
+    size_t at = 0;
+    for (size_t k = 0; k < ps->pl.n_mats; k++) {
+        const edgc__matrix* m = &ps->pl.mats[k];
+        size_t r = mat_rank(m, ps->rank), r0 = mat_rank(m, from);
+        if (r > r0) edgc__rng_gaussian(&ps->rng, ps->q + at + r0 * m->cols, (r - r0) * m->cols);
+        edgc__orthonormalize_rows(ps->q + at, r, m->cols, ps->eps);
+        at += r * m->cols;
+    }
+}
+
+edgc_status edgc_powersgd_set_rank(edgc_powersgd* ps, int rank)
+{
+    EDGC_RETURN_IF(ps == NULL || rank < 1, EDGC_ERR_INVALID_ARG);
+    if (rank == ps->rank) return EDGC_OK;
+    EDGC_FORWARD(reserve_rank(ps, rank));
+    int old = ps->rank;
+    if (!ps->q_ready) {
+        ps->rank = rank; /* Q is drawn at the first step, at whatever rank is set then */
+        return EDGC_OK;
+    }
+    /* Re-pack Qt in place. Each matrix keeps its first min(old, new) rows (the warm start);
+     * segments move towards the front when shrinking and towards the back when growing, so
+     * walking in that direction never overwrites data not yet moved. */
+    size_t n = ps->pl.n_mats;
+    size_t old_at = flat_size(&ps->pl, old, 0), new_at = flat_size(&ps->pl, rank, 0);
+    if (rank < old) {
+        old_at = new_at = 0;
+        for (size_t k = 0; k < n; k++) {
+            const edgc__matrix* m = &ps->pl.mats[k];
+            memmove(ps->q + new_at, ps->q + old_at, mat_rank(m, rank) * m->cols * sizeof(float));
+            old_at += mat_rank(m, old) * m->cols;
+            new_at += mat_rank(m, rank) * m->cols;
+        }
+    } else {
+        for (size_t k = n; k-- > 0;) {
+            const edgc__matrix* m = &ps->pl.mats[k];
+            old_at -= mat_rank(m, old) * m->cols;
+            new_at -= mat_rank(m, rank) * m->cols;
+            memmove(ps->q + new_at, ps->q + old_at, mat_rank(m, old) * m->cols * sizeof(float));
+        }
+    }
+    ps->rank = rank;
+    if (rank > old) draw_q_rows(ps, old);
+    return EDGC_OK;
+}
+
+/* Polls the pending dense allreduce, so it progresses during the products (Open MPI has no
+ * asynchronous progress). */
+static edgc_status poll(const edgc_comm* comm, void** req)
+{
+    if (*req == NULL) return EDGC_OK;
+    int done = 0;
+    EDGC_FORWARD(comm->test(comm->ctx, *req, &done));
+    if (done) *req = NULL;
+    return EDGC_OK;
+}
+
+static edgc_status dense_start(edgc_powersgd* ps, const float* grad, const edgc_comm* comm,
+                               void** req)
+{
+    const edgc__plan_layout* pl = &ps->pl;
+    size_t at = 0;
+    for (size_t i = 0; i < pl->n_dense; i++) {
+        memcpy(ps->dense + at, grad + pl->dense[i].offset, pl->dense[i].count * sizeof(float));
+        at += pl->dense[i].count;
+    }
+    *req = NULL;
+    if (at == 0) return EDGC_OK;
+    int async = comm->iallreduce_sum_f32 != NULL && comm->test != NULL && comm->wait != NULL;
+    if (async) return comm->iallreduce_sum_f32(comm->ctx, ps->dense, at, req);
+    return comm->allreduce_sum_f32(comm->ctx, ps->dense, at);
+}
+
+static edgc_status dense_finish(edgc_powersgd* ps, float* grad, const edgc_comm* comm, void* req)
+{
+    if (req != NULL) EDGC_FORWARD(comm->wait(comm->ctx, req));
+    const edgc__plan_layout* pl = &ps->pl;
+    const float inv = 1.0f / (float)comm->size;
+    size_t at = 0;
+    for (size_t i = 0; i < pl->n_dense; i++) {
+        float* dst = grad + pl->dense[i].offset;
+        for (size_t j = 0; j < pl->dense[i].count; j++) dst[j] = ps->dense[at + j] * inv;
+        at += pl->dense[i].count;
+    }
+    return EDGC_OK;
+}
+
+static int comm_ok(const edgc_comm* c)
+{
+    return c != NULL && c->size >= 1 && c->rank >= 0 && c->rank < c->size &&
+           c->allreduce_sum_f32 != NULL;
+}
+
+edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
+                               edgc_step_bytes* bytes)
+{
+    EDGC_RETURN_IF(ps == NULL || grad == NULL || !comm_ok(comm), EDGC_ERR_INVALID_ARG);
+    const edgc__plan_layout* pl = &ps->pl;
+    void* req = NULL;
+    edgc_status st = dense_start(ps, grad, comm, &req);
+    if (st != EDGC_OK) return st;
+
+    /* M = G + e, kept in the error buffer (or G itself without error feedback). */
+    if (ps->error_feedback) {
+        for (size_t k = 0; k < pl->n_mats; k++) {
+            const edgc__matrix* m = &pl->mats[k];
+            float* e = ps->err + ps->err_at[k];
+            const float* g = grad + m->offset;
+            size_t n = m->rows * m->cols;
+            for (size_t i = 0; i < n; i++) e[i] += g[i];
+        }
+    }
+    if (!ps->q_ready) {
+        draw_q_rows(ps, 0);
+        ps->q_ready = 1;
+    } else if (ps->orthonormalize_q) {
+        size_t at = 0;
+        for (size_t k = 0; k < pl->n_mats; k++) {
+            const edgc__matrix* m = &pl->mats[k];
+            size_t r = mat_rank(m, ps->rank);
+            edgc__orthonormalize_rows(ps->q + at, r, m->cols, ps->eps);
+            at += r * m->cols;
+        }
+    }
+
+    /* P = M Q for every matrix, i.e. Pt (r x rows) = Qt (r x cols) . M^T. */
+    size_t pat = 0, qat = 0;
+    for (size_t k = 0; k < pl->n_mats && st == EDGC_OK; k++) {
+        const edgc__matrix* m = &pl->mats[k];
+        const float* mk = ps->error_feedback ? ps->err + ps->err_at[k] : grad + m->offset;
+        int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, rows, cols, 1.0f, ps->q + qat,
+                    cols, mk, cols, 0.0f, ps->p + pat, rows);
+        pat += (size_t)r * m->rows;
+        qat += (size_t)r * m->cols;
+        st = poll(comm, &req);
+    }
+    const size_t np = pat, nq = qat;
+    if (st == EDGC_OK && np > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->p, np);
+
+    /* P_hat = orthonormalised P; Q = M^T P_hat, i.e. Qt (r x cols) = Pt . M. */
+    pat = qat = 0;
+    for (size_t k = 0; k < pl->n_mats && st == EDGC_OK; k++) {
+        const edgc__matrix* m = &pl->mats[k];
+        const float* mk = ps->error_feedback ? ps->err + ps->err_at[k] : grad + m->offset;
+        int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
+        edgc__orthonormalize_rows(ps->p + pat, (size_t)r, m->rows, ps->eps);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, cols, rows, 1.0f, ps->p + pat,
+                    rows, mk, cols, 0.0f, ps->q + qat, cols);
+        pat += (size_t)r * m->rows;
+        qat += (size_t)r * m->cols;
+        st = poll(comm, &req);
+    }
+    if (st == EDGC_OK && nq > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->q, nq);
+    if (st == EDGC_OK) cblas_sscal((int)nq, 1.0f / (float)comm->size, ps->q, 1);
+
+    /* G_hat = P_hat Q^T (rows x cols) = Pt^T . Qt, written over the gradient; e = M - G_hat. */
+    pat = qat = 0;
+    for (size_t k = 0; k < pl->n_mats && st == EDGC_OK; k++) {
+        const edgc__matrix* m = &pl->mats[k];
+        int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
+        float* g = grad + m->offset;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, r, 1.0f, ps->p + pat,
+                    rows, ps->q + qat, cols, 0.0f, g, cols);
+        if (ps->error_feedback) {
+            float* e = ps->err + ps->err_at[k];
+            size_t n = m->rows * m->cols;
+            for (size_t i = 0; i < n; i++) e[i] -= g[i];
+        }
+        pat += (size_t)r * m->rows;
+        qat += (size_t)r * m->cols;
+        st = poll(comm, &req);
+    }
+    if (st != EDGC_OK) {
+        if (req != NULL) comm->wait(comm->ctx, req); /* never leave a request behind */
+        return st;
+    }
+    EDGC_FORWARD(dense_finish(ps, grad, comm, req));
+    if (bytes != NULL) EDGC_FORWARD(edgc_powersgd_bytes_at(ps, ps->rank, bytes));
+    return EDGC_OK;
+}
+
+edgc_status edgc_powersgd_bytes_at(const edgc_powersgd* ps, int rank, edgc_step_bytes* bytes)
+{
+    EDGC_RETURN_IF(ps == NULL || bytes == NULL || rank < 1, EDGC_ERR_INVALID_ARG);
+    size_t n = flat_size(&ps->pl, rank, 1) + flat_size(&ps->pl, rank, 0) + ps->pl.dense_total;
+    bytes->sent = (uint64_t)n * sizeof(float);
+    bytes->dense = (uint64_t)ps->pl.total * sizeof(float);
+    return EDGC_OK;
+}
+
+edgc_status edgc_powersgd_rank_cap(const edgc_powersgd* ps, int* cap)
+{
+    EDGC_RETURN_IF(ps == NULL || cap == NULL, EDGC_ERR_INVALID_ARG);
+    *cap = ps->pl.rank_cap;
+    return EDGC_OK;
+}
+
+edgc_status edgc__powersgd_factors(const edgc_powersgd* ps, size_t k, const float** pt,
+                                   const float** qt, size_t* r)
+{
+    EDGC_RETURN_IF(ps == NULL || k >= ps->pl.n_mats || pt == NULL || qt == NULL || r == NULL,
+                   EDGC_ERR_INVALID_ARG);
+    size_t pat = 0, qat = 0;
+    for (size_t j = 0; j < k; j++) {
+        pat += mat_rank(&ps->pl.mats[j], ps->rank) * ps->pl.mats[j].rows;
+        qat += mat_rank(&ps->pl.mats[j], ps->rank) * ps->pl.mats[j].cols;
+    }
+    *pt = ps->p + pat;
+    *qt = ps->q + qat;
+    *r = mat_rank(&ps->pl.mats[k], ps->rank);
+    return EDGC_OK;
+}
+
+edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_t* n)
+{
+    EDGC_RETURN_IF(ps == NULL || e == NULL || n == NULL, EDGC_ERR_INVALID_ARG);
+    *e = ps->err;
+    *n = 0;
+    for (size_t k = 0; k < ps->pl.n_mats; k++) *n += ps->pl.mats[k].rows * ps->pl.mats[k].cols;
+    return EDGC_OK;
+}

@@ -1,0 +1,199 @@
+/* test_entropy.c - GDS: the histogram entropy estimator and iteration sampling (spec 4). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+
+static edgc_gds* make(double beta, int bins)
+{
+    edgc_gds* g = NULL;
+    assert_int_equal(edgc_gds_create(beta, bins, &g), EDGC_OK);
+    return g;
+}
+
+static void test_constant_is_zero(void** state)
+{
+    (void)state;
+    edgc_gds* g = make(1.0, 1000);
+    float x[500];
+    for (int i = 0; i < 500; i++) x[i] = 0.75f;
+    edgc_entropy e;
+    assert_int_equal(edgc_gds_entropy(g, x, 500, &e), EDGC_OK);
+    assert_true(e.h == 0.0);
+    assert_true(isinf(e.h_scaled) && e.h_scaled < 0); /* a point mass */
+    assert_int_equal(e.count, 500);
+    edgc_gds_free(g);
+}
+
+static void test_even_ramp_is_ln_bins(void** state)
+{
+    (void)state;
+    edgc_gds* g = make(1.0, 1000);
+    for (size_t k = 1; k <= 8; k++) {
+        size_t n = 1000 * k;
+        float* x = malloc(n * sizeof *x);
+        for (size_t i = 0; i < n; i++) x[i] = (float)i - 3000.0f; /* exact in float */
+        edgc_entropy e;
+        assert_int_equal(edgc_gds_entropy(g, x, n, &e), EDGC_OK);
+        if (fabs(e.h - log(1000.0)) > 1e-9) fail_msg("k=%zu: H = %.12f, want ln 1000", k, e.h);
+        free(x);
+    }
+    edgc_gds_free(g);
+}
+
+static void test_scale(void** state)
+{
+    (void)state;
+    edgc_gds* g = make(1.0, 100);
+    test_rng r = {1};
+    enum { N = 20000 };
+    float* x = malloc(N * sizeof *x);
+    float* y = malloc(N * sizeof *y);
+    test_gaussian(&r, x, N, 1.0);
+    const float scales[] = {8.0f, 0.125f, 1024.0f}; /* powers of two scale exactly */
+    edgc_entropy ex, ey;
+    assert_int_equal(edgc_gds_entropy(g, x, N, &ex), EDGC_OK);
+    assert_true(ex.h > 1.0 && ex.h < log(100.0));
+    for (int s = 0; s < 3; s++) {
+        for (int i = 0; i < N; i++) y[i] = x[i] * scales[s];
+        assert_int_equal(edgc_gds_entropy(g, y, N, &ey), EDGC_OK);
+        assert_true(ey.h == ex.h); /* plain entropy ignores scale */
+        assert_true(fabs(ey.h_scaled - (ex.h_scaled + log(scales[s]))) < 1e-9);
+    }
+    /* The scale-aware value approximates the differential entropy of N(0,1), 1.4189 nats. */
+    assert_true(fabs(ex.h_scaled - 0.5 * log(2 * M_PI * M_E)) < 0.05);
+    free(x);
+    free(y);
+    edgc_gds_free(g);
+}
+
+static void test_stride_honours_beta(void** state)
+{
+    (void)state;
+    enum { N = 4003 };
+    float x[N];
+    test_rng r = {7};
+    test_gaussian(&r, x, N, 1.0);
+    for (int i = 0; i < N; i += 4) x[i] = 2.0f; /* what beta = 0.25 sees: a constant */
+    edgc_gds* g4 = make(0.25, 1000);
+    edgc_gds* g1 = make(1.0, 1000);
+    edgc_gds* g3 = make(0.3, 1000); /* floor(1/0.3) = 3 */
+    edgc_entropy e;
+    assert_int_equal(edgc_gds_entropy(g4, x, N, &e), EDGC_OK);
+    assert_int_equal(e.count, (N + 3) / 4);
+    assert_true(e.h == 0.0);
+    assert_true(e.min == 2.0f && e.max == 2.0f);
+    assert_int_equal(edgc_gds_entropy(g1, x, N, &e), EDGC_OK);
+    assert_int_equal(e.count, N);
+    assert_true(e.h > 1.0);
+    assert_int_equal(edgc_gds_entropy(g3, x, N, &e), EDGC_OK);
+    assert_int_equal(e.count, (N + 2) / 3);
+    edgc_gds_free(g4);
+    edgc_gds_free(g1);
+    edgc_gds_free(g3);
+}
+
+static void test_nonfinite_skipped(void** state)
+{
+    (void)state;
+    enum { N = 1000 };
+    float clean[N], dirty[2 * N + 3];
+    size_t j = 0;
+    for (int i = 0; i < N; i++) {
+        clean[i] = 0.5f * (float)i;
+        dirty[j++] = clean[i];
+        if (i % 2 == 0) dirty[j++] = (i % 4 == 0) ? NAN : INFINITY;
+    }
+    dirty[j++] = -INFINITY;
+    edgc_gds* g = make(1.0, 1000);
+    edgc_entropy ec, ed;
+    assert_int_equal(edgc_gds_entropy(g, clean, N, &ec), EDGC_OK);
+    assert_int_equal(edgc_gds_entropy(g, dirty, j, &ed), EDGC_OK);
+    assert_int_equal(ed.count, N);
+    assert_true(ed.h == ec.h && ed.min == ec.min && ed.max == ec.max);
+    assert_true(fabs(ec.h - log(1000.0)) < 1e-9);
+    /* nothing finite at all: a defined zero, never NaN */
+    float bad[3] = {NAN, INFINITY, -INFINITY};
+    assert_int_equal(edgc_gds_entropy(g, bad, 3, &ed), EDGC_OK);
+    assert_int_equal(ed.count, 0);
+    assert_true(ed.h == 0.0);
+    assert_int_equal(edgc_gds_entropy(g, NULL, 0, &ed), EDGC_OK);
+    assert_int_equal(ed.count, 0);
+    edgc_gds_free(g);
+}
+
+static void test_peaked_lower_than_uniform(void** state)
+{
+    (void)state;
+    /* Zero-centralisation (spec 2): a bulk near zero with rare outliers has lower entropy. */
+    enum { N = 50000 };
+    float* u = malloc(N * sizeof *u);
+    float* p = malloc(N * sizeof *p);
+    test_rng r = {3};
+    for (int i = 0; i < N; i++) u[i] = (float)(2.0 * test_uniform(&r) - 1.0);
+    test_gaussian(&r, p, N, 0.01);
+    p[0] = 1.0f;
+    p[1] = -1.0f;
+    edgc_gds* g = make(0.25, 1000);
+    edgc_entropy eu, ep;
+    assert_int_equal(edgc_gds_entropy(g, u, N, &eu), EDGC_OK);
+    assert_int_equal(edgc_gds_entropy(g, p, N, &ep), EDGC_OK);
+    assert_true(ep.h < eu.h - 1.0);
+    free(u);
+    free(p);
+    edgc_gds_free(g);
+}
+
+static void test_sample_step(void** state)
+{
+    (void)state;
+    int yes = -1;
+    for (uint64_t t = 0; t < 40; t++) {
+        assert_int_equal(edgc_gds_sample_step(0.1, t, &yes), EDGC_OK);
+        assert_int_equal(yes, t % 10 == 0);
+        assert_int_equal(edgc_gds_sample_step(1.0, t, &yes), EDGC_OK);
+        assert_int_equal(yes, 1);
+        assert_int_equal(edgc_gds_sample_step(0.25, t, &yes), EDGC_OK);
+        assert_int_equal(yes, t % 4 == 0);
+    }
+    assert_int_equal(edgc_gds_sample_step(0.0, 1, &yes), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_gds_sample_step(1.5, 1, &yes), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_gds_sample_step(0.5, 1, NULL), EDGC_ERR_INVALID_ARG);
+}
+
+static void test_bad_arguments(void** state)
+{
+    (void)state;
+    edgc_gds* g = (edgc_gds*)1;
+    assert_int_equal(edgc_gds_create(0.0, 1000, &g), EDGC_ERR_CONFIG);
+    assert_null(g);
+    assert_int_equal(edgc_gds_create(1.01, 1000, &g), EDGC_ERR_CONFIG);
+    assert_int_equal(edgc_gds_create(NAN, 1000, &g), EDGC_ERR_CONFIG);
+    assert_int_equal(edgc_gds_create(0.5, 1, &g), EDGC_ERR_CONFIG);
+    assert_int_equal(edgc_gds_create(0.5, 10, NULL), EDGC_ERR_INVALID_ARG);
+    g = make(0.5, 10);
+    edgc_entropy e;
+    assert_int_equal(edgc_gds_entropy(g, NULL, 5, &e), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_gds_entropy(g, (const float*)&e, 1, NULL), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_gds_entropy(NULL, (const float*)&e, 1, &e), EDGC_ERR_INVALID_ARG);
+    edgc_gds_free(g);
+    edgc_gds_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_constant_is_zero),
+        cmocka_unit_test(test_even_ramp_is_ln_bins),
+        cmocka_unit_test(test_scale),
+        cmocka_unit_test(test_stride_honours_beta),
+        cmocka_unit_test(test_nonfinite_skipped),
+        cmocka_unit_test(test_peaked_lower_than_uniform),
+        cmocka_unit_test(test_sample_step),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

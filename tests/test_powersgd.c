@@ -1,0 +1,382 @@
+/* test_powersgd.c - the PowerSGD engine (spec 7) against independent oracles: exact low-rank
+ * recovery, orthonormal P, error-feedback conservation, full rank = exact average, identical
+ * results on every worker, rank changes that keep the error memory, byte accounting. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "edgc_internal.h"
+#include "testutil.h"
+
+/* A small model-like layout: two matrices, a bias, a LayerNorm pair, a 1 x n row. */
+static const edgc_tensor k_tensors[] = {
+    {0, 24, 16},  /* 384 */
+    {384, 16, 1}, /* 16 */
+    {400, 16, 40}, /* 640 */
+    {1040, 8, 1}, /* 8 */
+    {1048, 1, 12}, /* a 1 x n row goes dense */
+};
+static const edgc_layout k_layout = {k_tensors, 5, 1060};
+
+static edgc_powersgd* make(int rank, int ef)
+{
+    edgc_config c = edgc_config_default();
+    c.mode = EDGC_MODE_POWERSGD;
+    c.rank = rank;
+    c.error_feedback = ef;
+    edgc_powersgd* ps = NULL;
+    assert_int_equal(edgc_powersgd_create(&c, &k_layout, &ps), EDGC_OK);
+    return ps;
+}
+
+static edgc_comm solo(edgc_inproc** g)
+{
+    edgc_comm c;
+    assert_int_equal(edgc_inproc_create(1, g), EDGC_OK);
+    assert_int_equal(edgc_inproc_comm(*g, 0, &c), EDGC_OK);
+    return c;
+}
+
+/* Fills matrix (rows x cols) with a random matrix of exact rank r. */
+static void low_rank(test_rng* rng, float* out, size_t rows, size_t cols, size_t r)
+{
+    float* a = malloc(rows * r * sizeof *a);
+    float* b = malloc(r * cols * sizeof *b);
+    test_gaussian(rng, a, rows * r, 1.0);
+    test_gaussian(rng, b, r * cols, 1.0);
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) {
+            double s = 0;
+            for (size_t k = 0; k < r; k++) s += (double)a[i * r + k] * b[k * cols + j];
+            out[i * cols + j] = (float)s;
+        }
+    free(a);
+    free(b);
+}
+
+static void test_exact_low_rank_recovered(void** state)
+{
+    (void)state;
+    edgc_inproc* g;
+    edgc_comm comm = solo(&g);
+    test_rng rng = {11};
+    float grad[1060], want[1060];
+    test_gaussian(&rng, grad, 1060, 1.0); /* dense parts: random */
+    low_rank(&rng, grad + 0, 24, 16, 3); /* rank-deficient at r = 4: P_hat must stay orthonormal */
+    low_rank(&rng, grad + 400, 16, 40, 4);
+    memcpy(want, grad, sizeof grad);
+    edgc_powersgd* ps = make(4, 1);
+    edgc_step_bytes b;
+    assert_int_equal(edgc_powersgd_step(ps, grad, &comm, &b), EDGC_OK);
+    assert_true(rel_l2(grad, want, 384) < 1e-5);
+    assert_true(rel_l2(grad + 400, want + 400, 640) < 1e-5);
+    assert_true(close_f32("dense", grad + 384, want + 384, 16, 0, 0)); /* exact, 1 worker */
+    assert_true(close_f32("dense", grad + 1040, want + 1040, 20, 0, 0));
+    /* the error memory is what was not recovered: ~0 here */
+    const float* e;
+    size_t n;
+    assert_int_equal(edgc__powersgd_error(ps, &e, &n), EDGC_OK);
+    assert_int_equal(n, 384 + 640);
+    float zeros[1024] = {0};
+    assert_true(close_f32("e", e, zeros, n, 1e-4, 0));
+    edgc_powersgd_free(ps);
+    edgc_inproc_free(g);
+}
+
+static void test_p_hat_orthonormal(void** state)
+{
+    (void)state;
+    edgc_inproc* g;
+    edgc_comm comm = solo(&g);
+    test_rng rng = {12};
+    float grad[1060];
+    edgc_powersgd* ps = make(6, 1);
+    for (int step = 0; step < 3; step++) {
+        test_gaussian(&rng, grad, 1060, 1.0);
+        assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
+        for (size_t k = 0; k < 2; k++) {
+            const float *pt, *qt;
+            size_t r;
+            assert_int_equal(edgc__powersgd_factors(ps, k, &pt, &qt, &r), EDGC_OK);
+            assert_int_equal(r, 6);
+            size_t rows = k == 0 ? 24 : 16;
+            for (size_t a = 0; a < r; a++)
+                for (size_t c = 0; c < r; c++) {
+                    double d = 0;
+                    for (size_t i = 0; i < rows; i++)
+                        d += (double)pt[a * rows + i] * pt[c * rows + i];
+                    if (fabs(d - (a == c)) > 1e-5) fail_msg("P^T P [%zu][%zu] = %g", a, c, d);
+                }
+        }
+    }
+    edgc_powersgd_free(ps);
+    edgc_inproc_free(g);
+}
+
+/* Sum_t G_hat_t + e_T = Sum_t G_t for one worker, also across rank changes. */
+static void test_error_feedback_conserves_mass(void** state)
+{
+    (void)state;
+    edgc_inproc* g;
+    edgc_comm comm = solo(&g);
+    test_rng rng = {13};
+    double sum_g[1060] = {0}, sum_hat[1060] = {0};
+    float grad[1060];
+    edgc_powersgd* ps = make(2, 1);
+    const int ranks[] = {2, 2, 4, 4, 1, 3, 3, 8};
+    for (int t = 0; t < 8; t++) {
+        assert_int_equal(edgc_powersgd_set_rank(ps, ranks[t]), EDGC_OK);
+        test_gaussian(&rng, grad, 1060, 1.0);
+        for (int i = 0; i < 1060; i++) sum_g[i] += grad[i];
+        assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
+        for (int i = 0; i < 1060; i++) sum_hat[i] += grad[i];
+    }
+    const float* e;
+    size_t n;
+    assert_int_equal(edgc__powersgd_error(ps, &e, &n), EDGC_OK);
+    double worst = 0;
+    for (int i = 0; i < 384; i++) worst = fmax(worst, fabs(sum_hat[i] + e[i] - sum_g[i]));
+    for (int i = 0; i < 640; i++)
+        worst = fmax(worst, fabs(sum_hat[400 + i] + e[384 + i] - sum_g[400 + i]));
+    assert_true(worst < 1e-4);
+    /* and compression did happen: the error memory is far from zero */
+    double enorm = 0;
+    for (size_t i = 0; i < n; i++) enorm += (double)e[i] * e[i];
+    assert_true(enorm > 10.0);
+    edgc_powersgd_free(ps);
+    edgc_inproc_free(g);
+}
+
+static void test_rank_change_keeps_q_prefix(void** state)
+{
+    (void)state;
+    edgc_inproc* g;
+    edgc_comm comm = solo(&g);
+    test_rng rng = {14};
+    float grad[1060];
+    edgc_powersgd* ps = make(6, 1);
+    test_gaussian(&rng, grad, 1060, 1.0);
+    assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
+    const float *pt, *qt;
+    size_t r;
+    float before[2][6 * 40];
+    for (size_t k = 0; k < 2; k++) {
+        assert_int_equal(edgc__powersgd_factors(ps, k, &pt, &qt, &r), EDGC_OK);
+        memcpy(before[k], qt, r * (k == 0 ? 16 : 40) * sizeof(float));
+    }
+    const float* e;
+    size_t n;
+    assert_int_equal(edgc__powersgd_error(ps, &e, &n), EDGC_OK);
+    float* e_before = malloc(n * sizeof *e_before);
+    memcpy(e_before, e, n * sizeof *e);
+
+    assert_int_equal(edgc_powersgd_set_rank(ps, 3), EDGC_OK); /* truncate: prefix kept */
+    for (size_t k = 0; k < 2; k++) {
+        assert_int_equal(edgc__powersgd_factors(ps, k, &pt, &qt, &r), EDGC_OK);
+        assert_int_equal(r, 3);
+        assert_memory_equal(qt, before[k], 3 * (k == 0 ? 16 : 40) * sizeof(float));
+    }
+    assert_int_equal(edgc_powersgd_set_rank(ps, 10), EDGC_OK); /* grow: prefix kept, new rows */
+    for (size_t k = 0; k < 2; k++) {
+        size_t cols = k == 0 ? 16 : 40;
+        assert_int_equal(edgc__powersgd_factors(ps, k, &pt, &qt, &r), EDGC_OK);
+        assert_int_equal(r, 10);
+        /* Gram-Schmidt only normalises row 0: the warm start's direction is kept */
+        double nrm = 0;
+        for (size_t i = 0; i < cols; i++) nrm += (double)before[k][i] * before[k][i];
+        float row0[40];
+        for (size_t i = 0; i < cols; i++) row0[i] = (float)(before[k][i] / sqrt(nrm));
+        assert_true(close_f32("q row 0", qt, row0, cols, 1e-6, 1e-5));
+        for (size_t a = 0; a < r; a++) { /* still orthonormal after the new rows */
+            double d = 0;
+            for (size_t i = 0; i < cols; i++) d += (double)qt[a * cols + i] * qt[a * cols + i];
+            assert_true(fabs(d - 1.0) < 1e-4);
+        }
+    }
+    assert_int_equal(edgc__powersgd_error(ps, &e, &n), EDGC_OK);
+    assert_memory_equal(e, e_before, n * sizeof *e); /* EF memory survives rank changes */
+    free(e_before);
+    edgc_powersgd_free(ps);
+    edgc_inproc_free(g);
+}
+
+/* --- several workers ------------------------------------------------------------------------ */
+enum { WORKERS = 4, STEPS = 3 };
+
+typedef struct job {
+    int rank;
+    float grad[STEPS][1060];
+    float local[STEPS][1060];
+    edgc_status st;
+    edgc_step_bytes bytes;
+} job;
+
+static void worker(void* arg, const edgc_comm* comm)
+{
+    job* j = arg;
+    edgc_config c = edgc_config_default();
+    c.mode = EDGC_MODE_POWERSGD;
+    c.rank = j->rank;
+    edgc_powersgd* ps = NULL;
+    j->st = edgc_powersgd_create(&c, &k_layout, &ps);
+    for (int t = 0; t < STEPS && j->st == EDGC_OK; t++) {
+        memcpy(j->grad[t], j->local[t], sizeof j->local[t]);
+        j->st = edgc_powersgd_step(ps, j->grad[t], comm, &j->bytes);
+    }
+    edgc_powersgd_free(ps);
+}
+
+static job* run(int rank)
+{
+    job* jobs = calloc(WORKERS, sizeof *jobs);
+    for (int w = 0; w < WORKERS; w++) {
+        test_rng rng = {100 + (uint64_t)w};
+        jobs[w].rank = rank;
+        for (int t = 0; t < STEPS; t++) test_gaussian(&rng, jobs[w].local[t], 1060, 1.0);
+    }
+    assert_int_equal(run_workers(WORKERS, worker, jobs, sizeof *jobs), 0);
+    for (int w = 0; w < WORKERS; w++) assert_int_equal(jobs[w].st, EDGC_OK);
+    return jobs;
+}
+
+static void test_workers_bit_identical(void** state)
+{
+    (void)state;
+    job* jobs = run(3);
+    for (int w = 1; w < WORKERS; w++)
+        assert_memory_equal(jobs[w].grad, jobs[0].grad, sizeof jobs[0].grad);
+    /* dense parts are the exact average */
+    for (int t = 0; t < STEPS; t++) {
+        float want[1060];
+        for (int i = 0; i < 1060; i++) {
+            float s = 0;
+            for (int w = 0; w < WORKERS; w++) s += jobs[w].local[t][i];
+            want[i] = s / WORKERS;
+        }
+        assert_true(close_f32("bias", jobs[0].grad[t] + 384, want + 384, 16, 1e-6, 1e-6));
+        assert_true(close_f32("tail", jobs[0].grad[t] + 1040, want + 1040, 20, 1e-6, 1e-6));
+    }
+    free(jobs);
+}
+
+static void test_full_rank_is_exact_average(void** state)
+{
+    (void)state;
+    job* jobs = run(16); /* = min(rows, cols) of both matrices */
+    for (int t = 0; t < STEPS; t++) {
+        float want[1060];
+        for (int i = 0; i < 1060; i++) {
+            double s = 0;
+            for (int w = 0; w < WORKERS; w++) s += jobs[w].local[t][i];
+            want[i] = (float)(s / WORKERS);
+        }
+        assert_true(rel_l2(jobs[0].grad[t], want, 1060) < 1e-5);
+    }
+    free(jobs);
+}
+
+static void test_byte_accounting(void** state)
+{
+    (void)state;
+    job* jobs = run(5);
+    /* r (m + n) per matrix, plus every dense element, 4 bytes each */
+    uint64_t want = 4 * (5 * (24 + 16) + 5 * (16 + 40) + 16 + 8 + 12);
+    assert_int_equal(jobs[0].bytes.sent, want);
+    assert_int_equal(jobs[0].bytes.dense, 4 * 1060);
+    free(jobs);
+    edgc_powersgd* ps = make(2, 1);
+    edgc_step_bytes b;
+    assert_int_equal(edgc_powersgd_bytes_at(ps, 100, &b), EDGC_OK); /* capped per matrix */
+    assert_int_equal(b.sent, 4 * (16 * (24 + 16) + 16 * (16 + 40) + 36));
+    int cap = 0;
+    assert_int_equal(edgc_powersgd_rank_cap(ps, &cap), EDGC_OK);
+    assert_int_equal(cap, 16);
+    edgc_powersgd_free(ps);
+}
+
+static void test_without_error_feedback(void** state)
+{
+    (void)state;
+    edgc_inproc* g;
+    edgc_comm comm = solo(&g);
+    test_rng rng = {15};
+    float grad[1060];
+    low_rank(&rng, grad, 24, 16, 2);
+    test_gaussian(&rng, grad + 384, 1060 - 384, 1.0);
+    float want[384];
+    memcpy(want, grad, sizeof want);
+    edgc_powersgd* ps = make(2, 0);
+    assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
+    assert_true(rel_l2(grad, want, 384) < 1e-5);
+    const float* e;
+    size_t n;
+    assert_int_equal(edgc__powersgd_error(ps, &e, &n), EDGC_OK);
+    assert_null(e);
+    edgc_powersgd_free(ps);
+    edgc_inproc_free(g);
+}
+
+static void test_zero_gradient_stays_finite(void** state)
+{
+    (void)state;
+    edgc_inproc* g;
+    edgc_comm comm = solo(&g);
+    float grad[1060] = {0};
+    edgc_config c = edgc_config_default();
+    c.mode = EDGC_MODE_POWERSGD;
+    c.orth_eps = 0.0f; /* the hardest case for Gram-Schmidt */
+    edgc_powersgd* ps = NULL;
+    assert_int_equal(edgc_powersgd_create(&c, &k_layout, &ps), EDGC_OK);
+    assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
+    assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
+    for (int i = 0; i < 1060; i++) assert_true(grad[i] == 0.0f);
+    edgc_powersgd_free(ps);
+    edgc_inproc_free(g);
+}
+
+static void test_bad_arguments(void** state)
+{
+    (void)state;
+    edgc_config c = edgc_config_default();
+    c.mode = EDGC_MODE_POWERSGD;
+    edgc_powersgd* ps = (edgc_powersgd*)1;
+    const edgc_tensor over[] = {{0, 10, 10}};
+    edgc_layout bad = {over, 1, 50};
+    assert_int_equal(edgc_powersgd_create(&c, &bad, &ps), EDGC_ERR_LAYOUT);
+    assert_null(ps);
+    c.rank = 0;
+    assert_int_equal(edgc_powersgd_create(&c, &k_layout, &ps), EDGC_ERR_CONFIG);
+    assert_int_equal(edgc_powersgd_create(NULL, &k_layout, &ps), EDGC_ERR_INVALID_ARG);
+    ps = make(2, 1);
+    assert_int_equal(edgc_powersgd_set_rank(ps, 0), EDGC_ERR_INVALID_ARG);
+    edgc_inproc* g;
+    edgc_comm comm = solo(&g);
+    float grad[1060] = {0};
+    assert_int_equal(edgc_powersgd_step(ps, NULL, &comm, NULL), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_powersgd_step(ps, grad, NULL, NULL), EDGC_ERR_INVALID_ARG);
+    edgc_comm broken = comm;
+    broken.rank = 3; /* outside the group */
+    assert_int_equal(edgc_powersgd_step(ps, grad, &broken, NULL), EDGC_ERR_INVALID_ARG);
+    edgc_powersgd_free(ps);
+    edgc_powersgd_free(NULL);
+    edgc_inproc_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exact_low_rank_recovered),
+        cmocka_unit_test(test_p_hat_orthonormal),
+        cmocka_unit_test(test_error_feedback_conserves_mass),
+        cmocka_unit_test(test_rank_change_keeps_q_prefix),
+        cmocka_unit_test(test_workers_bit_identical),
+        cmocka_unit_test(test_full_rank_is_exact_average),
+        cmocka_unit_test(test_byte_accounting),
+        cmocka_unit_test(test_without_error_feedback),
+        cmocka_unit_test(test_zero_gradient_stays_finite),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,126 @@
+/* test_rank_rules.c - the trend map (spec 5.5), the shared smoothing (spec 5.4) and r_max from a
+ * timing profile. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "edgc_internal.h"
+#include "testutil.h"
+
+static const edgc__bounds B = {4, 16, 4};
+
+/* A history of 4 windows of n_w samples: means h0, h1 (reference) then h2, h3 (now). */
+static void windows(double* h, size_t n_w, double h0, double h1, double h2, double h3)
+{
+    for (size_t i = 0; i < n_w; i++) {
+        h[i] = h0;
+        h[n_w + i] = h1;
+        h[2 * n_w + i] = h2;
+        h[3 * n_w + i] = h3;
+    }
+}
+
+static void test_trend_needs_two_windows(void** state)
+{
+    (void)state;
+    double h[10] = {5, 4, 3, 2, 1, 0, 1, 2, 3, 4};
+    assert_int_equal(edgc__trend_target(h, 9, 5, B), 16);
+    assert_int_equal(edgc__trend_target(h, 0, 5, B), 16);
+}
+
+static void test_trend_maps_change_linearly_and_clamps(void** state)
+{
+    (void)state;
+    double h[40];
+    /* reference change 1.0; current change x gives r_min + 12 x */
+    windows(h, 10, 6.0, 5.0, 4.0, 4.0);
+    assert_int_equal(edgc__trend_target(h, 40, 10, B), 4); /* stable: r_min */
+    windows(h, 10, 6.0, 5.0, 4.0, 3.5);
+    assert_int_equal(edgc__trend_target(h, 40, 10, B), 10);
+    windows(h, 10, 6.0, 5.0, 4.0, 4.25);
+    assert_int_equal(edgc__trend_target(h, 40, 10, B), 7);
+    windows(h, 10, 6.0, 5.0, 4.0, 1.0); /* x = 3: clamped */
+    assert_int_equal(edgc__trend_target(h, 40, 10, B), 16);
+    /* monotone in the size of the change */
+    int prev = 0;
+    for (int i = 0; i <= 40; i++) {
+        windows(h, 10, 6.0, 5.0, 4.0, 4.0 - 0.05 * i);
+        int r = edgc__trend_target(h, 40, 10, B);
+        assert_true(r >= prev && r >= B.r_min && r <= B.r_max);
+        prev = r;
+    }
+}
+
+static void test_trend_flat_reference_no_division_by_zero(void** state)
+{
+    (void)state;
+    double h[40];
+    windows(h, 10, 5.0, 5.0, 5.0, 5.0); /* warm-up entropies equal: d_ref = 0 (spec 11.3) */
+    assert_int_equal(edgc__trend_target(h, 40, 10, B), 4);
+    windows(h, 10, 5.0, 5.0, 5.0, 4.0);
+    assert_int_equal(edgc__trend_target(h, 40, 10, B), 16);
+}
+
+static void test_smooth_even_step_and_bounds(void** state)
+{
+    (void)state;
+    assert_int_equal(edgc__smooth_rank(7, 8, B), 6);   /* even, down */
+    assert_int_equal(edgc__smooth_rank(4, 16, B), 12); /* step limit -4 */
+    assert_int_equal(edgc__smooth_rank(16, 4, B), 8);  /* step limit +4 */
+    assert_int_equal(edgc__smooth_rank(99, 14, B), 16);
+    assert_int_equal(edgc__smooth_rank(-5, 6, B), 4);
+    /* first adjustment from r_max: at most r_max - step (spec 5.4) */
+    assert_int_equal(edgc__smooth_rank(4, 16, B), 12);
+    assert_int_equal(edgc__smooth_rank(14, 16, B), 14);
+    /* an odd r_min wins over parity; small ranks are not forced even */
+    edgc__bounds odd = {3, 12, 4};
+    assert_int_equal(edgc__smooth_rank(3, 4, odd), 3);
+    edgc__bounds tiny = {1, 2, 4};
+    assert_int_equal(edgc__smooth_rank(1, 2, tiny), 1);
+    /* a sweep never leaves the bounds, never moves more than step, stays even from even */
+    for (int target = -10; target < 30; target++)
+        for (int prev = 4; prev <= 16; prev += 2) {
+            int r = edgc__smooth_rank(target, prev, B);
+            assert_true(r >= 4 && r <= 16 && abs(r - prev) <= 4 && r % 2 == 0);
+        }
+}
+
+static void test_rmax_from_profile(void** state)
+{
+    (void)state;
+    const int ranks[] = {2, 4, 8, 16};
+    const double ms[] = {10, 12, 16, 24};
+    int r = 0;
+    assert_int_equal(edgc_rmax_from_profile(ranks, ms, 4, 20.0, &r), EDGC_OK);
+    assert_int_equal(r, 12); /* 8 + 8 * (20 - 16) / (24 - 16) = 12 */
+    assert_int_equal(edgc_rmax_from_profile(ranks, ms, 4, 13.0, &r), EDGC_OK);
+    assert_int_equal(r, 4); /* 5 -> 4 floor(5 / 4) */
+    assert_int_equal(edgc_rmax_from_profile(ranks, ms, 4, 32.0, &r), EDGC_OK);
+    assert_int_equal(r, 24); /* extrapolated beyond the last point */
+    assert_int_equal(edgc_rmax_from_profile(ranks, ms, 2, 11.0, &r), EDGC_OK);
+    assert_int_equal(r, 3); /* below 4: kept as it is */
+    assert_int_equal(edgc_rmax_from_profile(ranks, ms, 4, 1.0, &r), EDGC_OK);
+    assert_int_equal(r, 1); /* never below 1 */
+    assert_int_equal(edgc_rmax_from_profile(ranks, ms, 1, 5.0, &r), EDGC_OK);
+    assert_int_equal(r, 2); /* one point: its rank */
+    const int unsorted[] = {4, 2};
+    assert_int_equal(edgc_rmax_from_profile(unsorted, ms, 2, 5.0, &r), EDGC_ERR_INVALID_ARG);
+    const double nan_ms[] = {1, NAN};
+    assert_int_equal(edgc_rmax_from_profile(ranks, nan_ms, 2, 5.0, &r), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_rmax_from_profile(ranks, ms, 0, 5.0, &r), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_rmax_from_profile(ranks, ms, 2, NAN, &r), EDGC_ERR_INVALID_ARG);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_trend_needs_two_windows),
+        cmocka_unit_test(test_trend_maps_change_linearly_and_clamps),
+        cmocka_unit_test(test_trend_flat_reference_no_division_by_zero),
+        cmocka_unit_test(test_smooth_even_step_and_bounds),
+        cmocka_unit_test(test_rmax_from_profile),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
