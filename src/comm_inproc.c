@@ -47,7 +47,8 @@ edgc_status edgc_inproc_create(int size, edgc_inproc** out)
         free(g);
         return EDGC_ERR_NOMEM;
     }
-    for (int r = 0; r < size; r++) g->members[r] = (inproc_member){.group = g, .rank = r};
+    for (int r = 0; r < size; r++)
+        g->members[r] = (inproc_member){.group = g, .rank = r};
     *out = g;
     return EDGC_OK;
 }
@@ -55,7 +56,8 @@ edgc_status edgc_inproc_create(int size, edgc_inproc** out)
 void edgc_inproc_free(edgc_inproc* g)
 {
     if (g == NULL) return;
-    for (int r = 0; r < g->size; r++) free(g->members[r].scratch);
+    for (int r = 0; r < g->size; r++)
+        free(g->members[r].scratch);
     pthread_barrier_destroy(&g->barrier);
     free(g->slots);
     free(g->counts);
@@ -100,7 +102,8 @@ static edgc_status inproc_allreduce_sum_f32(void* ctx, float* buf, size_t n)
         memset(me->scratch, 0, n * sizeof(float));
         for (int r = 0; r < g->size; r++) {
             const float* src = g->slots[r];
-            for (size_t i = 0; i < n; i++) me->scratch[i] += src[i];
+            for (size_t i = 0; i < n; i++)
+                me->scratch[i] += src[i];
         }
     }
     pthread_barrier_wait(&g->barrier); /* nobody writes a buffer another worker still reads */
@@ -118,7 +121,8 @@ static edgc_status inproc_allreduce_max_i32(void* ctx, int32_t* buf, size_t n)
         memcpy(acc, g->slots[0], n * sizeof(int32_t));
         for (int r = 1; r < g->size; r++) {
             const int32_t* src = g->slots[r];
-            for (size_t i = 0; i < n; i++) acc[i] = src[i] > acc[i] ? src[i] : acc[i];
+            for (size_t i = 0; i < n; i++)
+                acc[i] = src[i] > acc[i] ? src[i] : acc[i];
         }
     }
     pthread_barrier_wait(&g->barrier);

@@ -118,7 +118,8 @@ static double mean_last(const double* h, size_t n, size_t k)
 {
     k = k < n ? k : n;
     double s = 0.0;
-    for (size_t i = n - k; i < n; i++) s += h[i];
+    for (size_t i = n - k; i < n; i++)
+        s += h[i];
     return s / (double)k;
 }
 

@@ -24,7 +24,8 @@ static edgc_status sorted_view(const edgc_layout* layout, const edgc_tensor*** o
 {
     const edgc_tensor** v = malloc(layout->n_tensors * sizeof *v);
     if (v == NULL) return EDGC_ERR_NOMEM;
-    for (size_t i = 0; i < layout->n_tensors; i++) v[i] = &layout->tensors[i];
+    for (size_t i = 0; i < layout->n_tensors; i++)
+        v[i] = &layout->tensors[i];
     qsort(v, layout->n_tensors, sizeof *v, cmp_by_offset);
     *out = v;
     return EDGC_OK;
@@ -93,7 +94,8 @@ edgc_status edgc__layout_split(const edgc_layout* layout, edgc__plan_layout* out
     const edgc_tensor** v;
     EDGC_FORWARD(sorted_view(layout, &v));
     size_t n_mats = 0;
-    for (size_t i = 0; i < layout->n_tensors; i++) n_mats += is_matrix(&layout->tensors[i]);
+    for (size_t i = 0; i < layout->n_tensors; i++)
+        n_mats += is_matrix(&layout->tensors[i]);
     out->mats = calloc(n_mats ? n_mats : 1, sizeof *out->mats);
     out->dense = calloc(layout->n_tensors, sizeof *out->dense);
     if (out->mats == NULL || out->dense == NULL) {

@@ -51,14 +51,16 @@ edgc_status edgc__mp_error_curve(size_t m, size_t n, double* g)
     cdf[0] = 0.0;
     for (int i = 0; i < MP_GRID; i++)
         cdf[i + 1] = cdf[i] + h * mp_density_theta((i + 0.5) * h, lo, hi, gamma);
-    for (int i = 1; i <= MP_GRID; i++) cdf[i] /= cdf[MP_GRID];
+    for (int i = 1; i <= MP_GRID; i++)
+        cdf[i] /= cdf[MP_GRID];
 
     /* Quantiles in descending order: u falls as j rises, so the grid cursor only moves down. */
     int i = MP_GRID - 1;
     double total = 0.0;
     for (size_t j = 0; j < m; j++) {
         double u = 1.0 - ((double)j + 0.5) / (double)m;
-        while (i > 0 && cdf[i] > u) i--;
+        while (i > 0 && cdf[i] > u)
+            i--;
         double span = cdf[i + 1] - cdf[i];
         double theta = (i + (span > 0.0 ? (u - cdf[i]) / span : 0.0)) * h;
         lam[j] = lo + (hi - lo) * (1.0 - cos(theta)) * 0.5;
@@ -100,11 +102,13 @@ edgc_status edgc__mp_stage_curve(const edgc__plan_layout* pl, double** out)
             return st;
         }
         double w = (double)mk->rows * (double)mk->cols;
-        for (size_t r = 0; r <= cap; r++) stage[r] += w * g[r < mk->cap ? r : mk->cap];
+        for (size_t r = 0; r <= cap; r++)
+            stage[r] += w * g[r < mk->cap ? r : mk->cap];
         wsum += w;
     }
     if (wsum > 0.0)
-        for (size_t r = 0; r <= cap; r++) stage[r] /= wsum;
+        for (size_t r = 0; r <= cap; r++)
+            stage[r] /= wsum;
     free(g);
     *out = stage;
     return EDGC_OK;

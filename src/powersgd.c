@@ -199,7 +199,8 @@ static edgc_status dense_finish(edgc_powersgd* ps, float* grad, const edgc_comm*
     size_t at = 0;
     for (size_t i = 0; i < pl->n_dense; i++) {
         float* dst = grad + pl->dense[i].offset;
-        for (size_t j = 0; j < pl->dense[i].count; j++) dst[j] = ps->dense[at + j] * inv;
+        for (size_t j = 0; j < pl->dense[i].count; j++)
+            dst[j] = ps->dense[at + j] * inv;
         at += pl->dense[i].count;
     }
     return EDGC_OK;
@@ -227,7 +228,8 @@ edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* 
             float* e = ps->err + ps->err_at[k];
             const float* g = grad + m->offset;
             size_t n = m->rows * m->cols;
-            for (size_t i = 0; i < n; i++) e[i] += g[i];
+            for (size_t i = 0; i < n; i++)
+                e[i] += g[i];
         }
     }
     if (!ps->q_ready) {
@@ -249,8 +251,8 @@ edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* 
         const edgc__matrix* m = &pl->mats[k];
         const float* mk = ps->error_feedback ? ps->err + ps->err_at[k] : grad + m->offset;
         int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, rows, cols, 1.0f, ps->q + qat,
-                    cols, mk, cols, 0.0f, ps->p + pat, rows);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, rows, cols, 1.0f, ps->q + qat, cols,
+                    mk, cols, 0.0f, ps->p + pat, rows);
         pat += (size_t)r * m->rows;
         qat += (size_t)r * m->cols;
         st = poll(comm, &req);
@@ -280,12 +282,13 @@ edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* 
         const edgc__matrix* m = &pl->mats[k];
         int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
         float* g = grad + m->offset;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, r, 1.0f, ps->p + pat,
-                    rows, ps->q + qat, cols, 0.0f, g, cols);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, r, 1.0f, ps->p + pat, rows,
+                    ps->q + qat, cols, 0.0f, g, cols);
         if (ps->error_feedback) {
             float* e = ps->err + ps->err_at[k];
             size_t n = m->rows * m->cols;
-            for (size_t i = 0; i < n; i++) e[i] -= g[i];
+            for (size_t i = 0; i < n; i++)
+                e[i] -= g[i];
         }
         pat += (size_t)r * m->rows;
         qat += (size_t)r * m->cols;
@@ -337,6 +340,7 @@ edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_
     EDGC_RETURN_IF(ps == NULL || e == NULL || n == NULL, EDGC_ERR_INVALID_ARG);
     *e = ps->err;
     *n = 0;
-    for (size_t k = 0; k < ps->pl.n_mats; k++) *n += ps->pl.mats[k].rows * ps->pl.mats[k].cols;
+    for (size_t k = 0; k < ps->pl.n_mats; k++)
+        *n += ps->pl.mats[k].rows * ps->pl.mats[k].cols;
     return EDGC_OK;
 }

@@ -10,7 +10,8 @@
 static double mean(const double* h, size_t n)
 {
     double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += h[i];
+    for (size_t i = 0; i < n; i++)
+        s += h[i];
     return s / (double)n;
 }
 

@@ -22,7 +22,8 @@ static uint64_t rotl(uint64_t x, int k)
 
 void edgc__rng_seed(edgc__rng* rng, uint64_t seed)
 {
-    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++)
+        rng->s[i] = splitmix64(&seed);
 }
 
 uint64_t edgc__rng_next(edgc__rng* rng)

@@ -35,7 +35,7 @@ unsigned edgc_version_number(void)
 }
 
 #define EDGC__STR2(x) #x
-#define EDGC__STR(x) EDGC__STR2(x)
+#define EDGC__STR(x)  EDGC__STR2(x)
 
 const char* edgc_version_string(void)
 {

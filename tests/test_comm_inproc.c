@@ -21,7 +21,8 @@ typedef struct job {
 static void worker(void* arg, const edgc_comm* c)
 {
     job* j = arg;
-    for (int i = 0; i < N; i++) j->buf[i] = (float)(c->rank + 1) * 0.1f + (float)i;
+    for (int i = 0; i < N; i++)
+        j->buf[i] = (float)(c->rank + 1) * 0.1f + (float)i;
     j->st_sum = c->allreduce_sum_f32(c->ctx, j->buf, N);
     j->ints[0] = c->rank;
     j->ints[1] = -c->rank;
@@ -37,7 +38,8 @@ static void test_collectives(void** state)
 {
     (void)state;
     job* jobs = calloc(W, sizeof *jobs);
-    for (int r = 0; r < W; r++) jobs[r].bad_n = r == 1 ? 5 : 4;
+    for (int r = 0; r < W; r++)
+        jobs[r].bad_n = r == 1 ? 5 : 4;
     assert_int_equal(run_workers(W, worker, jobs, sizeof *jobs), 0);
     for (int r = 0; r < W; r++) {
         assert_int_equal(jobs[r].st_sum, EDGC_OK);
@@ -52,7 +54,8 @@ static void test_collectives(void** state)
     }
     for (int i = 0; i < N; i++) {
         float want = 0.0f;
-        for (int r = 0; r < W; r++) want += (float)(r + 1) * 0.1f + (float)i;
+        for (int r = 0; r < W; r++)
+            want += (float)(r + 1) * 0.1f + (float)i;
         assert_true(jobs[0].buf[i] == want);
     }
     free(jobs);

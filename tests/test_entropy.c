@@ -19,7 +19,8 @@ static void test_constant_is_zero(void** state)
     (void)state;
     edgc_gds* g = make(1.0, 1000);
     float x[500];
-    for (int i = 0; i < 500; i++) x[i] = 0.75f;
+    for (int i = 0; i < 500; i++)
+        x[i] = 0.75f;
     edgc_entropy e;
     assert_int_equal(edgc_gds_entropy(g, x, 500, &e), EDGC_OK);
     assert_true(e.h == 0.0);
@@ -35,7 +36,8 @@ static void test_even_ramp_is_ln_bins(void** state)
     for (size_t k = 1; k <= 8; k++) {
         size_t n = 1000 * k;
         float* x = malloc(n * sizeof *x);
-        for (size_t i = 0; i < n; i++) x[i] = (float)i - 3000.0f; /* exact in float */
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)i - 3000.0f; /* exact in float */
         edgc_entropy e;
         assert_int_equal(edgc_gds_entropy(g, x, n, &e), EDGC_OK);
         if (fabs(e.h - log(1000.0)) > 1e-9) fail_msg("k=%zu: H = %.12f, want ln 1000", k, e.h);
@@ -58,7 +60,8 @@ static void test_scale(void** state)
     assert_int_equal(edgc_gds_entropy(g, x, N, &ex), EDGC_OK);
     assert_true(ex.h > 1.0 && ex.h < log(100.0));
     for (int s = 0; s < 3; s++) {
-        for (int i = 0; i < N; i++) y[i] = x[i] * scales[s];
+        for (int i = 0; i < N; i++)
+            y[i] = x[i] * scales[s];
         assert_int_equal(edgc_gds_entropy(g, y, N, &ey), EDGC_OK);
         assert_true(ey.h == ex.h); /* plain entropy ignores scale */
         assert_true(fabs(ey.h_scaled - (ex.h_scaled + log(scales[s]))) < 1e-9);
@@ -77,7 +80,8 @@ static void test_stride_honours_beta(void** state)
     float x[N];
     test_rng r = {7};
     test_gaussian(&r, x, N, 1.0);
-    for (int i = 0; i < N; i += 4) x[i] = 2.0f; /* what beta = 0.25 sees: a constant */
+    for (int i = 0; i < N; i += 4)
+        x[i] = 2.0f; /* what beta = 0.25 sees: a constant */
     edgc_gds* g4 = make(0.25, 1000);
     edgc_gds* g1 = make(1.0, 1000);
     edgc_gds* g3 = make(0.3, 1000); /* floor(1/0.3) = 3 */
@@ -133,7 +137,8 @@ static void test_peaked_lower_than_uniform(void** state)
     float* u = malloc(N * sizeof *u);
     float* p = malloc(N * sizeof *p);
     test_rng r = {3};
-    for (int i = 0; i < N; i++) u[i] = (float)(2.0 * test_uniform(&r) - 1.0);
+    for (int i = 0; i < N; i++)
+        u[i] = (float)(2.0 * test_uniform(&r) - 1.0);
     test_gaussian(&r, p, N, 0.01);
     p[0] = 1.0f;
     p[1] = -1.0f;

@@ -28,7 +28,7 @@ static edgc_status check(const edgc_tensor* t, size_t n, size_t total, char* why
 static void test_rejects(void** state)
 {
     (void)state;
-    EXPECT_LAYOUT_ERROR(10, "overruns", {0, 4, 3});       /* 12 elements in 10 */
+    EXPECT_LAYOUT_ERROR(10, "overruns", {0, 4, 3}); /* 12 elements in 10 */
     EXPECT_LAYOUT_ERROR(20, "overlaps", {0, 4, 3}, {10, 10, 1});
     EXPECT_LAYOUT_ERROR(20, "no tensor", {0, 4, 3}, {14, 6, 1}); /* [12, 14) uncovered */
     EXPECT_LAYOUT_ERROR(20, "no tensor", {0, 4, 3});             /* tail uncovered */

@@ -16,8 +16,8 @@ static void check_curve(size_t m, size_t n)
     assert_true(g[0] == 1.0);
     assert_true(g[cap] == 0.0);
     for (size_t r = 1; r <= cap; r++)
-        if (!(g[r] < g[r - 1])) fail_msg("%zux%zu: g(%zu) = %g >= g(%zu) = %g", m, n, r, g[r], r - 1,
-                                         g[r - 1]);
+        if (!(g[r] < g[r - 1]))
+            fail_msg("%zux%zu: g(%zu) = %g >= g(%zu) = %g", m, n, r, g[r], r - 1, g[r - 1]);
     /* Low rank keeps little of a random matrix's energy (spec 5.2 hazard): g(1) is near 1. */
     if (cap >= 64) assert_true(g[1] > 0.9);
     free(g);
@@ -64,9 +64,11 @@ static void test_square_matches_quarter_circle(void** state)
         mom[i + 1] = mom[i] + s * s * f * ds;
     }
     int med = 0;
-    while (cdf[med] < 0.5) med++;
+    while (cdf[med] < 0.5)
+        med++;
     double want = sqrt(mom[med] / mom[K]); /* energy below the median, relative */
-    if (fabs(g[M / 2] - want) > 2e-3) fail_msg("g(m/2) = %.5f, quarter circle %.5f", g[M / 2], want);
+    if (fabs(g[M / 2] - want) > 2e-3)
+        fail_msg("g(m/2) = %.5f, quarter circle %.5f", g[M / 2], want);
     free(cdf);
     free(mom);
     free(g);

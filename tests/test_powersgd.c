@@ -12,10 +12,10 @@
 
 /* A small model-like layout: two matrices, a bias, a LayerNorm pair, a 1 x n row. */
 static const edgc_tensor k_tensors[] = {
-    {0, 24, 16},  /* 384 */
-    {384, 16, 1}, /* 16 */
+    {0, 24, 16},   /* 384 */
+    {384, 16, 1},  /* 16 */
     {400, 16, 40}, /* 640 */
-    {1040, 8, 1}, /* 8 */
+    {1040, 8, 1},  /* 8 */
     {1048, 1, 12}, /* a 1 x n row goes dense */
 };
 static const edgc_layout k_layout = {k_tensors, 5, 1060};
@@ -49,7 +49,8 @@ static void low_rank(test_rng* rng, float* out, size_t rows, size_t cols, size_t
     for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < cols; j++) {
             double s = 0;
-            for (size_t k = 0; k < r; k++) s += (double)a[i * r + k] * b[k * cols + j];
+            for (size_t k = 0; k < r; k++)
+                s += (double)a[i * r + k] * b[k * cols + j];
             out[i * cols + j] = (float)s;
         }
     free(a);
@@ -64,7 +65,7 @@ static void test_exact_low_rank_recovered(void** state)
     test_rng rng = {11};
     float grad[1060], want[1060];
     test_gaussian(&rng, grad, 1060, 1.0); /* dense parts: random */
-    low_rank(&rng, grad + 0, 24, 16, 3); /* rank-deficient at r = 4: P_hat must stay orthonormal */
+    low_rank(&rng, grad + 0, 24, 16, 3);  /* rank-deficient at r = 4: P_hat must stay orthonormal */
     low_rank(&rng, grad + 400, 16, 40, 4);
     memcpy(want, grad, sizeof grad);
     edgc_powersgd* ps = make(4, 1);
@@ -129,21 +130,25 @@ static void test_error_feedback_conserves_mass(void** state)
     for (int t = 0; t < 8; t++) {
         assert_int_equal(edgc_powersgd_set_rank(ps, ranks[t]), EDGC_OK);
         test_gaussian(&rng, grad, 1060, 1.0);
-        for (int i = 0; i < 1060; i++) sum_g[i] += grad[i];
+        for (int i = 0; i < 1060; i++)
+            sum_g[i] += grad[i];
         assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
-        for (int i = 0; i < 1060; i++) sum_hat[i] += grad[i];
+        for (int i = 0; i < 1060; i++)
+            sum_hat[i] += grad[i];
     }
     const float* e;
     size_t n;
     assert_int_equal(edgc__powersgd_error(ps, &e, &n), EDGC_OK);
     double worst = 0;
-    for (int i = 0; i < 384; i++) worst = fmax(worst, fabs(sum_hat[i] + e[i] - sum_g[i]));
+    for (int i = 0; i < 384; i++)
+        worst = fmax(worst, fabs(sum_hat[i] + e[i] - sum_g[i]));
     for (int i = 0; i < 640; i++)
         worst = fmax(worst, fabs(sum_hat[400 + i] + e[384 + i] - sum_g[400 + i]));
     assert_true(worst < 1e-4);
     /* and compression did happen: the error memory is far from zero */
     double enorm = 0;
-    for (size_t i = 0; i < n; i++) enorm += (double)e[i] * e[i];
+    for (size_t i = 0; i < n; i++)
+        enorm += (double)e[i] * e[i];
     assert_true(enorm > 10.0);
     edgc_powersgd_free(ps);
     edgc_inproc_free(g);
@@ -185,13 +190,16 @@ static void test_rank_change_keeps_q_prefix(void** state)
         assert_int_equal(r, 10);
         /* Gram-Schmidt only normalises row 0: the warm start's direction is kept */
         double nrm = 0;
-        for (size_t i = 0; i < cols; i++) nrm += (double)before[k][i] * before[k][i];
+        for (size_t i = 0; i < cols; i++)
+            nrm += (double)before[k][i] * before[k][i];
         float row0[40];
-        for (size_t i = 0; i < cols; i++) row0[i] = (float)(before[k][i] / sqrt(nrm));
+        for (size_t i = 0; i < cols; i++)
+            row0[i] = (float)(before[k][i] / sqrt(nrm));
         assert_true(close_f32("q row 0", qt, row0, cols, 1e-6, 1e-5));
         for (size_t a = 0; a < r; a++) { /* still orthonormal after the new rows */
             double d = 0;
-            for (size_t i = 0; i < cols; i++) d += (double)qt[a * cols + i] * qt[a * cols + i];
+            for (size_t i = 0; i < cols; i++)
+                d += (double)qt[a * cols + i] * qt[a * cols + i];
             assert_true(fabs(d - 1.0) < 1e-4);
         }
     }
@@ -234,10 +242,12 @@ static job* run(int rank)
     for (int w = 0; w < WORKERS; w++) {
         test_rng rng = {100 + (uint64_t)w};
         jobs[w].rank = rank;
-        for (int t = 0; t < STEPS; t++) test_gaussian(&rng, jobs[w].local[t], 1060, 1.0);
+        for (int t = 0; t < STEPS; t++)
+            test_gaussian(&rng, jobs[w].local[t], 1060, 1.0);
     }
     assert_int_equal(run_workers(WORKERS, worker, jobs, sizeof *jobs), 0);
-    for (int w = 0; w < WORKERS; w++) assert_int_equal(jobs[w].st, EDGC_OK);
+    for (int w = 0; w < WORKERS; w++)
+        assert_int_equal(jobs[w].st, EDGC_OK);
     return jobs;
 }
 
@@ -252,7 +262,8 @@ static void test_workers_bit_identical(void** state)
         float want[1060];
         for (int i = 0; i < 1060; i++) {
             float s = 0;
-            for (int w = 0; w < WORKERS; w++) s += jobs[w].local[t][i];
+            for (int w = 0; w < WORKERS; w++)
+                s += jobs[w].local[t][i];
             want[i] = s / WORKERS;
         }
         assert_true(close_f32("bias", jobs[0].grad[t] + 384, want + 384, 16, 1e-6, 1e-6));
@@ -269,7 +280,8 @@ static void test_full_rank_is_exact_average(void** state)
         float want[1060];
         for (int i = 0; i < 1060; i++) {
             double s = 0;
-            for (int w = 0; w < WORKERS; w++) s += jobs[w].local[t][i];
+            for (int w = 0; w < WORKERS; w++)
+                s += jobs[w].local[t][i];
             want[i] = (float)(s / WORKERS);
         }
         assert_true(rel_l2(jobs[0].grad[t], want, 1060) < 1e-5);
@@ -331,7 +343,8 @@ static void test_zero_gradient_stays_finite(void** state)
     assert_int_equal(edgc_powersgd_create(&c, &k_layout, &ps), EDGC_OK);
     assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
     assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
-    for (int i = 0; i < 1060; i++) assert_true(grad[i] == 0.0f);
+    for (int i = 0; i < 1060; i++)
+        assert_true(grad[i] == 0.0f);
     edgc_powersgd_free(ps);
     edgc_inproc_free(g);
 }

@@ -105,8 +105,10 @@ static inline int run_workers(int size, worker_fn fn, void* args, size_t arg_siz
         ws[r].arg = (char*)args + (size_t)r * arg_size;
         if (edgc_inproc_comm(g, r, &ws[r].comm) != EDGC_OK) rc = -1;
     }
-    for (int r = 0; r < size && rc == 0; r++) pthread_create(&th[r], NULL, worker_main, &ws[r]);
-    for (int r = 0; r < size && rc == 0; r++) pthread_join(th[r], NULL);
+    for (int r = 0; r < size && rc == 0; r++)
+        pthread_create(&th[r], NULL, worker_main, &ws[r]);
+    for (int r = 0; r < size && rc == 0; r++)
+        pthread_join(th[r], NULL);
     free(th);
     free(ws);
     edgc_inproc_free(g);

@@ -1,0 +1,62 @@
+# Thin driver over CMake. The README's two commands:
+#   make run    - the main job (for now: the core benchmark)
+#   make test   - install missing packages, build with -Werror, run the tests, then again
+#                 under AddressSanitizer + UBSan
+# Other targets: build, bench, valgrind, format, format-check, install, clean.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+PREFIX     ?= /usr/local
+
+# One BLAS thread per process (MPI ranks share the 2 cores), and huge-page-backed malloc so large
+# buffers do not fall off the mmap/munmap cliff (see the environment notes).
+export OPENBLAS_NUM_THREADS ?= 1
+export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
+export OMPI_ALLOW_RUN_AS_ROOT = 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = 1
+export OMPI_MCA_rmaps_base_oversubscribe = 1
+
+.PHONY: all deps build run test test-asan bench valgrind format format-check install clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGC_WERROR=ON >/dev/null
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure --timeout 300
+	$(MAKE) --no-print-directory test-asan
+
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DEDGC_WERROR=ON \
+	    -DEDGC_SANITIZE="address;undefined" -DEDGC_BUILD_BENCH=OFF >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	    ctest --output-on-failure --timeout 600
+
+run: bench
+
+bench: build
+	bash scripts/bench.sh $(BUILD)
+
+valgrind: build
+	bash scripts/valgrind.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
