@@ -180,7 +180,8 @@ static double time_stream_pass(float* e, const float* g, size_t n, int reps)
     double* t = malloc((size_t)reps * sizeof *t);
     for (int r = 0; r < reps + 1; r++) {
         double t0 = now_ms();
-        for (size_t i = 0; i < n; i++) e[i] += g[i];
+        for (size_t i = 0; i < n; i++)
+            e[i] += g[i];
         if (r > 0) t[r - 1] = now_ms() - t0;
     }
     double m = median(t, reps);
@@ -237,8 +238,8 @@ static void bench_powersgd(const model* md, const float* g0, int reps)
         edgc_step_bytes b;
         double ms = time_powersgd(md, g0, g, ranks[i], 1, reps, &b);
         printf("| %d | %.1f | %.2f | %.1f | %llu | %llu | %.0fx |\n", ranks[i], ms,
-               gb / (ms * 1e-3), ms / pass, (unsigned long long)b.sent,
-               (unsigned long long)b.dense, (double)b.dense / (double)b.sent);
+               gb / (ms * 1e-3), ms / pass, (unsigned long long)b.sent, (unsigned long long)b.dense,
+               (double)b.dense / (double)b.sent);
     }
     fprintf(stderr, "powersgd: rank 16 without Q re-orthonormalisation\n");
     edgc_step_bytes b;

@@ -44,7 +44,8 @@ static void* run(void* arg)
         if (st != EDGC_OK) break;
         if (plan.rank == 0) { /* dense: average exactly */
             st = w->comm.allreduce_sum_f32(w->comm.ctx, w->grad, TOTAL);
-            for (int i = 0; i < TOTAL; i++) w->grad[i] /= (float)w->comm.size;
+            for (int i = 0; i < TOTAL; i++)
+                w->grad[i] /= (float)w->comm.size;
         } else {
             st = edgc_powersgd_set_rank(ps, plan.rank);
             if (st == EDGC_OK) st = edgc_powersgd_step(ps, w->grad, &w->comm, NULL);
@@ -80,7 +81,8 @@ int main(void)
         edgc_inproc_comm(group, r, &w[r].comm);
         pthread_create(&th[r], NULL, run, &w[r]);
     }
-    for (int r = 0; r < 2; r++) pthread_join(th[r], NULL);
+    for (int r = 0; r < 2; r++)
+        pthread_join(th[r], NULL);
     edgc_inproc_free(group);
     for (int r = 0; r < 2; r++)
         if (w[r].status != EDGC_OK) {

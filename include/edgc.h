@@ -143,8 +143,13 @@ typedef struct edgc_config {
     int profile_reps;        /* steps per profiled rank, the first dropped, >= 2; default 3 */
     int error_feedback;      /* 1: keep e = M - G_hat between steps; default 1 */
     int orthonormalize_q;    /* 1: re-orthonormalise the warm-started Q each step; default 1 */
-    float orth_eps;          /* Gram-Schmidt epsilon, >= 0; default 1e-8 */
+    float orth_eps;          /* Gram-Schmidt: a column whose residual is <= orth_eps times its
+                                norm is dependent and dropped (zeroed), >= 0; default 1e-8 */
     uint64_t seed;           /* shared seed for Q; must be equal on all workers; default 714 */
+    int check_finite;        /* reducer: reject a step whose local gradient has a NaN/Inf on any
+                                worker (costs one read pass); default 1 */
+    int pipeline_stage;      /* WAM: this worker's pipeline stage, 0 <= stage < stages; default 0 */
+    int pipeline_stages;     /* WAM: number of pipeline stages, >= 1; default 1 */
 } edgc_config;
 
 /** Every field at the spec's default (see edgc_config). Cannot fail. */
@@ -282,6 +287,91 @@ EDGC_API void edgc_controller_free(edgc_controller* ctl);
  *  non-finite input). */
 EDGC_API edgc_status edgc_rmax_from_profile(const int* ranks, const double* ms, size_t n,
                                             double base_ms, int* r_max);
+
+/* ---------------------------------------------------------------------------------------------
+ * WAM stage alignment (spec 6.2). Stage 0's rank r0 gives a predicted sync time
+ * T0 = interp_{r->T}(r0) from its profile; stage p > 0 then has the budget T0 + p * t_mb and takes
+ * the largest rank that fits (rounded up to a multiple of 4), or no compression at all.
+ */
+typedef struct edgc_profile {
+    const int* ranks; /* increasing */
+    const double* ms; /* sync time at each rank */
+    size_t n;         /* >= 1 */
+    double base_ms;   /* uncompressed sync time, T_base */
+} edgc_profile;
+
+/** T = interp_{r->T}(rank) over the profile, extrapolated at the ends (one point: its time).
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG. */
+EDGC_API edgc_status edgc_profile_time_at(const edgc_profile* prof, double rank, double* ms);
+/** Stage `stage`'s rank given stage 0's predicted time t0_ms and this stage's backward time per
+ *  micro-batch t_mb_ms. *rank = 0 means "do not compress this window".
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG. */
+EDGC_API edgc_status edgc_wam_stage_rank(const edgc_profile* own, double t0_ms, int stage,
+                                         double t_mb_ms, int r_max, int* rank);
+
+/* ---------------------------------------------------------------------------------------------
+ * Reducer: the object a trainer calls once per step. It turns each worker's local gradient into
+ * the same averaged (dense) or compressed-averaged (powersgd, edgc) gradient on every worker, in
+ * place, and runs the whole EDGC life cycle in edgc mode. Collective: every worker creates it,
+ * steps it, saves and loads it together. Over MPI, create it with edgc_reducer_create_mpi()
+ * (edgc_mpi.h).
+ */
+typedef struct edgc_step_stats {
+    uint64_t step;
+    edgc_mode mode;
+    edgc_phase phase;
+    int rank;             /* 0: dense this step */
+    int r_min, r_max;     /* current bounds (edgc mode; 0 while profiling) */
+    uint64_t bytes_sent;  /* payload this worker put into allreduces this step */
+    uint64_t bytes_dense; /* payload of a dense allreduce of the whole gradient */
+    uint64_t total_sent;  /* sums since creation (or since the loaded state's creation) */
+    uint64_t total_dense;
+    double sync_ms;           /* wall time of this step's synchronisation on this worker */
+    int entropy_sampled;      /* 1: the two entropy fields below are this step's sample */
+    double entropy;           /* plain histogram entropy of the averaged gradient, nats */
+    double entropy_scaled;    /* scale-aware variant */
+    double compression_error; /* ||M - G_hat|| / ||M|| over the matrices, this worker; NaN when
+                                  dense or without error feedback */
+} edgc_step_stats;
+
+typedef struct edgc_reducer edgc_reducer;
+
+/** Validates cfg and layout, then compares a hash of both across comm's workers (one collective).
+ *  comm is copied; the object behind comm->ctx must outlive the reducer.
+ *  @return EDGC_OK; EDGC_ERR_CONFIG / EDGC_ERR_LAYOUT (this worker's input is invalid; the others
+ *  get EDGC_ERR_MISMATCH); EDGC_ERR_MISMATCH (workers disagree); EDGC_ERR_INVALID_ARG;
+ *  EDGC_ERR_NOMEM; EDGC_ERR_COMM. */
+EDGC_API edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layout* layout,
+                                         const edgc_comm* comm, edgc_reducer** out);
+/** One synchronisation step over grad (layout->total floats), in place. stats may be NULL.
+ *  @return EDGC_OK; EDGC_ERR_NONFINITE on every worker if any worker's gradient holds a NaN or
+ *  Inf: nothing was changed (gradient, error memory, Q, step counter), skip the step and go on;
+ *  EDGC_ERR_INVALID_ARG; EDGC_ERR_COMM. */
+EDGC_API edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats);
+/** Appends one JSON object per step (the stats) to `path`; NULL stops logging.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (cannot open the file: see edgc_reducer_last_error). */
+EDGC_API edgc_status edgc_reducer_log_jsonl(edgc_reducer* r, const char* path);
+/** Writes the stats as one JSON object and a newline into buf (NUL-terminated).
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG, EDGC_ERR_BUFFER_SMALL (256 bytes are always enough). */
+EDGC_API edgc_status edgc_stats_json(const edgc_step_stats* s, char* buf, size_t cap);
+
+/** Bytes edgc_reducer_save needs now. @return EDGC_OK, EDGC_ERR_INVALID_ARG. */
+EDGC_API edgc_status edgc_reducer_state_size(const edgc_reducer* r, size_t* bytes);
+/** Serialises this worker's state (error memory, Q, RNG, controller history and phase, step) into
+ *  a versioned blob with a checksum. Local: no communication.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG, EDGC_ERR_BUFFER_SMALL (nothing written). */
+EDGC_API edgc_status edgc_reducer_save(const edgc_reducer* r, void* buf, size_t cap,
+                                       size_t* written);
+/** Restores a blob written by edgc_reducer_save on the same worker of a reducer with the same
+ *  config and layout. Collective: if any worker's blob is rejected, every worker fails and keeps
+ *  its state as it was (all or nothing).
+ *  @return EDGC_OK; EDGC_ERR_CORRUPT (bad magic, version, length or checksum, here or on another
+ *  worker); EDGC_ERR_MISMATCH (the blob is from another config or layout); EDGC_ERR_NOMEM;
+ *  EDGC_ERR_COMM. */
+EDGC_API edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t len);
+/** A message about the last failure on this reducer ("" if none); valid until the next call. */
+EDGC_API const char* edgc_reducer_last_error(const edgc_reducer* r);
+EDGC_API void edgc_reducer_free(edgc_reducer* r);
 
 #ifdef __cplusplus
 }

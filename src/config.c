@@ -29,6 +29,9 @@ edgc_config edgc_config_default(void)
     c.orthonormalize_q = 1;
     c.orth_eps = 1e-8f; /* spec 7 */
     c.seed = 714;       /* spec 7 */
+    c.check_finite = 1;
+    c.pipeline_stage = 0;
+    c.pipeline_stages = 1;
     return c;
 }
 
@@ -89,6 +92,12 @@ edgc_status edgc_config_check(const edgc_config* c, const edgc_layout* layout, c
           "scale_aware_entropy = %d: must be 0 or 1", c->scale_aware_entropy);
     CHECK(isfinite(c->orth_eps) && c->orth_eps >= 0.0f, "orth_eps = %g: must be finite and >= 0",
           (double)c->orth_eps);
+    CHECK(c->check_finite == 0 || c->check_finite == 1, "check_finite = %d: must be 0 or 1",
+          c->check_finite);
+    CHECK(c->pipeline_stages >= 1, "pipeline_stages = %d: must be >= 1", c->pipeline_stages);
+    CHECK(c->pipeline_stage >= 0 && c->pipeline_stage < c->pipeline_stages,
+          "pipeline_stage = %d: must be in [0, pipeline_stages = %d)", c->pipeline_stage,
+          c->pipeline_stages);
     CHECK(c->mode != EDGC_MODE_EDGC || c->total_steps > 0,
           "total_steps = 0: EDGC mode needs the run length to place the warm-up");
     if (layout != NULL) EDGC_FORWARD(edgc__layout_check(layout, why, why_len));

@@ -245,3 +245,92 @@ edgc_status edgc_controller_bounds(const edgc_controller* c, int* r_min, int* r_
     *r_max = c->profiling ? 0 : c->r_max;
     return EDGC_OK;
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * State. Everything that plan() and commit() read is saved, including a pending plan, so a
+ * loaded controller continues exactly as the saved one would have.
+ */
+#define PUT(x) edgc__put(w, &(x), sizeof(x))
+#define GET(x) edgc__get(r, &(x), sizeof(x))
+
+edgc_status edgc__controller_save(const edgc_controller* c, edgc__writer* w)
+{
+    uint64_t n_hist = c->n_hist, n_prof = c->n_prof;
+    int32_t phase = (int32_t)c->plan.phase;
+    PUT(c->step);
+    PUT(c->planned);
+    PUT(c->plan.step);
+    PUT(phase);
+    PUT(c->plan.rank);
+    PUT(c->plan.sample_entropy);
+    PUT(c->plan.timed);
+    PUT(c->plan.rank_changed);
+    PUT(c->prev_rank);
+    PUT(n_hist);
+    edgc__put(w, c->hist, c->n_hist * sizeof *c->hist);
+    PUT(c->profiling);
+    PUT(c->base_sum);
+    PUT(c->base_n);
+    PUT(c->prof_rank);
+    PUT(c->prof_rep);
+    PUT(c->rep_sum);
+    PUT(n_prof);
+    edgc__put(w, c->prof_ranks, c->n_prof * sizeof *c->prof_ranks);
+    edgc__put(w, c->prof_ms, c->n_prof * sizeof *c->prof_ms);
+    PUT(c->r_min);
+    PUT(c->r_max);
+    PUT(c->compressing);
+    PUT(c->compress_start);
+    PUT(c->rank_cur);
+    PUT(c->h_ref);
+    return EDGC_OK;
+}
+
+edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r)
+{
+    uint64_t n_hist = 0, n_prof = 0;
+    int32_t phase = 0;
+    GET(c->step);
+    GET(c->planned);
+    GET(c->plan.step);
+    GET(phase);
+    c->plan.phase = (edgc_phase)phase;
+    GET(c->plan.rank);
+    GET(c->plan.sample_entropy);
+    GET(c->plan.timed);
+    GET(c->plan.rank_changed);
+    GET(c->prev_rank);
+    GET(n_hist);
+    if (r->bad || n_hist > (r->len - r->at) / sizeof(double)) return EDGC_ERR_CORRUPT;
+    if (n_hist > c->cap_hist) {
+        double* h = realloc(c->hist, (size_t)n_hist * sizeof *h);
+        if (h == NULL) return EDGC_ERR_NOMEM;
+        c->hist = h;
+        c->cap_hist = (size_t)n_hist;
+    }
+    c->n_hist = (size_t)n_hist;
+    edgc__get(r, c->hist, c->n_hist * sizeof *c->hist);
+    GET(c->profiling);
+    GET(c->base_sum);
+    GET(c->base_n);
+    GET(c->prof_rank);
+    GET(c->prof_rep);
+    GET(c->rep_sum);
+    GET(n_prof);
+    if (r->bad || n_prof > c->cap_prof) return EDGC_ERR_CORRUPT;
+    c->n_prof = (size_t)n_prof;
+    edgc__get(r, c->prof_ranks, c->n_prof * sizeof *c->prof_ranks);
+    edgc__get(r, c->prof_ms, c->n_prof * sizeof *c->prof_ms);
+    GET(c->r_min);
+    GET(c->r_max);
+    GET(c->compressing);
+    GET(c->compress_start);
+    GET(c->rank_cur);
+    GET(c->h_ref);
+    if (r->bad) return EDGC_ERR_CORRUPT;
+    /* A blob that passed its checksum but holds values this code would index with. */
+    if (c->prof_rank < 0 || c->rank_cur < 0 || c->r_max < 0 || c->r_min < 0 ||
+        (c->g_stage != NULL && c->r_max > c->rank_cap))
+        return EDGC_ERR_CORRUPT;
+    return EDGC_OK;
+}

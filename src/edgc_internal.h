@@ -74,7 +74,8 @@ void edgc__rng_gaussian(edgc__rng* rng, float* out, size_t n);
  * Dense linear algebra helpers (linalg.c)
  */
 /* Gram-Schmidt (with re-orthogonalisation) on the k rows (each of length len, contiguous) of a: after it, the rows
- * are orthonormal. Each row is divided by (norm + eps); a zero row stays zero even with eps = 0. */
+ * are orthonormal or zero: a row whose residual is at most eps times its original norm (numerically
+ * dependent on the earlier rows) is set to zero. */
 void edgc__orthonormalize_rows(float* a, size_t k, size_t len, float eps);
 
 /* ---------------------------------------------------------------------------------------------
@@ -107,5 +108,38 @@ edgc_status edgc__powersgd_factors(const edgc_powersgd* ps, size_t k, const floa
                                    const float** qt, size_t* r);
 /* The error-feedback memory, matrices back to back in layout order (NULL without EF). */
 edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_t* n);
+
+/* ---------------------------------------------------------------------------------------------
+ * State serialisation (state_io.c). A writer with buf == NULL only counts bytes; a reader sets
+ * `bad` instead of reading past the end, so parsing code checks once at the end.
+ */
+typedef struct edgc__writer {
+    uint8_t* buf;
+    size_t cap, len;
+} edgc__writer;
+
+typedef struct edgc__reader {
+    const uint8_t* p;
+    size_t len, at;
+    int bad;
+} edgc__reader;
+
+void edgc__put(edgc__writer* w, const void* p, size_t n);
+void edgc__get(edgc__reader* r, void* p, size_t n);
+/* FNV-1a, 64 bits: continue from h (start with EDGC__FNV_SEED). */
+#define EDGC__FNV_SEED 0xcbf29ce484222325ULL
+uint64_t edgc__fnv1a(uint64_t h, const void* p, size_t n);
+/* Hash of every config field and every layout entry (field by field: no padding bytes). */
+uint64_t edgc__config_layout_hash(const edgc_config* c, const edgc_layout* l);
+
+edgc_status edgc__controller_save(const edgc_controller* c, edgc__writer* w);
+edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r);
+edgc_status edgc__powersgd_save(const edgc_powersgd* ps, edgc__writer* w);
+edgc_status edgc__powersgd_load(edgc_powersgd* ps, edgc__reader* r);
+/* ||M|| and ||M - G_hat|| of the last step over all matrices (NaN without error feedback). */
+double edgc__powersgd_last_error(const edgc_powersgd* ps);
+
+/* The reducer frees `owned` with owned_free when it is freed (reducer.c). */
+void edgc__reducer_own(edgc_reducer* r, void* owned, void (*owned_free)(void*));
 
 #endif /* EDGC_INTERNAL_H */

@@ -12,17 +12,21 @@ void edgc__orthonormalize_rows(float* a, size_t k, size_t len, float eps)
     const int n = (int)len;
     for (size_t i = 0; i < k; i++) {
         float* ri = a + i * len;
+        float before = cblas_snrm2(n, ri, 1);
         /* Project out the earlier rows twice ("twice is enough"). One pass loses orthogonality
          * when P is rank-deficient (a gradient of rank < r): the residual is then rounding noise
          * that still leans on the earlier rows, and normalising it would blow that lean up to
-         * O(1). The second pass removes it, so P_hat stays orthonormal. */
+         * O(1). The second pass removes it. */
         for (int pass = 0; pass < 2; pass++)
             for (size_t j = 0; j < i; j++) {
                 const float* rj = a + j * len;
                 cblas_saxpy(n, -cblas_sdot(n, rj, 1, ri, 1), rj, 1, ri, 1);
             }
-        float d = cblas_snrm2(n, ri, 1) + eps;
-        /* A zero row with eps = 0 stays zero instead of becoming NaN. */
-        cblas_sscal(n, d > 0.0f ? 1.0f / d : 0.0f, ri, 1);
+        /* Normalise exactly, or drop a row that is dependent on the earlier ones (relative
+         * residual <= eps, or zero). The authors' reducer divides by (norm + eps) with an
+         * absolute eps instead; at small gradient scales that leaves rows of norm < 1, the later
+         * projections (which assume unit rows) go wrong and P_hat is no longer orthonormal. */
+        float d = cblas_snrm2(n, ri, 1);
+        cblas_sscal(n, d > 0.0f && d > eps * before ? 1.0f / d : 0.0f, ri, 1);
     }
 }

@@ -13,6 +13,7 @@
 #include "edgc_internal.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@ struct edgc_powersgd {
     float* p;       /* flat Pt buffer */
     float* q;       /* flat Qt buffer, persistent: the warm start */
     float* dense;   /* the 1-D tensors packed, pl.dense_total */
+    double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
 };
 
 static size_t mat_rank(const edgc__matrix* m, int rank)
@@ -45,6 +47,15 @@ static size_t flat_size(const edgc__plan_layout* pl, int rank, int use_rows)
         const edgc__matrix* m = &pl->mats[k];
         n += (use_rows ? m->rows : m->cols) * mat_rank(m, rank);
     }
+    return n;
+}
+
+/* Elements of the error memory: every matrix, back to back. */
+static size_t err_size(const edgc_powersgd* ps)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < ps->pl.n_mats; k++)
+        n += ps->pl.mats[k].rows * ps->pl.mats[k].cols;
     return n;
 }
 
@@ -164,6 +175,28 @@ edgc_status edgc_powersgd_set_rank(edgc_powersgd* ps, int rank)
     return EDGC_OK;
 }
 
+/* e += sign * g, returning ||e||^2 afterwards. Eight independent partial sums, so the reduction
+ * does not serialise on one floating-point add chain and the loop stays memory-bound. */
+static double axpy_norm2(float* restrict e, const float* restrict g, size_t n, float sign)
+{
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            float v = e[i + j] + sign * g[i + j];
+            e[i + j] = v;
+            acc[j] += v * v;
+        }
+    double total = 0.0;
+    for (; i < n; i++) {
+        e[i] += sign * g[i];
+        total += (double)e[i] * e[i];
+    }
+    for (int j = 0; j < 8; j++)
+        total += acc[j];
+    return total;
+}
+
 /* Polls the pending dense allreduce, so it progresses during the products (Open MPI has no
  * asynchronous progress). */
 static edgc_status poll(const edgc_comm* comm, void** req)
@@ -222,14 +255,15 @@ edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* 
     if (st != EDGC_OK) return st;
 
     /* M = G + e, kept in the error buffer (or G itself without error feedback). */
+    /* The norms ride along in passes that are memory-bound anyway. */
+    double m2 = 0.0, e2 = 0.0;
     if (ps->error_feedback) {
         for (size_t k = 0; k < pl->n_mats; k++) {
             const edgc__matrix* m = &pl->mats[k];
             float* e = ps->err + ps->err_at[k];
             const float* g = grad + m->offset;
             size_t n = m->rows * m->cols;
-            for (size_t i = 0; i < n; i++)
-                e[i] += g[i];
+            m2 += axpy_norm2(e, g, n, 1.0f);
         }
     }
     if (!ps->q_ready) {
@@ -287,8 +321,7 @@ edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* 
         if (ps->error_feedback) {
             float* e = ps->err + ps->err_at[k];
             size_t n = m->rows * m->cols;
-            for (size_t i = 0; i < n; i++)
-                e[i] -= g[i];
+            e2 += axpy_norm2(e, g, n, -1.0f);
         }
         pat += (size_t)r * m->rows;
         qat += (size_t)r * m->cols;
@@ -299,6 +332,8 @@ edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* 
         return st;
     }
     EDGC_FORWARD(dense_finish(ps, grad, comm, req));
+    ps->m2 = m2;
+    ps->e2 = e2;
     if (bytes != NULL) EDGC_FORWARD(edgc_powersgd_bytes_at(ps, ps->rank, bytes));
     return EDGC_OK;
 }
@@ -343,4 +378,44 @@ edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_
     for (size_t k = 0; k < ps->pl.n_mats; k++)
         *n += ps->pl.mats[k].rows * ps->pl.mats[k].cols;
     return EDGC_OK;
+}
+
+double edgc__powersgd_last_error(const edgc_powersgd* ps)
+{
+    if (!ps->error_feedback || !ps->q_ready) return NAN;
+    return ps->m2 > 0.0 ? sqrt(ps->e2 / ps->m2) : 0.0;
+}
+
+/* State: the rank, whether Q exists, the RNG, Q at the current rank, the error memory. P is
+ * recomputed every step and is not saved. */
+#define PUT(x) edgc__put(w, &(x), sizeof(x))
+#define GET(x) edgc__get(r, &(x), sizeof(x))
+
+edgc_status edgc__powersgd_save(const edgc_powersgd* ps, edgc__writer* w)
+{
+    PUT(ps->rank);
+    PUT(ps->q_ready);
+    PUT(ps->rng);
+    PUT(ps->m2);
+    PUT(ps->e2);
+    if (ps->q_ready) edgc__put(w, ps->q, flat_size(&ps->pl, ps->rank, 0) * sizeof(float));
+    if (ps->error_feedback) edgc__put(w, ps->err, err_size(ps) * sizeof(float));
+    return EDGC_OK;
+}
+
+edgc_status edgc__powersgd_load(edgc_powersgd* ps, edgc__reader* r)
+{
+    int rank = 0, q_ready = 0;
+    GET(rank);
+    GET(q_ready);
+    if (r->bad || rank < 1 || (q_ready != 0 && q_ready != 1)) return EDGC_ERR_CORRUPT;
+    EDGC_FORWARD(reserve_rank(ps, rank));
+    ps->rank = rank;
+    ps->q_ready = q_ready;
+    GET(ps->rng);
+    GET(ps->m2);
+    GET(ps->e2);
+    if (ps->q_ready) edgc__get(r, ps->q, flat_size(&ps->pl, ps->rank, 0) * sizeof(float));
+    if (ps->error_feedback) edgc__get(r, ps->err, err_size(ps) * sizeof(float));
+    return r->bad ? EDGC_ERR_CORRUPT : EDGC_OK;
 }

@@ -42,36 +42,79 @@ int edgc__smooth_rank(int target, int prev, edgc__bounds b)
     return clamp_int(r, b.r_min, b.r_max);
 }
 
+/* Checks a (rank, ms) table: n >= 1, ranks >= 1 and increasing, times finite. */
+static int table_ok(const int* ranks, const double* ms, size_t n)
+{
+    if (ranks == NULL || ms == NULL || n < 1) return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ranks[i] < 1 || !isfinite(ms[i])) return 0;
+        if (i > 0 && ranks[i] <= ranks[i - 1]) return 0;
+    }
+    return 1;
+}
+
+/* Piecewise-linear T -> r over the points in rank order: the segment whose time range holds t,
+ * else the nearest end segment extended (extrapolation). One point: its rank. */
+static double interp_t_to_r(const int* ranks, const double* ms, size_t n, double t)
+{
+    if (n == 1) return ranks[0];
+    size_t seg = n - 2;
+    for (size_t i = 0; i + 1 < n; i++) {
+        double a = ms[i], c = ms[i + 1];
+        if ((t >= a && t <= c) || (t <= a && t >= c)) {
+            seg = i;
+            break;
+        }
+    }
+    if (seg == n - 2 && t < ms[0] && t < ms[1]) seg = 0;
+    double t0 = ms[seg], t1 = ms[seg + 1], r0 = ranks[seg], r1 = ranks[seg + 1];
+    return t1 != t0 ? r0 + (r1 - r0) * (t - t0) / (t1 - t0) : r0;
+}
+
 edgc_status edgc_rmax_from_profile(const int* ranks, const double* ms, size_t n, double base_ms,
                                    int* r_max)
 {
-    EDGC_RETURN_IF(ranks == NULL || ms == NULL || r_max == NULL || n < 1 || !isfinite(base_ms),
+    EDGC_RETURN_IF(r_max == NULL || !table_ok(ranks, ms, n) || !isfinite(base_ms),
                    EDGC_ERR_INVALID_ARG);
-    for (size_t i = 0; i < n; i++) {
-        EDGC_RETURN_IF(ranks[i] < 1 || !isfinite(ms[i]), EDGC_ERR_INVALID_ARG);
-        EDGC_RETURN_IF(i > 0 && ranks[i] <= ranks[i - 1], EDGC_ERR_INVALID_ARG);
-    }
-    double r;
-    if (n == 1) {
-        r = ranks[0];
-    } else {
-        /* Piecewise-linear T -> r over the points in rank order: the segment whose time range
-         * holds base_ms, else the nearest end segment extended (extrapolation). */
-        size_t seg = n - 2;
-        for (size_t i = 0; i + 1 < n; i++) {
-            double a = ms[i], c = ms[i + 1];
-            if ((base_ms >= a && base_ms <= c) || (base_ms <= a && base_ms >= c)) {
-                seg = i;
-                break;
-            }
-        }
-        if (seg == n - 2 && base_ms < ms[0] && base_ms < ms[1]) seg = 0;
-        double t0 = ms[seg], t1 = ms[seg + 1];
-        double r0 = ranks[seg], r1 = ranks[seg + 1];
-        r = t1 != t0 ? r0 + (r1 - r0) * (base_ms - t0) / (t1 - t0) : r0;
-    }
+    double r = interp_t_to_r(ranks, ms, n, base_ms);
     if (!(r < 1e6)) r = 1e6; /* extrapolated far out: the caller clamps to the rank cap */
     int out = r >= 4.0 ? 4 * (int)floor(r / 4.0) : (int)floor(r);
     *r_max = out < 1 ? 1 : out;
+    return EDGC_OK;
+}
+
+edgc_status edgc_profile_time_at(const edgc_profile* p, double rank, double* ms)
+{
+    EDGC_RETURN_IF(p == NULL || ms == NULL || !table_ok(p->ranks, p->ms, p->n) || !isfinite(rank),
+                   EDGC_ERR_INVALID_ARG);
+    if (p->n == 1) {
+        *ms = p->ms[0];
+        return EDGC_OK;
+    }
+    size_t seg = 0;
+    while (seg + 2 < p->n && rank > p->ranks[seg + 1])
+        seg++;
+    double r0 = p->ranks[seg], r1 = p->ranks[seg + 1];
+    *ms = p->ms[seg] + (p->ms[seg + 1] - p->ms[seg]) * (rank - r0) / (r1 - r0);
+    return EDGC_OK;
+}
+
+edgc_status edgc_wam_stage_rank(const edgc_profile* own, double t0_ms, int stage, double t_mb_ms,
+                                int r_max, int* rank)
+{
+    EDGC_RETURN_IF(own == NULL || rank == NULL || !table_ok(own->ranks, own->ms, own->n) ||
+                       !isfinite(own->base_ms) || !isfinite(t0_ms) || stage < 1 ||
+                       !(isfinite(t_mb_ms) && t_mb_ms >= 0.0) || r_max < 1,
+                   EDGC_ERR_INVALID_ARG);
+    /* Stage p finishes its backward about p micro-batches before stage 0, which is on the
+     * critical path: that slack buys it a larger rank, or no compression at all. */
+    double budget = t0_ms + (double)stage * t_mb_ms;
+    *rank = 0;
+    if (budget > own->base_ms) return EDGC_OK;
+    double r = interp_t_to_r(own->ranks, own->ms, own->n, budget);
+    if (!(r < 1e6)) return EDGC_OK;
+    int rp = 4 * ((int)floor(r / 4.0) + 1);
+    if (rp < 4) rp = 4; /* extrapolated below the table */
+    *rank = rp > r_max ? 0 : rp;
     return EDGC_OK;
 }

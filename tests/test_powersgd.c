@@ -86,6 +86,34 @@ static void test_exact_low_rank_recovered(void** state)
     edgc_inproc_free(g);
 }
 
+/* Gradients are small late in training: recovery must not depend on their scale (an absolute
+ * Gram-Schmidt epsilon breaks it around 1e-8 per element). */
+static void test_exact_low_rank_recovered_at_small_scale(void** state)
+{
+    (void)state;
+    edgc_inproc* g;
+    edgc_comm comm = solo(&g);
+    test_rng rng = {16};
+    float grad[1060], want[1060];
+    test_gaussian(&rng, grad, 1060, 1e-6);
+    low_rank(&rng, grad + 0, 24, 16, 2);
+    low_rank(&rng, grad + 400, 16, 40, 3);
+    for (int i = 0; i < 384; i++)
+        grad[i] *= 1e-6f;
+    for (int i = 400; i < 1040; i++)
+        grad[i] *= 1e-6f;
+    memcpy(want, grad, sizeof grad);
+    edgc_powersgd* ps = make(8, 1);
+    for (int step = 0; step < 3; step++) { /* warm-started steps too */
+        memcpy(grad, want, sizeof grad);
+        assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
+        assert_true(rel_l2(grad, want, 384) < 1e-5);
+        assert_true(rel_l2(grad + 400, want + 400, 640) < 1e-5);
+    }
+    edgc_powersgd_free(ps);
+    edgc_inproc_free(g);
+}
+
 static void test_p_hat_orthonormal(void** state)
 {
     (void)state;
@@ -381,6 +409,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_low_rank_recovered),
+        cmocka_unit_test(test_exact_low_rank_recovered_at_small_scale),
         cmocka_unit_test(test_p_hat_orthonormal),
         cmocka_unit_test(test_error_feedback_conserves_mass),
         cmocka_unit_test(test_rank_change_keeps_q_prefix),

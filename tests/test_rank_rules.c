@@ -113,6 +113,47 @@ static void test_rmax_from_profile(void** state)
     assert_int_equal(edgc_rmax_from_profile(ranks, ms, 2, NAN, &r), EDGC_ERR_INVALID_ARG);
 }
 
+static void test_profile_time_and_wam_alignment(void** state)
+{
+    (void)state;
+    const int ranks[] = {2, 4, 8, 16};
+    const double ms[] = {10, 12, 16, 24};
+    edgc_profile p = {ranks, ms, 4, 30.0};
+    double t = 0;
+    assert_int_equal(edgc_profile_time_at(&p, 8, &t), EDGC_OK);
+    assert_true(t == 16.0);
+    assert_int_equal(edgc_profile_time_at(&p, 12, &t), EDGC_OK);
+    assert_true(t == 20.0);
+    assert_int_equal(edgc_profile_time_at(&p, 32, &t), EDGC_OK);
+    assert_true(t == 40.0); /* extrapolated */
+    assert_int_equal(edgc_profile_time_at(&p, 1, &t), EDGC_OK);
+    assert_true(t == 9.0);
+
+    /* stage 0 runs rank 8: T0 = 16 ms. Stage p gets T0 + p * t_mb. */
+    int r = -1;
+    assert_int_equal(edgc_wam_stage_rank(&p, 16.0, 1, 2.0, 32, &r), EDGC_OK);
+    assert_int_equal(r, 12); /* budget 18 -> r* = 10 -> 4 (floor(10 / 4) + 1) */
+    assert_int_equal(edgc_wam_stage_rank(&p, 16.0, 2, 2.0, 32, &r), EDGC_OK);
+    assert_int_equal(r, 16); /* budget 20 -> r* = 12 -> 16 */
+    assert_int_equal(edgc_wam_stage_rank(&p, 16.0, 3, 2.0, 12, &r), EDGC_OK);
+    assert_int_equal(r, 0); /* 16 > r_max: not compressed */
+    assert_int_equal(edgc_wam_stage_rank(&p, 16.0, 3, 5.0, 64, &r), EDGC_OK);
+    assert_int_equal(r, 0); /* budget 31 > T_base 30: not compressed */
+    /* later stages never get a smaller rank than earlier ones */
+    int prev = 0;
+    for (int stage = 1; stage <= 6; stage++) {
+        assert_int_equal(edgc_wam_stage_rank(&p, 12.0, stage, 1.5, 64, &r), EDGC_OK);
+        if (r == 0) break;
+        assert_true(r >= prev && r % 4 == 0);
+        prev = r;
+    }
+    assert_int_equal(edgc_wam_stage_rank(&p, 16.0, 0, 2.0, 32, &r), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_wam_stage_rank(&p, 16.0, 1, -1.0, 32, &r), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_wam_stage_rank(NULL, 16.0, 1, 1.0, 32, &r), EDGC_ERR_INVALID_ARG);
+    edgc_profile bad = {ranks, ms, 0, 30.0};
+    assert_int_equal(edgc_profile_time_at(&bad, 4, &t), EDGC_ERR_INVALID_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -121,6 +162,7 @@ int main(void)
         cmocka_unit_test(test_trend_flat_reference_no_division_by_zero),
         cmocka_unit_test(test_smooth_even_step_and_bounds),
         cmocka_unit_test(test_rmax_from_profile),
+        cmocka_unit_test(test_profile_time_and_wam_alignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,455 @@
+/*
+ * reducer.c - one call per training step: dense, static PowerSGD, or the full EDGC life cycle
+ * (spec 3, 8) over any edgc_comm. It owns the agreement between workers: config + layout hash at
+ * creation, the non-finite flag and the rank each step, the profiling times, and the outcome of a
+ * state load, so that every worker takes the same branch and none is left waiting in a
+ * collective. It never talks to MPI directly (see comm_mpi.c).
+ *
+ * Saved state blob (native byte order, marked):
+ *   magic "EDGCRED1" | u32 version | u32 byte-order mark | u64 config+layout hash |
+ *   u64 payload bytes | payload | u64 FNV-1a of everything before it
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "edgc_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BLOB_MAGIC "EDGCRED1"
+#define BLOB_VERSION 1u
+#define BLOB_BOM 0x01020304u
+#define BLOB_HEADER (8 + 4 + 4 + 8 + 8)
+
+struct edgc_reducer {
+    edgc_config cfg;
+    edgc_comm comm;
+    edgc_tensor* tensors; /* copy of the layout's entries */
+    edgc_layout layout;
+    uint64_t hash;
+    edgc_powersgd* ps;   /* NULL in dense mode */
+    edgc_controller* ctl; /* edgc mode only */
+    edgc_gds* gds;
+    uint64_t step; /* dense / powersgd modes (edgc mode: the controller's) */
+    uint64_t total_sent, total_dense;
+    FILE* log;
+    char err[256];
+    void* owned; /* freed with owned_free at free(): e.g. the MPI communicator it was made with */
+    void (*owned_free)(void*);
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static edgc_status fail(edgc_reducer* r, edgc_status st, const char* what)
+{
+    snprintf(r->err, sizeof r->err, "%s: %s", what, edgc_status_str(st));
+    return st;
+}
+
+/* Element-wise max over workers of a few int32 flags: one small collective. */
+static edgc_status agree_max(const edgc_comm* c, int32_t* v, size_t n)
+{
+    if (c->size == 1) return EDGC_OK;
+    return c->allreduce_max_i32(c->ctx, v, n);
+}
+
+static void hash_words(uint64_t h, int32_t out[4])
+{
+    out[0] = (int32_t)(uint32_t)(h >> 32);
+    out[1] = (int32_t)(uint32_t)h;
+    out[2] = ~out[0];
+    out[3] = ~out[1];
+}
+
+void edgc_reducer_free(edgc_reducer* r)
+{
+    if (r == NULL) return;
+    if (r->log != NULL) fclose(r->log);
+    edgc_powersgd_free(r->ps);
+    edgc_controller_free(r->ctl);
+    edgc_gds_free(r->gds);
+    free(r->tensors);
+    if (r->owned_free != NULL) r->owned_free(r->owned);
+    free(r);
+}
+
+/* Builds the engine, controller and sampler for r->cfg and r->layout. */
+static edgc_status build_parts(const edgc_reducer* r, edgc_powersgd** ps, edgc_controller** ctl)
+{
+    *ps = NULL;
+    *ctl = NULL;
+    edgc_status st = EDGC_OK;
+    if (r->cfg.mode != EDGC_MODE_DENSE) st = edgc_powersgd_create(&r->cfg, &r->layout, ps);
+    if (st == EDGC_OK && r->cfg.mode == EDGC_MODE_EDGC)
+        st = edgc_controller_create(&r->cfg, &r->layout, ctl);
+    if (st != EDGC_OK) {
+        edgc_powersgd_free(*ps);
+        *ps = NULL;
+    }
+    return st;
+}
+
+edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layout* layout,
+                                const edgc_comm* comm, edgc_reducer** out)
+{
+    EDGC_RETURN_IF(out == NULL, EDGC_ERR_INVALID_ARG);
+    *out = NULL;
+    EDGC_RETURN_IF(comm == NULL || comm->size < 1 || comm->rank < 0 || comm->rank >= comm->size ||
+                       comm->allreduce_sum_f32 == NULL || comm->allreduce_max_i32 == NULL,
+                   EDGC_ERR_INVALID_ARG);
+    /* Validate locally, then agree: an invalid input on one worker must not leave the others
+     * waiting in a collective it never joins. */
+    edgc_status local = edgc_config_check(cfg, layout, NULL, 0);
+    uint64_t h = local == EDGC_OK ? edgc__config_layout_hash(cfg, layout) : 0;
+    int32_t v[5];
+    v[0] = local != EDGC_OK;
+    hash_words(h, v + 1);
+    edgc_status st = agree_max(comm, v, 5);
+    if (st != EDGC_OK) return st;
+    if (local != EDGC_OK) return local;
+    int32_t mine[4];
+    hash_words(h, mine);
+    if (v[0] || memcmp(v + 1, mine, sizeof mine) != 0) return EDGC_ERR_MISMATCH;
+
+    edgc_reducer* r = calloc(1, sizeof *r);
+    if (r == NULL) return EDGC_ERR_NOMEM;
+    r->cfg = *cfg;
+    r->comm = *comm;
+    r->hash = h;
+    r->tensors = malloc(layout->n_tensors * sizeof *r->tensors);
+    if (r->tensors == NULL) {
+        edgc_reducer_free(r);
+        return EDGC_ERR_NOMEM;
+    }
+    memcpy(r->tensors, layout->tensors, layout->n_tensors * sizeof *r->tensors);
+    r->layout = (edgc_layout){r->tensors, layout->n_tensors, layout->total};
+    st = build_parts(r, &r->ps, &r->ctl);
+    if (st == EDGC_OK) st = edgc_gds_create(cfg->beta, cfg->bins, &r->gds);
+    /* Creation may still fail on one worker (memory): agree, so all fail together. */
+    int32_t bad = st != EDGC_OK;
+    edgc_status ast = agree_max(comm, &bad, 1);
+    if (st == EDGC_OK && ast != EDGC_OK) st = ast;
+    if (st == EDGC_OK && bad) st = EDGC_ERR_NOMEM;
+    if (st != EDGC_OK) {
+        edgc_reducer_free(r);
+        return st;
+    }
+    *out = r;
+    return EDGC_OK;
+}
+
+/* 1 if any value is NaN or Inf. x * 0 is NaN exactly for those, and the sum keeps it: a
+ * branch-free pass the compiler vectorises. */
+static int has_nonfinite(const float* x, size_t n)
+{
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += x[i + j] * 0.0f;
+    float s = 0.0f;
+    for (; i < n; i++) s += x[i] * 0.0f;
+    for (int j = 0; j < 8; j++) s += acc[j];
+    return s != s;
+}
+
+static edgc_status dense_average(const edgc_reducer* r, float* grad)
+{
+    const size_t n = r->layout.total;
+    if (r->comm.size > 1) EDGC_FORWARD(r->comm.allreduce_sum_f32(r->comm.ctx, grad, n));
+    const float inv = 1.0f / (float)r->comm.size;
+    if (r->comm.size > 1)
+        for (size_t i = 0; i < n; i++) grad[i] *= inv;
+    return EDGC_OK;
+}
+
+/* The synchronisation itself: dense at rank 0, else PowerSGD at `rank`. */
+static edgc_status sync(edgc_reducer* r, float* grad, int rank, edgc_step_stats* s)
+{
+    s->rank = rank;
+    s->compression_error = NAN;
+    if (rank == 0) {
+        s->bytes_sent = s->bytes_dense = (uint64_t)r->layout.total * sizeof(float);
+        return dense_average(r, grad);
+    }
+    EDGC_FORWARD(edgc_powersgd_set_rank(r->ps, rank));
+    edgc_step_bytes b;
+    EDGC_FORWARD(edgc_powersgd_step(r->ps, grad, &r->comm, &b));
+    s->bytes_sent = b.sent;
+    s->bytes_dense = b.dense;
+    s->compression_error = edgc__powersgd_last_error(r->ps);
+    return EDGC_OK;
+}
+
+/* A barrier from the collectives every communicator has. */
+static edgc_status barrier(const edgc_comm* c)
+{
+    int32_t x = 0;
+    return agree_max(c, &x, 1);
+}
+
+edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats)
+{
+    EDGC_RETURN_IF(r == NULL || grad == NULL, EDGC_ERR_INVALID_ARG);
+    r->err[0] = '\0';
+    edgc_step_stats s = {.mode = r->cfg.mode, .phase = EDGC_PHASE_COMPRESS};
+    s.entropy = s.entropy_scaled = s.compression_error = NAN;
+    edgc_plan plan = {.step = r->step, .phase = EDGC_PHASE_COMPRESS};
+    edgc_status st;
+    if (r->cfg.mode == EDGC_MODE_EDGC) {
+        if ((st = edgc_controller_plan(r->ctl, &plan)) != EDGC_OK) return fail(r, st, "plan");
+    } else {
+        plan.rank = r->cfg.mode == EDGC_MODE_POWERSGD ? r->cfg.rank : 0;
+        if (r->cfg.mode == EDGC_MODE_DENSE) plan.phase = EDGC_PHASE_WARMUP;
+        edgc_gds_sample_step(r->cfg.alpha, r->step, &plan.sample_entropy);
+    }
+    s.step = plan.step;
+    s.phase = plan.phase;
+
+    /* One agreement per step: any non-finite gradient, and the rank (equal on every worker by
+     * construction; the max makes sure nothing diverges). */
+    int bad_here = r->cfg.check_finite && has_nonfinite(grad, r->layout.total);
+    int32_t v[2] = {bad_here, plan.rank};
+    if ((st = agree_max(&r->comm, v, 2)) != EDGC_OK) return fail(r, st, "agreement");
+    if (v[0]) {
+        snprintf(r->err, sizeof r->err,
+                 "step %llu: non-finite gradient on %s worker; step skipped, state unchanged",
+                 (unsigned long long)plan.step, bad_here ? "this" : "another");
+        return EDGC_ERR_NONFINITE;
+    }
+    if (plan.timed && (st = barrier(&r->comm)) != EDGC_OK) return fail(r, st, "barrier");
+    double t0 = now_ms();
+    if ((st = sync(r, grad, v[1], &s)) != EDGC_OK) return fail(r, st, "synchronisation");
+    s.sync_ms = now_ms() - t0;
+
+    edgc_observation obs = {0};
+    if (plan.timed) { /* the slowest worker's time, so every worker profiles the same table */
+        int32_t us = (int32_t)fmin(s.sync_ms * 1e3, 2e9);
+        if ((st = agree_max(&r->comm, &us, 1)) != EDGC_OK) return fail(r, st, "timing");
+        obs.sync_ms = us * 1e-3;
+    }
+    if (plan.sample_entropy) {
+        edgc_entropy e;
+        edgc_gds_entropy(r->gds, grad, r->layout.total, &e);
+        s.entropy_sampled = 1;
+        s.entropy = e.h;
+        s.entropy_scaled = e.h_scaled;
+        obs.entropy = r->cfg.scale_aware_entropy ? e.h_scaled : e.h;
+        /* -inf for an all-equal gradient: record the plain value instead of poisoning means */
+        if (!isfinite(obs.entropy)) obs.entropy = e.h;
+    }
+    if (r->cfg.mode == EDGC_MODE_EDGC) {
+        if ((st = edgc_controller_commit(r->ctl, &obs)) != EDGC_OK) return fail(r, st, "commit");
+        edgc_controller_bounds(r->ctl, &s.r_min, &s.r_max);
+    } else {
+        r->step++;
+    }
+    r->total_sent += s.bytes_sent;
+    r->total_dense += s.bytes_dense;
+    s.total_sent = r->total_sent;
+    s.total_dense = r->total_dense;
+    if (r->log != NULL) {
+        char line[512];
+        if (edgc_stats_json(&s, line, sizeof line) == EDGC_OK) fputs(line, r->log);
+    }
+    if (stats != NULL) *stats = s;
+    return EDGC_OK;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+static const char* mode_name(edgc_mode m)
+{
+    return m == EDGC_MODE_DENSE ? "dense" : m == EDGC_MODE_POWERSGD ? "powersgd" : "edgc";
+}
+
+static const char* phase_name(edgc_phase p)
+{
+    return p == EDGC_PHASE_PROFILE ? "profile" : p == EDGC_PHASE_WARMUP ? "warmup" : "compress";
+}
+
+/* JSON has no NaN: null instead. */
+static void json_num(char* out, size_t cap, double v)
+{
+    if (isfinite(v))
+        snprintf(out, cap, "%.6g", v);
+    else
+        snprintf(out, cap, "null");
+}
+
+edgc_status edgc_stats_json(const edgc_step_stats* s, char* buf, size_t cap)
+{
+    EDGC_RETURN_IF(s == NULL || buf == NULL, EDGC_ERR_INVALID_ARG);
+    char sync[32], h[32], hs[32], err[32];
+    json_num(sync, sizeof sync, s->sync_ms);
+    json_num(h, sizeof h, s->entropy_sampled ? s->entropy : NAN);
+    json_num(hs, sizeof hs, s->entropy_sampled ? s->entropy_scaled : NAN);
+    json_num(err, sizeof err, s->compression_error);
+    int n = snprintf(buf, cap,
+                     "{\"step\":%llu,\"mode\":\"%s\",\"phase\":\"%s\",\"rank\":%d,\"r_min\":%d,"
+                     "\"r_max\":%d,\"bytes_sent\":%llu,\"bytes_dense\":%llu,\"sync_ms\":%s,"
+                     "\"entropy\":%s,\"entropy_scaled\":%s,\"compression_error\":%s}\n",
+                     (unsigned long long)s->step, mode_name(s->mode), phase_name(s->phase), s->rank,
+                     s->r_min, s->r_max, (unsigned long long)s->bytes_sent,
+                     (unsigned long long)s->bytes_dense, sync, h, hs, err);
+    if (n < 0 || (size_t)n >= cap) {
+        if (cap > 0) buf[0] = '\0';
+        return EDGC_ERR_BUFFER_SMALL;
+    }
+    return EDGC_OK;
+}
+
+edgc_status edgc_reducer_log_jsonl(edgc_reducer* r, const char* path)
+{
+    EDGC_RETURN_IF(r == NULL, EDGC_ERR_INVALID_ARG);
+    if (r->log != NULL) fclose(r->log);
+    r->log = NULL;
+    if (path == NULL) return EDGC_OK;
+    r->log = fopen(path, "a");
+    if (r->log == NULL) {
+        snprintf(r->err, sizeof r->err, "cannot open log file '%s'", path);
+        return EDGC_ERR_INVALID_ARG;
+    }
+    return EDGC_OK;
+}
+
+const char* edgc_reducer_last_error(const edgc_reducer* r)
+{
+    return r == NULL ? "reducer is NULL" : r->err;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+static void save_payload(const edgc_reducer* r, edgc__writer* w)
+{
+    edgc__put(w, &r->step, sizeof r->step);
+    edgc__put(w, &r->total_sent, sizeof r->total_sent);
+    edgc__put(w, &r->total_dense, sizeof r->total_dense);
+    if (r->ps != NULL) edgc__powersgd_save(r->ps, w);
+    if (r->ctl != NULL) edgc__controller_save(r->ctl, w);
+}
+
+edgc_status edgc_reducer_state_size(const edgc_reducer* r, size_t* bytes)
+{
+    EDGC_RETURN_IF(r == NULL || bytes == NULL, EDGC_ERR_INVALID_ARG);
+    edgc__writer w = {0};
+    save_payload(r, &w);
+    *bytes = BLOB_HEADER + w.len + 8;
+    return EDGC_OK;
+}
+
+edgc_status edgc_reducer_save(const edgc_reducer* r, void* buf, size_t cap, size_t* written)
+{
+    EDGC_RETURN_IF(r == NULL || buf == NULL || written == NULL, EDGC_ERR_INVALID_ARG);
+    *written = 0;
+    size_t need;
+    EDGC_FORWARD(edgc_reducer_state_size(r, &need));
+    EDGC_RETURN_IF(cap < need, EDGC_ERR_BUFFER_SMALL);
+    edgc__writer w = {buf, cap, 0};
+    uint32_t version = BLOB_VERSION, bom = BLOB_BOM;
+    uint64_t payload = need - BLOB_HEADER - 8;
+    edgc__put(&w, BLOB_MAGIC, 8);
+    edgc__put(&w, &version, 4);
+    edgc__put(&w, &bom, 4);
+    edgc__put(&w, &r->hash, 8);
+    edgc__put(&w, &payload, 8);
+    save_payload(r, &w);
+    uint64_t sum = edgc__fnv1a(EDGC__FNV_SEED, buf, w.len);
+    edgc__put(&w, &sum, 8);
+    *written = w.len;
+    return EDGC_OK;
+}
+
+/* Checks the blob's frame; on success *payload_at / *payload_len locate the payload. */
+static edgc_status check_blob(const edgc_reducer* r, const uint8_t* b, size_t len, char* why,
+                              size_t why_len)
+{
+    if (b == NULL || len < BLOB_HEADER + 8) {
+        edgc__msg(why, why_len, "state blob truncated (%zu bytes)", len);
+        return EDGC_ERR_CORRUPT;
+    }
+    uint32_t version, bom;
+    uint64_t hash, payload, sum;
+    memcpy(&version, b + 8, 4);
+    memcpy(&bom, b + 12, 4);
+    memcpy(&hash, b + 16, 8);
+    memcpy(&payload, b + 24, 8);
+    if (memcmp(b, BLOB_MAGIC, 8) != 0 || version != BLOB_VERSION || bom != BLOB_BOM) {
+        edgc__msg(why, why_len, "not an edgc reducer state of version %u on this machine",
+                  BLOB_VERSION);
+        return EDGC_ERR_CORRUPT;
+    }
+    if (payload != len - BLOB_HEADER - 8) {
+        edgc__msg(why, why_len, "state blob length %zu does not match its header", len);
+        return EDGC_ERR_CORRUPT;
+    }
+    memcpy(&sum, b + len - 8, 8);
+    if (sum != edgc__fnv1a(EDGC__FNV_SEED, b, len - 8)) {
+        edgc__msg(why, why_len, "state blob checksum mismatch: corrupted");
+        return EDGC_ERR_CORRUPT;
+    }
+    if (hash != r->hash) {
+        edgc__msg(why, why_len, "state blob was saved with another config or layout");
+        return EDGC_ERR_MISMATCH;
+    }
+    return EDGC_OK;
+}
+
+edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t len)
+{
+    EDGC_RETURN_IF(r == NULL, EDGC_ERR_INVALID_ARG);
+    r->err[0] = '\0';
+    const uint8_t* b = buf;
+    edgc_status st = check_blob(r, b, len, r->err, sizeof r->err);
+    /* Parse into fresh parts; the reducer's own are replaced only if every worker succeeds. */
+    edgc_powersgd* ps = NULL;
+    edgc_controller* ctl = NULL;
+    uint64_t step = 0, sent = 0, dense = 0;
+    if (st == EDGC_OK) st = build_parts(r, &ps, &ctl);
+    if (st == EDGC_OK) {
+        edgc__reader rd = {b + BLOB_HEADER, len - BLOB_HEADER - 8, 0, 0};
+        edgc__get(&rd, &step, sizeof step);
+        edgc__get(&rd, &sent, sizeof sent);
+        edgc__get(&rd, &dense, sizeof dense);
+        if (ps != NULL) st = edgc__powersgd_load(ps, &rd);
+        if (st == EDGC_OK && ctl != NULL) st = edgc__controller_load(ctl, &rd);
+        if (st == EDGC_OK && (rd.bad || rd.at != rd.len)) st = EDGC_ERR_CORRUPT;
+        if (st != EDGC_OK && r->err[0] == '\0')
+            snprintf(r->err, sizeof r->err, "state blob content invalid: %s", edgc_status_str(st));
+    }
+    /* Agree: worst status wins (CORRUPT over MISMATCH over NOMEM), so all fail together. */
+    int32_t v[3] = {st == EDGC_ERR_CORRUPT, st == EDGC_ERR_MISMATCH, st != EDGC_OK};
+    edgc_status ast = agree_max(&r->comm, v, 3);
+    edgc_status agreed = ast != EDGC_OK ? ast
+                         : v[0]         ? EDGC_ERR_CORRUPT
+                         : v[1]         ? EDGC_ERR_MISMATCH
+                         : v[2]         ? (st != EDGC_OK ? st : EDGC_ERR_NOMEM)
+                                        : EDGC_OK;
+    if (agreed != EDGC_OK) {
+        if (st == EDGC_OK)
+            snprintf(r->err, sizeof r->err, "state load failed on another worker: %s",
+                     edgc_status_str(agreed));
+        edgc_powersgd_free(ps);
+        edgc_controller_free(ctl);
+        return agreed;
+    }
+    edgc_powersgd_free(r->ps);
+    edgc_controller_free(r->ctl);
+    r->ps = ps;
+    r->ctl = ctl;
+    r->step = step;
+    r->total_sent = sent;
+    r->total_dense = dense;
+    return EDGC_OK;
+}
+
+/* For backends that create the communicator on the caller's behalf (edgc_reducer_create_mpi). */
+void edgc__reducer_own(edgc_reducer* r, void* owned, void (*owned_free)(void*))
+{
+    r->owned = owned;
+    r->owned_free = owned_free;
+}

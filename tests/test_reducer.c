@@ -1,0 +1,131 @@
+/* test_reducer.c - the reducer over the in-process communicator: argument checks, the stats JSON,
+ * dense mode and agreement on a mismatched config, without MPI. The MPI behaviour is in
+ * test_reducer_mpi.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+
+static const edgc_tensor k_tensors[] = {{0, 8, 6}, {48, 6, 1}};
+static const edgc_layout k_layout = {k_tensors, 2, 54};
+
+static void test_stats_json(void** state)
+{
+    (void)state;
+    edgc_step_stats s = {.step = 7,
+                         .mode = EDGC_MODE_EDGC,
+                         .phase = EDGC_PHASE_COMPRESS,
+                         .rank = 8,
+                         .r_min = 2,
+                         .r_max = 8,
+                         .bytes_sent = 100,
+                         .bytes_dense = 400,
+                         .sync_ms = 1.5,
+                         .entropy_sampled = 1,
+                         .entropy = 3.25,
+                         .entropy_scaled = -4.0,
+                         .compression_error = NAN};
+    char buf[512];
+    assert_int_equal(edgc_stats_json(&s, buf, sizeof buf), EDGC_OK);
+    assert_string_equal(buf, "{\"step\":7,\"mode\":\"edgc\",\"phase\":\"compress\",\"rank\":8,"
+                             "\"r_min\":2,\"r_max\":8,\"bytes_sent\":100,\"bytes_dense\":400,"
+                             "\"sync_ms\":1.5,\"entropy\":3.25,\"entropy_scaled\":-4,"
+                             "\"compression_error\":null}\n");
+    s.entropy_sampled = 0; /* an unsampled step carries no entropy */
+    assert_int_equal(edgc_stats_json(&s, buf, sizeof buf), EDGC_OK);
+    assert_non_null(strstr(buf, "\"entropy\":null,\"entropy_scaled\":null"));
+    char tiny[16];
+    assert_int_equal(edgc_stats_json(&s, tiny, sizeof tiny), EDGC_ERR_BUFFER_SMALL);
+    assert_string_equal(tiny, "");
+    assert_int_equal(edgc_stats_json(NULL, buf, sizeof buf), EDGC_ERR_INVALID_ARG);
+}
+
+enum { W = 3 };
+
+typedef struct job {
+    edgc_config cfg;
+    float grad[54];
+    edgc_status create, step;
+} job;
+
+static void worker(void* arg, const edgc_comm* comm)
+{
+    job* j = arg;
+    edgc_reducer* r = NULL;
+    j->create = edgc_reducer_create(&j->cfg, &k_layout, comm, &r);
+    if (j->create == EDGC_OK) j->step = edgc_reducer_step(r, j->grad, NULL);
+    edgc_reducer_free(r);
+}
+
+static void test_dense_over_inproc(void** state)
+{
+    (void)state;
+    job jobs[W];
+    for (int w = 0; w < W; w++) {
+        jobs[w].cfg = edgc_config_default();
+        jobs[w].cfg.mode = EDGC_MODE_DENSE;
+        for (int i = 0; i < 54; i++) jobs[w].grad[i] = (float)(w * 100 + i);
+    }
+    assert_int_equal(run_workers(W, worker, jobs, sizeof jobs[0]), 0);
+    for (int w = 0; w < W; w++) {
+        assert_int_equal(jobs[w].create, EDGC_OK);
+        assert_int_equal(jobs[w].step, EDGC_OK);
+        for (int i = 0; i < 54; i++) assert_true(jobs[w].grad[i] == (float)(100 + i));
+    }
+}
+
+static void test_one_invalid_config_fails_everywhere(void** state)
+{
+    (void)state;
+    job jobs[W];
+    for (int w = 0; w < W; w++) {
+        jobs[w].cfg = edgc_config_default();
+        jobs[w].cfg.mode = EDGC_MODE_POWERSGD;
+    }
+    jobs[2].cfg.bins = 1;
+    assert_int_equal(run_workers(W, worker, jobs, sizeof jobs[0]), 0);
+    assert_int_equal(jobs[0].create, EDGC_ERR_MISMATCH);
+    assert_int_equal(jobs[1].create, EDGC_ERR_MISMATCH);
+    assert_int_equal(jobs[2].create, EDGC_ERR_CONFIG);
+}
+
+static void test_bad_arguments(void** state)
+{
+    (void)state;
+    edgc_inproc* g;
+    assert_int_equal(edgc_inproc_create(1, &g), EDGC_OK);
+    edgc_comm c;
+    edgc_inproc_comm(g, 0, &c);
+    edgc_config cfg = edgc_config_default();
+    cfg.total_steps = 10;
+    edgc_reducer* r = (edgc_reducer*)1;
+    assert_int_equal(edgc_reducer_create(&cfg, &k_layout, NULL, &r), EDGC_ERR_INVALID_ARG);
+    assert_null(r);
+    edgc_comm broken = c;
+    broken.allreduce_max_i32 = NULL;
+    assert_int_equal(edgc_reducer_create(&cfg, &k_layout, &broken, &r), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_reducer_create(&cfg, &k_layout, &c, &r), EDGC_OK);
+    assert_int_equal(edgc_reducer_step(r, NULL, NULL), EDGC_ERR_INVALID_ARG);
+    size_t n;
+    assert_int_equal(edgc_reducer_state_size(NULL, &n), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_reducer_save(r, NULL, 10, &n), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_reducer_load(NULL, "x", 1), EDGC_ERR_INVALID_ARG);
+    assert_string_equal(edgc_reducer_last_error(NULL), "reducer is NULL");
+    edgc_reducer_free(r);
+    edgc_reducer_free(NULL);
+    edgc_inproc_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stats_json),
+        cmocka_unit_test(test_dense_over_inproc),
+        cmocka_unit_test(test_one_invalid_config_fails_everywhere),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,436 @@
+/*
+ * test_reducer_mpi.c - the reducer over real MPI, run by ctest under mpiexec with 1, 2 and 4
+ * ranks. cmocka is not used here: a failed assertion that skips the rest of a test on one rank
+ * would leave the others waiting in a collective. Checks record failures and carry on, so every
+ * rank always makes the same sequence of collective calls; the totals are reduced at the end.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "edgc_mpi.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int g_rank, g_size, g_checks, g_failed;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        g_checks++;                                                                                \
+        if (!(cond)) {                                                                             \
+            g_failed++;                                                                            \
+            fprintf(stderr, "[rank %d] %s:%d: CHECK(%s) failed\n", g_rank, __FILE__, __LINE__,     \
+                    #cond);                                                                        \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_ST(expr, want)                                                                       \
+    do {                                                                                           \
+        edgc_status got_ = (expr);                                                                 \
+        g_checks++;                                                                                \
+        if (got_ != (want)) {                                                                      \
+            g_failed++;                                                                            \
+            fprintf(stderr, "[rank %d] %s:%d: %s = %s, want %s\n", g_rank, __FILE__, __LINE__,    \
+                    #expr, edgc_status_name(got_), edgc_status_name(want));                        \
+        }                                                                                          \
+    } while (0)
+
+/* Two matrices, biases, a LayerNorm-like pair. */
+static const edgc_tensor k_tensors[] = {
+    {0, 40, 24}, {960, 24, 1}, {984, 24, 56}, {2328, 56, 1}, {2384, 16, 1},
+};
+enum { TOTAL = 2400, DENSE = 24 + 56 + 16, CAP = 24 };
+static const edgc_layout k_layout = {k_tensors, 5, TOTAL};
+
+/* Worker `rank`'s gradient at `step`: a smooth low-rank-ish part plus a per-worker wiggle. */
+static void gradient(int rank, int step, float* g)
+{
+    for (int i = 0; i < TOTAL; i++) {
+        int row = i / 24, col = i % 24;
+        g[i] = 0.01f * (float)(sin(0.3 * row + 0.05 * step) * cos(0.2 * col - 0.1 * step) +
+                               0.3 * sin(1.7 * i + 2.1 * rank + 0.37 * step));
+    }
+}
+
+static uint64_t fnv(const void* p, size_t n)
+{
+    const unsigned char* b = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* 1 on every rank iff `x` is the same on every rank. */
+static int same_everywhere(uint64_t x)
+{
+    uint64_t lo = x, hi = x;
+    MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    return lo == hi;
+}
+
+static edgc_config config(edgc_mode mode)
+{
+    edgc_config c = edgc_config_default();
+    c.mode = mode;
+    c.rank = 4;
+    c.total_steps = 60;
+    c.warmup_fraction = 0.2;
+    c.window = 10;
+    c.alpha = 0.5;
+    c.r_max = 12;
+    return c;
+}
+
+static edgc_reducer* make(const edgc_config* c)
+{
+    edgc_reducer* r = NULL;
+    CHECK_ST(edgc_reducer_create_mpi(MPI_COMM_WORLD, c, &k_layout, &r), EDGC_OK);
+    return r;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+static void test_dense_is_exact_average(void)
+{
+    edgc_config c = config(EDGC_MODE_DENSE);
+    edgc_reducer* r = make(&c);
+    float g[TOTAL], other[TOTAL];
+    double want[TOTAL] = {0};
+    for (int w = 0; w < g_size; w++) {
+        gradient(w, 3, other);
+        for (int i = 0; i < TOTAL; i++) want[i] += other[i] / (double)g_size;
+    }
+    gradient(g_rank, 3, g);
+    edgc_step_stats s;
+    CHECK_ST(edgc_reducer_step(r, g, &s), EDGC_OK);
+    double worst = 0;
+    for (int i = 0; i < TOTAL; i++) worst = fmax(worst, fabs(g[i] - want[i]));
+    CHECK(worst < 1e-8);
+    CHECK(same_everywhere(fnv(g, sizeof g)));
+    CHECK(s.bytes_sent == TOTAL * 4 && s.bytes_dense == TOTAL * 4 && s.rank == 0);
+    edgc_reducer_free(r);
+}
+
+static void test_full_rank_powersgd_equals_dense(void)
+{
+    edgc_config cd = config(EDGC_MODE_DENSE), cp = config(EDGC_MODE_POWERSGD);
+    cp.rank = CAP;
+    edgc_reducer* rd = make(&cd);
+    edgc_reducer* rp = make(&cp);
+    for (int step = 0; step < 3; step++) {
+        float gd[TOTAL], gp[TOTAL];
+        gradient(g_rank, step, gd);
+        memcpy(gp, gd, sizeof gd);
+        CHECK_ST(edgc_reducer_step(rd, gd, NULL), EDGC_OK);
+        CHECK_ST(edgc_reducer_step(rp, gp, NULL), EDGC_OK);
+        double d = 0, n = 0;
+        for (int i = 0; i < TOTAL; i++) {
+            d += (gp[i] - gd[i]) * (double)(gp[i] - gd[i]);
+            n += gd[i] * (double)gd[i];
+        }
+        CHECK(sqrt(d / n) < 1e-5);
+        CHECK(same_everywhere(fnv(gp, sizeof gp)));
+    }
+    edgc_reducer_free(rd);
+    edgc_reducer_free(rp);
+}
+
+static void test_powersgd_bytes_and_identity(void)
+{
+    edgc_config c = config(EDGC_MODE_POWERSGD);
+    c.rank = 3;
+    edgc_reducer* r = make(&c);
+    edgc_step_stats s = {0};
+    for (int step = 0; step < 5; step++) {
+        float g[TOTAL];
+        gradient(g_rank, step, g);
+        CHECK_ST(edgc_reducer_step(r, g, &s), EDGC_OK);
+        CHECK(same_everywhere(fnv(g, sizeof g)));
+        CHECK(s.bytes_sent == 4u * (3 * (40 + 24) + 3 * (24 + 56) + DENSE));
+        CHECK(s.bytes_dense == 4u * TOTAL);
+        CHECK(s.rank == 3);
+        CHECK(isfinite(s.compression_error) && s.compression_error > 0 &&
+              s.compression_error < 1);
+    }
+    CHECK(s.total_sent == 5 * s.bytes_sent && s.total_dense == 5 * s.bytes_dense);
+    edgc_reducer_free(r);
+}
+
+static void test_edgc_lifecycle(void)
+{
+    edgc_config c = config(EDGC_MODE_EDGC);
+    edgc_reducer* r = make(&c);
+    int prev_rank = -1;
+    for (int step = 0; step < 60; step++) {
+        float g[TOTAL];
+        gradient(g_rank, step, g);
+        edgc_step_stats s;
+        CHECK_ST(edgc_reducer_step(r, g, &s), EDGC_OK);
+        CHECK(s.step == (uint64_t)step);
+        if (step < 12) {
+            CHECK(s.phase == EDGC_PHASE_WARMUP && s.rank == 0);
+        } else {
+            CHECK(s.phase == EDGC_PHASE_COMPRESS);
+            CHECK(s.rank >= 3 && s.rank <= 12);
+            if (step == 12) CHECK(s.rank == 12);
+            if (step > 12 && s.rank != prev_rank) CHECK(step % 10 == 0);
+        }
+        CHECK(s.entropy_sampled == (step % 2 == 0));
+        if (s.entropy_sampled) CHECK(isfinite(s.entropy) && s.entropy > 0);
+        CHECK(same_everywhere((uint64_t)s.rank));
+        CHECK(same_everywhere(fnv(g, sizeof g)));
+        prev_rank = s.rank;
+    }
+    edgc_reducer_free(r);
+}
+
+static void test_edgc_profiling_agrees(void)
+{
+    edgc_config c = config(EDGC_MODE_EDGC);
+    c.r_max = 0;
+    c.profile_start = 1;
+    c.profile_base_steps = 2;
+    c.total_steps = 80;
+    edgc_reducer* r = make(&c);
+    edgc_phase last = EDGC_PHASE_PROFILE;
+    edgc_step_stats s = {0};
+    int profiled = 0;
+    for (int step = 0; step < 80; step++) {
+        float g[TOTAL];
+        gradient(g_rank, step, g);
+        CHECK_ST(edgc_reducer_step(r, g, &s), EDGC_OK);
+        CHECK(s.phase >= last); /* profile -> warm-up -> compress, never back */
+        last = s.phase;
+        profiled += s.phase == EDGC_PHASE_PROFILE && s.rank > 0;
+        CHECK(same_everywhere((uint64_t)s.rank));
+    }
+    CHECK(profiled >= 3);
+    CHECK(s.phase == EDGC_PHASE_COMPRESS);
+    CHECK(s.r_max >= 1 && s.r_max <= CAP);
+    CHECK(same_everywhere((uint64_t)s.r_max));
+    edgc_reducer_free(r);
+}
+
+/* save at step 20 -> load into a fresh reducer -> continue: bit-identical to no interruption. */
+static void check_resume(edgc_mode mode)
+{
+    edgc_config c = config(mode);
+    edgc_reducer* a = make(&c);
+    uint64_t want[40];
+    for (int step = 0; step < 40; step++) {
+        float g[TOTAL];
+        gradient(g_rank, step, g);
+        CHECK_ST(edgc_reducer_step(a, g, NULL), EDGC_OK);
+        want[step] = fnv(g, sizeof g);
+    }
+    edgc_reducer_free(a);
+
+    edgc_reducer* b = make(&c);
+    for (int step = 0; step < 20; step++) {
+        float g[TOTAL];
+        gradient(g_rank, step, g);
+        CHECK_ST(edgc_reducer_step(b, g, NULL), EDGC_OK);
+    }
+    size_t need = 0, wrote = 0;
+    CHECK_ST(edgc_reducer_state_size(b, &need), EDGC_OK);
+    void* blob = malloc(need);
+    CHECK_ST(edgc_reducer_save(b, blob, need - 1, &wrote), EDGC_ERR_BUFFER_SMALL);
+    CHECK(wrote == 0);
+    CHECK_ST(edgc_reducer_save(b, blob, need, &wrote), EDGC_OK);
+    CHECK(wrote == need);
+    edgc_reducer_free(b);
+
+    edgc_reducer* resumed = make(&c);
+    CHECK_ST(edgc_reducer_load(resumed, blob, wrote), EDGC_OK);
+    for (int step = 20; step < 40; step++) {
+        float g[TOTAL];
+        gradient(g_rank, step, g);
+        edgc_step_stats s;
+        CHECK_ST(edgc_reducer_step(resumed, g, &s), EDGC_OK);
+        CHECK(s.step == (uint64_t)step);
+        CHECK(fnv(g, sizeof g) == want[step]);
+    }
+    edgc_reducer_free(resumed);
+    free(blob);
+}
+
+static void test_resume_bit_identical(void)
+{
+    check_resume(EDGC_MODE_POWERSGD);
+    check_resume(EDGC_MODE_EDGC);
+}
+
+static void test_mismatch_on_every_rank(void)
+{
+    if (g_size < 2) return;
+    edgc_reducer* r = NULL;
+    edgc_config c = config(EDGC_MODE_EDGC);
+    if (g_rank == 1) c.window = 20;
+    CHECK_ST(edgc_reducer_create_mpi(MPI_COMM_WORLD, &c, &k_layout, &r), EDGC_ERR_MISMATCH);
+    CHECK(r == NULL);
+
+    c = config(EDGC_MODE_EDGC);
+    if (g_rank == 0) c.beta = 2.0; /* invalid here only: no hang, an error everywhere */
+    CHECK_ST(edgc_reducer_create_mpi(MPI_COMM_WORLD, &c, &k_layout, &r),
+             g_rank == 0 ? EDGC_ERR_CONFIG : EDGC_ERR_MISMATCH);
+
+    c = config(EDGC_MODE_EDGC);
+    edgc_tensor t[5];
+    memcpy(t, k_tensors, sizeof t);
+    edgc_layout other = {t, 5, TOTAL};
+    if (g_rank == g_size - 1) { /* same total, different shapes */
+        t[0].rows = 24;
+        t[0].cols = 40;
+    }
+    CHECK_ST(edgc_reducer_create_mpi(MPI_COMM_WORLD, &c, &other, &r), EDGC_ERR_MISMATCH);
+}
+
+/* A NaN on one worker: every worker gets EDGC_ERR_NONFINITE, nothing changes, and the run then
+ * continues exactly as one that never saw the bad step. */
+static void test_nonfinite_skips_step_everywhere(void)
+{
+    edgc_config c = config(EDGC_MODE_EDGC);
+    c.warmup_fraction = 0.05; /* compress from step 3 on: the EF memory is in play */
+    edgc_reducer* clean = make(&c);
+    edgc_reducer* dirty = make(&c);
+    for (int step = 0; step < 20; step++) {
+        float g[TOTAL], h[TOTAL];
+        gradient(g_rank, step, g);
+        memcpy(h, g, sizeof g);
+        if (step == 8) {
+            float bad[TOTAL], copy[TOTAL];
+            memcpy(bad, g, sizeof g);
+            if (g_rank == g_size - 1) bad[1234] = NAN;
+            memcpy(copy, bad, sizeof bad);
+            CHECK_ST(edgc_reducer_step(dirty, bad, NULL), EDGC_ERR_NONFINITE);
+            CHECK(memcmp(bad, copy, sizeof bad) == 0); /* untouched */
+            CHECK(strstr(edgc_reducer_last_error(dirty), "non-finite") != NULL);
+        }
+        CHECK_ST(edgc_reducer_step(clean, g, NULL), EDGC_OK);
+        CHECK_ST(edgc_reducer_step(dirty, h, NULL), EDGC_OK);
+        CHECK(memcmp(g, h, sizeof g) == 0);
+    }
+    edgc_reducer_free(clean);
+    edgc_reducer_free(dirty);
+}
+
+static void test_bad_blobs_rejected_everywhere(void)
+{
+    edgc_config c = config(EDGC_MODE_EDGC);
+    edgc_reducer* r = make(&c);
+    edgc_reducer* twin = make(&c); /* never loads anything: the reference */
+    for (int step = 0; step < 15; step++) {
+        float g[TOTAL];
+        gradient(g_rank, step, g);
+        CHECK_ST(edgc_reducer_step(r, g, NULL), EDGC_OK);
+        gradient(g_rank, step, g);
+        CHECK_ST(edgc_reducer_step(twin, g, NULL), EDGC_OK);
+    }
+    size_t need = 0, wrote = 0;
+    edgc_reducer_state_size(r, &need);
+    unsigned char* blob = malloc(need);
+    CHECK_ST(edgc_reducer_save(r, blob, need, &wrote), EDGC_OK);
+
+    /* a flipped byte on rank 0 only */
+    if (g_rank == 0) blob[wrote / 2] ^= 0x40;
+    CHECK_ST(edgc_reducer_load(r, blob, wrote), EDGC_ERR_CORRUPT);
+    if (g_rank == 0) blob[wrote / 2] ^= 0x40;
+    /* truncated on the last rank only */
+    CHECK_ST(edgc_reducer_load(r, blob, g_rank == g_size - 1 ? wrote - 9 : wrote),
+             EDGC_ERR_CORRUPT);
+    CHECK_ST(edgc_reducer_load(r, NULL, 0), EDGC_ERR_CORRUPT);
+    /* a blob from another config */
+    edgc_config c2 = config(EDGC_MODE_EDGC);
+    c2.window = 20;
+    edgc_reducer* other = make(&c2);
+    size_t need2 = 0, wrote2 = 0;
+    edgc_reducer_state_size(other, &need2);
+    unsigned char* blob2 = malloc(need2);
+    CHECK_ST(edgc_reducer_save(other, blob2, need2, &wrote2), EDGC_OK);
+    CHECK_ST(edgc_reducer_load(r, blob2, wrote2), EDGC_ERR_MISMATCH);
+    CHECK(strstr(edgc_reducer_last_error(r), "another config") != NULL);
+    edgc_reducer_free(other);
+
+    /* nothing was half-loaded: r still runs exactly like its twin */
+    for (int step = 15; step < 25; step++) {
+        float g[TOTAL], h[TOTAL];
+        gradient(g_rank, step, g);
+        memcpy(h, g, sizeof g);
+        CHECK_ST(edgc_reducer_step(r, g, NULL), EDGC_OK);
+        CHECK_ST(edgc_reducer_step(twin, h, NULL), EDGC_OK);
+        CHECK(memcmp(g, h, sizeof g) == 0);
+    }
+    free(blob);
+    free(blob2);
+    edgc_reducer_free(r);
+    edgc_reducer_free(twin);
+}
+
+static void test_jsonl_log(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/edgc_test_log_%d_%d.jsonl", (int)getpid(), g_rank);
+    remove(path);
+    edgc_config c = config(EDGC_MODE_EDGC);
+    edgc_reducer* r = make(&c);
+    CHECK_ST(edgc_reducer_log_jsonl(r, path), EDGC_OK);
+    for (int step = 0; step < 14; step++) {
+        float g[TOTAL];
+        gradient(g_rank, step, g);
+        CHECK_ST(edgc_reducer_step(r, g, NULL), EDGC_OK);
+    }
+    CHECK_ST(edgc_reducer_log_jsonl(r, NULL), EDGC_OK);
+    FILE* f = fopen(path, "r");
+    CHECK(f != NULL);
+    int lines = 0, compress = 0;
+    char line[512];
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        lines++;
+        CHECK(line[0] == '{' && strstr(line, "}\n") != NULL);
+        compress += strstr(line, "\"phase\":\"compress\",\"rank\":12") != NULL;
+    }
+    if (f != NULL) fclose(f);
+    CHECK(lines == 14);
+    CHECK(compress == 2); /* steps 12 and 13 */
+    CHECK_ST(edgc_reducer_log_jsonl(r, "/nonexistent-dir/x.jsonl"), EDGC_ERR_INVALID_ARG);
+    CHECK(strstr(edgc_reducer_last_error(r), "nonexistent-dir") != NULL);
+    remove(path);
+    edgc_reducer_free(r);
+}
+
+int main(int argc, char** argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    struct {
+        const char* name;
+        void (*fn)(void);
+    } tests[] = {
+        {"dense_is_exact_average", test_dense_is_exact_average},
+        {"full_rank_powersgd_equals_dense", test_full_rank_powersgd_equals_dense},
+        {"powersgd_bytes_and_identity", test_powersgd_bytes_and_identity},
+        {"edgc_lifecycle", test_edgc_lifecycle},
+        {"edgc_profiling_agrees", test_edgc_profiling_agrees},
+        {"resume_bit_identical", test_resume_bit_identical},
+        {"mismatch_on_every_rank", test_mismatch_on_every_rank},
+        {"nonfinite_skips_step_everywhere", test_nonfinite_skips_step_everywhere},
+        {"bad_blobs_rejected_everywhere", test_bad_blobs_rejected_everywhere},
+        {"jsonl_log", test_jsonl_log},
+    };
+    int n_tests = (int)(sizeof tests / sizeof tests[0]), failed_tests = 0;
+    for (int i = 0; i < n_tests; i++) {
+        int before = g_failed;
+        tests[i].fn();
+        int bad = g_failed > before;
+        MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        failed_tests += bad;
+        if (g_rank == 0) printf("%s %s\n", bad ? "FAIL" : "ok  ", tests[i].name);
+    }
+    if (g_rank == 0)
+        printf("test_reducer_mpi on %d ranks: %d passed, %d failed\n", g_size,
+               n_tests - failed_tests, failed_tests);
+    MPI_Finalize();
+    return failed_tests ? 1 : 0;
+}
