@@ -136,7 +136,8 @@ typedef struct edgc_config {
                                 width), a differential-entropy estimate (spec 5.2); default 0 */
     edgc_rank_rule rule;     /* default EDGC_RULE_TREND */
     int rank_step;           /* largest rank change per window, >= 1; default 4 */
-    int r_max;               /* 0: profile it (spec 5.4); else the rank ceiling, >= 1 */
+    int r_max;               /* 0: profile it (spec 5.4; if no rank beats dense, stay dense);
+                                else the rank ceiling, >= 1 */
     int r_min;               /* 0: r_max / 4 (at least 1); else 1 <= r_min <= r_max */
     int profile_start;       /* first profiling step, >= 0; default 10 */
     int profile_base_steps;  /* timed dense steps giving T_base, >= 1; default 2 */
@@ -277,7 +278,9 @@ EDGC_API edgc_status edgc_controller_plan(edgc_controller* ctl, edgc_plan* out);
  *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (a needed value is missing or not finite; nothing is
  *  recorded), EDGC_ERR_STATE (commit without plan). */
 EDGC_API edgc_status edgc_controller_commit(edgc_controller* ctl, const edgc_observation* obs);
-/** Current rank bounds; 0, 0 while r_max is still being profiled. */
+/** Current rank bounds; 0, 0 while r_max is still being profiled, and 0, 0 after profiling when
+ *  even the smallest rank tried was slower than dense: the run then stays dense (rank 0 in the
+ *  compress phase). Set r_max to compress regardless. */
 EDGC_API edgc_status edgc_controller_bounds(const edgc_controller* ctl, int* r_min, int* r_max);
 EDGC_API void edgc_controller_free(edgc_controller* ctl);
 

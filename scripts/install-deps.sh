@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev
-libcmocka-dev bible-kjv bible-kjv-text gnuplot-nox"
+libcmocka-dev bible-kjv bible-kjv-text gnuplot-nox iproute2"
 [ "${EDGC_WITH_TORCH:-0}" = 1 ] && pkgs="$pkgs python3-torch"
 
 # shellcheck disable=SC2086

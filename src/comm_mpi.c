@@ -57,8 +57,8 @@ static edgc_status mpi_iallreduce_sum_f32(void* ctx, float* buf, size_t n, void*
     *request = NULL;
     EDGC_RETURN_IF(m->busy, EDGC_ERR_INVALID_ARG);
     if (n > CHUNK) return mpi_allreduce_sum_f32(ctx, buf, n); /* done already: no request */
-    EDGC_FORWARD(ok(MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, m->comm,
-                                   &m->req)));
+    EDGC_FORWARD(
+        ok(MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, m->comm, &m->req)));
     m->busy = 1;
     *request = &m->req;
     return EDGC_OK;

@@ -38,7 +38,7 @@ struct edgc_controller {
     double* prof_ms;
     size_t n_prof, cap_prof;
 
-    int r_min, r_max;
+    int r_min, r_max;  /* both 0 after profiling when no rank beat dense */
     uint64_t warm_end; /* first step allowed to compress */
     int compressing;
     uint64_t compress_start;
@@ -168,7 +168,7 @@ edgc_status edgc_controller_plan(edgc_controller* c, edgc_plan* out)
         c->compress_start = c->step;
         c->rank_cur = c->r_max; /* spec 6.3: compression starts at r_max */
         if (c->n_hist > 0) c->h_ref = mean_last(c->hist, c->n_hist, c->n_w);
-    } else if (c->compressing && c->step % (uint64_t)c->cfg.window == 0 &&
+    } else if (c->compressing && c->r_max > 0 && c->step % (uint64_t)c->cfg.window == 0 &&
                c->step != c->compress_start) {
         c->rank_cur = decide_rank(c);
     }
@@ -208,10 +208,17 @@ static void record_profile(edgc_controller* c, double ms)
         c->prof_rank *= 2;
         return;
     }
+    c->profiling = 0;
+    if (c->n_prof == 1 && t > t_base) {
+        /* The smallest rank tried is already slower than dense: no rank is "still faster than
+         * uncompressed" (spec 5.4), so compressing would only cost time. Stay dense; a user who
+         * wants compression regardless sets r_max. */
+        c->r_min = c->r_max = 0;
+        return;
+    }
     int r_max = 1;
     edgc_rmax_from_profile(c->prof_ranks, c->prof_ms, c->n_prof, t_base, &r_max);
     set_bounds(c, r_max);
-    c->profiling = 0;
 }
 
 edgc_status edgc_controller_commit(edgc_controller* c, const edgc_observation* obs)

@@ -18,10 +18,10 @@
 #include <string.h>
 #include <time.h>
 
-#define BLOB_MAGIC "EDGCRED1"
+#define BLOB_MAGIC   "EDGCRED1"
 #define BLOB_VERSION 1u
-#define BLOB_BOM 0x01020304u
-#define BLOB_HEADER (8 + 4 + 4 + 8 + 8)
+#define BLOB_BOM     0x01020304u
+#define BLOB_HEADER  (8 + 4 + 4 + 8 + 8)
 
 struct edgc_reducer {
     edgc_config cfg;
@@ -29,7 +29,7 @@ struct edgc_reducer {
     edgc_tensor* tensors; /* copy of the layout's entries */
     edgc_layout layout;
     uint64_t hash;
-    edgc_powersgd* ps;   /* NULL in dense mode */
+    edgc_powersgd* ps;    /* NULL in dense mode */
     edgc_controller* ctl; /* edgc mode only */
     edgc_gds* gds;
     uint64_t step; /* dense / powersgd modes (edgc mode: the controller's) */
@@ -152,10 +152,13 @@ static int has_nonfinite(const float* x, size_t n)
     float acc[8] = {0};
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += x[i + j] * 0.0f;
+        for (int j = 0; j < 8; j++)
+            acc[j] += x[i + j] * 0.0f;
     float s = 0.0f;
-    for (; i < n; i++) s += x[i] * 0.0f;
-    for (int j = 0; j < 8; j++) s += acc[j];
+    for (; i < n; i++)
+        s += x[i] * 0.0f;
+    for (int j = 0; j < 8; j++)
+        s += acc[j];
     return s != s;
 }
 
@@ -165,7 +168,8 @@ static edgc_status dense_average(const edgc_reducer* r, float* grad)
     if (r->comm.size > 1) EDGC_FORWARD(r->comm.allreduce_sum_f32(r->comm.ctx, grad, n));
     const float inv = 1.0f / (float)r->comm.size;
     if (r->comm.size > 1)
-        for (size_t i = 0; i < n; i++) grad[i] *= inv;
+        for (size_t i = 0; i < n; i++)
+            grad[i] *= inv;
     return EDGC_OK;
 }
 

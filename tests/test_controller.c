@@ -195,8 +195,38 @@ static void test_profiling_when_compression_never_pays(void** state)
     drive(ctl, 200, h_flat, ms_never_faster, plans);
     int lo, hi;
     assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-    assert_int_equal(hi, 2); /* the smallest rank tried */
+    assert_int_equal(hi, 0); /* no rank is faster than dense */
+    assert_int_equal(lo, 0);
+    /* so the run stays dense: compress phase, rank 0, no window decisions */
+    for (int t = 0; t < 200; t++) {
+        if (plans[t].phase == EDGC_PHASE_COMPRESS) assert_int_equal(plans[t].rank, 0);
+        if (t > 0) assert_true(plans[t].phase >= plans[t - 1].phase);
+    }
+    assert_int_equal(plans[199].phase, EDGC_PHASE_COMPRESS);
+    edgc_controller_free(ctl);
+}
+
+/* Rank 2 beats dense but rank 4 does not: r_max interpolates between them, below 4. */
+static double ms_small_gain(int rank)
+{
+    return rank == 0 ? 10.0 : (rank == 2 ? 8.0 : 12.0);
+}
+
+static void test_profiling_small_r_max(void** state)
+{
+    (void)state;
+    edgc_config c = short_run();
+    c.r_max = 0;
+    c.profile_start = 0;
+    edgc_controller* ctl = make(c);
+    edgc_plan plans[200];
+    drive(ctl, 200, h_flat, ms_small_gain, plans);
+    int lo, hi;
+    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+    assert_int_equal(hi, 3); /* 2 + 2 * (10 - 8) / (12 - 8) */
     assert_int_equal(lo, 1);
+    assert_int_equal(plans[199].phase, EDGC_PHASE_COMPRESS);
+    assert_true(plans[199].rank >= 1 && plans[199].rank <= 3);
     edgc_controller_free(ctl);
 }
 
@@ -353,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_profiling_finds_r_max),
         cmocka_unit_test(test_profiling_when_compression_never_pays),
         cmocka_unit_test(test_profiling_stops_at_rank_cap),
+        cmocka_unit_test(test_profiling_small_r_max),
         cmocka_unit_test(test_steady_trend_keeps_r_max),
         cmocka_unit_test(test_cqm_rule),
         cmocka_unit_test(test_cqm_rising_entropy_keeps_r_max),

@@ -67,13 +67,15 @@ static void test_dense_over_inproc(void** state)
     for (int w = 0; w < W; w++) {
         jobs[w].cfg = edgc_config_default();
         jobs[w].cfg.mode = EDGC_MODE_DENSE;
-        for (int i = 0; i < 54; i++) jobs[w].grad[i] = (float)(w * 100 + i);
+        for (int i = 0; i < 54; i++)
+            jobs[w].grad[i] = (float)(w * 100 + i);
     }
     assert_int_equal(run_workers(W, worker, jobs, sizeof jobs[0]), 0);
     for (int w = 0; w < W; w++) {
         assert_int_equal(jobs[w].create, EDGC_OK);
         assert_int_equal(jobs[w].step, EDGC_OK);
-        for (int i = 0; i < 54; i++) assert_true(jobs[w].grad[i] == (float)(100 + i));
+        for (int i = 0; i < 54; i++)
+            assert_true(jobs[w].grad[i] == (float)(100 + i));
     }
 }
 

@@ -31,7 +31,7 @@ static int g_rank, g_size, g_checks, g_failed;
         g_checks++;                                                                                \
         if (got_ != (want)) {                                                                      \
             g_failed++;                                                                            \
-            fprintf(stderr, "[rank %d] %s:%d: %s = %s, want %s\n", g_rank, __FILE__, __LINE__,    \
+            fprintf(stderr, "[rank %d] %s:%d: %s = %s, want %s\n", g_rank, __FILE__, __LINE__,     \
                     #expr, edgc_status_name(got_), edgc_status_name(want));                        \
         }                                                                                          \
     } while (0)
@@ -57,7 +57,8 @@ static uint64_t fnv(const void* p, size_t n)
 {
     const unsigned char* b = p;
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
     return h;
 }
 
@@ -99,13 +100,15 @@ static void test_dense_is_exact_average(void)
     double want[TOTAL] = {0};
     for (int w = 0; w < g_size; w++) {
         gradient(w, 3, other);
-        for (int i = 0; i < TOTAL; i++) want[i] += other[i] / (double)g_size;
+        for (int i = 0; i < TOTAL; i++)
+            want[i] += other[i] / (double)g_size;
     }
     gradient(g_rank, 3, g);
     edgc_step_stats s;
     CHECK_ST(edgc_reducer_step(r, g, &s), EDGC_OK);
     double worst = 0;
-    for (int i = 0; i < TOTAL; i++) worst = fmax(worst, fabs(g[i] - want[i]));
+    for (int i = 0; i < TOTAL; i++)
+        worst = fmax(worst, fabs(g[i] - want[i]));
     CHECK(worst < 1e-8);
     CHECK(same_everywhere(fnv(g, sizeof g)));
     CHECK(s.bytes_sent == TOTAL * 4 && s.bytes_dense == TOTAL * 4 && s.rank == 0);
@@ -150,8 +153,7 @@ static void test_powersgd_bytes_and_identity(void)
         CHECK(s.bytes_sent == 4u * (3 * (40 + 24) + 3 * (24 + 56) + DENSE));
         CHECK(s.bytes_dense == 4u * TOTAL);
         CHECK(s.rank == 3);
-        CHECK(isfinite(s.compression_error) && s.compression_error > 0 &&
-              s.compression_error < 1);
+        CHECK(isfinite(s.compression_error) && s.compression_error > 0 && s.compression_error < 1);
     }
     CHECK(s.total_sent == 5 * s.bytes_sent && s.total_dense == 5 * s.bytes_dense);
     edgc_reducer_free(r);
@@ -207,7 +209,11 @@ static void test_edgc_profiling_agrees(void)
     }
     CHECK(profiled >= 3);
     CHECK(s.phase == EDGC_PHASE_COMPRESS);
-    CHECK(s.r_max >= 1 && s.r_max <= CAP);
+    /* r_max depends on this machine's timings; 0 means no rank beat dense and the run stays
+     * dense. Either way every rank must hold the same value. */
+    CHECK(s.r_max >= 0 && s.r_max <= CAP);
+    if (s.r_max == 0) CHECK(s.rank == 0);
+    if (s.r_max > 0) CHECK(s.rank >= s.r_min && s.rank <= s.r_max);
     CHECK(same_everywhere((uint64_t)s.r_max));
     edgc_reducer_free(r);
 }
