@@ -1,8 +1,9 @@
 # Thin driver over CMake. The README's two commands:
-#   make run    - the main job (for now: the core benchmark)
+#   make run    - the main job: train a small GPT-2 on the King James Bible with 2 MPI ranks and
+#                 EDGC, and print what the compression saved
 #   make test   - install missing packages, build with -Werror, run the tests, then again
 #                 under AddressSanitizer + UBSan
-# Other targets: build, bench, valgrind, format, format-check, install, clean.
+# Other targets: build, data, bench, valgrind, format, format-check, install, clean.
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -17,7 +18,12 @@ export OMPI_ALLOW_RUN_AS_ROOT = 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = 1
 export OMPI_MCA_rmaps_base_oversubscribe = 1
 
-.PHONY: all deps build run test test-asan bench valgrind format format-check install clean
+.PHONY: all deps build data run test test-asan bench valgrind format format-check install clean
+
+# make run's settings; override on the command line, e.g. make run STEPS=2000 NP=4
+NP        ?= 2
+STEPS     ?= 600
+RUN_FLAGS ?= --preset tiny --steps $(STEPS) --compress edgc --rmax 16 --window 50 --eval-every 100
 
 all: build
 
@@ -41,7 +47,17 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	    ctest --output-on-failure --timeout 600
 
-run: bench
+data: data/kjv.txt
+
+# The default corpus: the King James Bible from Debian's bible-kjv, verse references stripped.
+data/kjv.txt: | deps
+	mkdir -p data
+	bible -f Gen1:1-Rev22:21 | sed 's/^[^ ]* //' > $@.tmp && mv $@.tmp $@
+
+run: build data/kjv.txt
+	mkdir -p out
+	mpirun -np $(NP) build/apps/edgc-train/edgc-train $(RUN_FLAGS) --data data/kjv.txt \
+	    --log out/run.jsonl --out out/run
 
 bench: build
 	bash scripts/bench.sh $(BUILD)

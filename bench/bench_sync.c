@@ -51,11 +51,11 @@ static void fill(float* g, size_t n, int rank, int step)
 }
 
 typedef struct result {
-    double ms;        /* mean over timed steps, slowest rank */
-    double bytes;     /* mean bytes sent per step, this rank */
-    double dense;     /* dense-equivalent bytes per step */
-    int r_max;        /* edgc: profiled ceiling */
-    double comp_ms;   /* edgc: mean over compressed steps */
+    double ms;      /* mean over timed steps, slowest rank */
+    double bytes;   /* mean bytes sent per step, this rank */
+    double dense;   /* dense-equivalent bytes per step */
+    int r_max;      /* edgc: profiled ceiling */
+    double comp_ms; /* edgc: mean over compressed steps */
 } result;
 
 static void usage(FILE* f)
@@ -83,8 +83,7 @@ static int parse_int(const char* flag, const char* s, int lo, int hi, int* out)
     return 1;
 }
 
-static int run_mode(const char* mode, const model* md, int steps, int warmup, float* g,
-                    result* res)
+static int run_mode(const char* mode, const model* md, int steps, int warmup, float* g, result* res)
 {
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -206,7 +205,7 @@ int main(int argc, char** argv)
     char* list = strdup(modes);
     double dense_ms = NAN, dense_bytes = NAN;
     int status = 0;
-    for (char* save = NULL, *m = strtok_r(list, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *m = strtok_r(list, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
         result r = {0};
         if (!run_mode(m, &md, steps, warmup, g, &r)) {
             status = 1;
@@ -221,8 +220,7 @@ int main(int argc, char** argv)
             if (!strcmp(m, "edgc"))
                 snprintf(extra, sizeof extra, " (profiled r_max = %d)", r.r_max);
             printf("| %s | %s | %zu | %s%s | %.1f | %.2f | %.3f | %.3f |\n", label, layout_name,
-                   md.total, m, extra, r.ms, r.bytes / 1e6, r.ms / dense_ms,
-                   r.bytes / dense_bytes);
+                   md.total, m, extra, r.ms, r.bytes / 1e6, r.ms / dense_ms, r.bytes / dense_bytes);
             fflush(stdout);
         }
     }

@@ -145,7 +145,9 @@ typedef struct edgc_config {
     int error_feedback;      /* 1: keep e = M - G_hat between steps; default 1 */
     int orthonormalize_q;    /* 1: re-orthonormalise the warm-started Q each step; default 1 */
     float orth_eps;          /* Gram-Schmidt: a column whose residual is <= orth_eps times its
-                                norm is dependent and dropped (zeroed), >= 0; default 1e-8 */
+                                norm is numerically dependent and is replaced by a fresh
+                                orthogonal direction; >= 0; default 1e-5 (float32 leaves about
+                                1e-7 of rounding noise) */
     uint64_t seed;           /* shared seed for Q; must be equal on all workers; default 714 */
     int check_finite;        /* reducer: reject a step whose local gradient has a NaN/Inf on any
                                 worker (costs one read pass); default 1 */

@@ -73,9 +73,10 @@ void edgc__rng_gaussian(edgc__rng* rng, float* out, size_t n);
 /* ---------------------------------------------------------------------------------------------
  * Dense linear algebra helpers (linalg.c)
  */
-/* Gram-Schmidt (with re-orthogonalisation) on the k rows (each of length len, contiguous) of a: after it, the rows
- * are orthonormal or zero: a row whose residual is at most eps times its original norm (numerically
- * dependent on the earlier rows) is set to zero. */
+/* Gram-Schmidt with re-orthogonalisation on the k rows (each of length len, contiguous) of a:
+ * after it the rows are orthonormal (k <= len). A row whose residual is at most eps times its
+ * original norm is numerically dependent on the earlier rows and is replaced by a coordinate
+ * direction orthogonal to them (deterministically). */
 void edgc__orthonormalize_rows(float* a, size_t k, size_t len, float eps);
 
 /* ---------------------------------------------------------------------------------------------

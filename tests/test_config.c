@@ -31,7 +31,7 @@ static void test_defaults_are_the_spec(void** state)
     assert_int_equal(c.rule, EDGC_RULE_TREND);
     assert_int_equal(c.r_max, 0); /* profiled */
     assert_int_equal(c.profile_start, 10);
-    assert_true(c.orth_eps == 1e-8f);
+    assert_true(c.orth_eps == 1e-5f);
     c.total_steps = 100;
     char why[128];
     assert_int_equal(edgc_config_check(&c, &k_layout, why, sizeof why), EDGC_OK);

@@ -12,8 +12,12 @@
 #include "testutil.h"
 
 enum { B = 2, T = 5 };
-static const gpt2_config k_cfg = {.max_seq_len = 6, .vocab_size = 13, .padded_vocab_size = 16,
-                                  .num_layers = 2, .num_heads = 2, .channels = 8};
+static const gpt2_config k_cfg = {.max_seq_len = 6,
+                                  .vocab_size = 13,
+                                  .padded_vocab_size = 16,
+                                  .num_layers = 2,
+                                  .num_heads = 2,
+                                  .channels = 8};
 static const int k_in[B * T] = {1, 5, 7, 12, 3, 0, 2, 2, 9, 11};
 static const int k_tg[B * T] = {5, 7, 12, 3, 4, 2, 2, 9, 11, 6};
 
@@ -38,8 +42,8 @@ static double loss_at(gpt2* m)
 }
 
 static const char* k_names[NUM_PARAMETER_TENSORS] = {
-    "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
+    "wte",  "wpe",  "ln1w", "ln1b", "qkvw",    "qkvb",    "attprojw", "attprojb",
+    "ln2w", "ln2b", "fcw",  "fcb",  "fcprojw", "fcprojb", "lnfw",     "lnfb"};
 
 /* For each tensor: the directional derivative along a random unit direction, by the 4-point
  * stencil (8 (f(h/2) - f(-h/2)) - (f(h) - f(-h))) / 6h, against grad . d. The forward pass is
@@ -63,9 +67,11 @@ static void test_gradients_match_finite_differences(void** state)
         float* d = malloc(n * sizeof *d);
         test_gaussian(&r, d, n, 1.0);
         if (k == 0) /* padded wte rows are never used: no direction there */
-            for (size_t i = (size_t)k_cfg.vocab_size * k_cfg.channels; i < n; i++) d[i] = 0.0f;
+            for (size_t i = (size_t)k_cfg.vocab_size * k_cfg.channels; i < n; i++)
+                d[i] = 0.0f;
         double dn = 0.0, gd = 0.0;
-        for (size_t i = 0; i < n; i++) dn += (double)d[i] * d[i];
+        for (size_t i = 0; i < n; i++)
+            dn += (double)d[i] * d[i];
         for (size_t i = 0; i < n; i++) {
             d[i] = (float)(d[i] / sqrt(dn));
             gd += (double)grad[at + i] * d[i];
@@ -76,7 +82,8 @@ static void test_gradients_match_finite_differences(void** state)
         const double h = 1e-2, steps[4] = {0.5, -0.5, 1.0, -1.0};
         double f[4];
         for (int s = 0; s < 4; s++) {
-            for (size_t i = 0; i < n; i++) p[i] = saved[i] + (float)(steps[s] * h) * d[i];
+            for (size_t i = 0; i < n; i++)
+                p[i] = saved[i] + (float)(steps[s] * h) * d[i];
             f[s] = loss_at(&m);
         }
         memcpy(p, saved, n * sizeof *saved);
@@ -163,7 +170,8 @@ static void test_layout_tiles_the_gradient(void** state)
     char why[256];
     assert_int_equal(edgc_config_check(&c, &l, why, sizeof why), EDGC_OK);
     int mats = 0;
-    for (size_t i = 0; i < n; i++) mats += t[i].rows >= 2 && t[i].cols >= 2;
+    for (size_t i = 0; i < n; i++)
+        mats += t[i].rows >= 2 && t[i].cols >= 2;
     assert_int_equal(mats, 2 + 4 * k_cfg.num_layers); /* wte, wpe, 4 per layer */
     assert_int_equal(t[0].rows, 16);
     assert_int_equal(t[0].cols, 8);

@@ -32,8 +32,12 @@ static int teardown(void** state)
     return system(cmd);
 }
 
-static const gpt2_config k_cfg = {.max_seq_len = 8, .vocab_size = 20, .padded_vocab_size = 24,
-                                  .num_layers = 2, .num_heads = 2, .channels = 4};
+static const gpt2_config k_cfg = {.max_seq_len = 8,
+                                  .vocab_size = 20,
+                                  .padded_vocab_size = 24,
+                                  .num_layers = 2,
+                                  .num_heads = 2,
+                                  .channels = 4};
 
 static void path(char* out, const char* name)
 {
@@ -129,8 +133,13 @@ static void test_state_round_trip_and_corruption(void** state)
     test_rng r = {3};
     test_gaussian(&r, a.m_memory, a.num_parameters, 1.0);
     test_gaussian(&r, a.v_memory, a.num_parameters, 1.0);
-    train_state st = {.step = 17, .batch = 4, .seq = 8, .world = 2, .seed = 9,
-                      .params_hash = 0xabcdef, .elapsed_s = 1.5};
+    train_state st = {.step = 17,
+                      .batch = 4,
+                      .seq = 8,
+                      .world = 2,
+                      .seed = 9,
+                      .params_hash = 0xabcdef,
+                      .elapsed_s = 1.5};
     const char blob[] = "reducer-state-bytes";
     char p[256], why[512];
     path(p, "state.bin");
@@ -184,7 +193,8 @@ static void write_shard(const char* p, int ntok, int header_count, int bad_at)
 {
     int32_t h[256] = {20240520, 1, header_count};
     uint16_t* t = malloc((size_t)ntok * 2);
-    for (int i = 0; i < ntok; i++) t[i] = (uint16_t)((7 * i) % 50000);
+    for (int i = 0; i < ntok; i++)
+        t[i] = (uint16_t)((7 * i) % 50000);
     if (bad_at >= 0) t[bad_at] = 60000;
     FILE* f = fopen(p, "wb");
     fwrite(h, 4, 256, f);
@@ -234,7 +244,8 @@ static void test_text_and_split(void** state)
     char p[256], why[512];
     path(p, "text.txt");
     char text[200];
-    for (int i = 0; i < 200; i++) text[i] = (char)('a' + i % 26);
+    for (int i = 0; i < 200; i++)
+        text[i] = (char)('a' + i % 26);
     text[7] = (char)0xE9; /* non-ASCII bytes are tokens too */
     write_bytes(p, text, sizeof text);
     token_data d, tr, va;

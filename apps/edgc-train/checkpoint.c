@@ -10,14 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#define STATE_MAGIC "EDGCTRN1"
+#define STATE_MAGIC   "EDGCTRN1"
 #define STATE_VERSION 1u
 
 uint64_t ckpt_hash(const void* p, size_t n)
 {
     const unsigned char* b = p;
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
     return h;
 }
 
@@ -70,8 +71,8 @@ static int read_header(FILE* f, const char* path, int32_t* h, char* why, size_t 
         return -1;
     }
     if (h[1] != MODEL_VERSION_FP32) {
-        snprintf(why, wl, "'%s': checkpoint version %d; only version 3 (float32) is supported", path,
-                 h[1]);
+        snprintf(why, wl, "'%s': checkpoint version %d; only version 3 (float32) is supported",
+                 path, h[1]);
         return -1;
     }
     return 0;
@@ -130,8 +131,8 @@ int ckpt_load_model(const char* path, gpt2* m, char* why, size_t wl)
         rc = fread(&extra, 1, 1, f) == 0 ? 0 : -2;
     }
     fclose(f);
-    if (rc == -1) snprintf(why, wl, "'%s': truncated (fewer than %zu parameters)", path,
-                           m->num_parameters);
+    if (rc == -1)
+        snprintf(why, wl, "'%s': truncated (fewer than %zu parameters)", path, m->num_parameters);
     if (rc == -2) snprintf(why, wl, "'%s': longer than its header says (corrupted?)", path);
     return rc == 0 ? 0 : -1;
 }
@@ -169,7 +170,8 @@ int ckpt_save_state(const char* path, const train_state* st, const gpt2* m, cons
 #define OUT(p, len)                                                                                \
     do {                                                                                           \
         const unsigned char* b_ = (const unsigned char*)(p);                                       \
-        for (size_t i_ = 0; i_ < (len); i_++) h = (h ^ b_[i_]) * 0x100000001b3ULL;                 \
+        for (size_t i_ = 0; i_ < (len); i_++)                                                      \
+            h = (h ^ b_[i_]) * 0x100000001b3ULL;                                                   \
         af_write(&a, (p), (len));                                                                  \
     } while (0)
     OUT(STATE_MAGIC, 8);

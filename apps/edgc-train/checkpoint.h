@@ -14,7 +14,7 @@
 
 #include "gpt2.h"
 
-#define MODEL_MAGIC 20240326
+#define MODEL_MAGIC        20240326
 #define MODEL_VERSION_FP32 3
 
 /* Reads just the header's model shape. 0 or -1 with a reason. */
@@ -25,9 +25,9 @@ int ckpt_load_model(const char* path, gpt2* m, char* why, size_t wl);
 int ckpt_save_model(const char* path, const gpt2* m, char* why, size_t wl);
 
 typedef struct train_state {
-    int64_t step;        /* next step to run */
-    int64_t batch, seq;  /* B, T the data positions were computed for */
-    int64_t world;       /* number of ranks */
+    int64_t step;       /* next step to run */
+    int64_t batch, seq; /* B, T the data positions were computed for */
+    int64_t world;      /* number of ranks */
     uint64_t seed;
     uint64_t params_hash; /* FNV-1a of the parameters saved alongside */
     double elapsed_s;     /* wall time so far, for the summary */

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #define SHARD_MAGIC 20240520
-#define GPT2_VOCAB 50257
+#define GPT2_VOCAB  50257
 
 static int ends_with(const char* s, const char* suffix)
 {
@@ -60,7 +60,8 @@ int data_load(const char* path, token_data* out, char* why, size_t wl)
             snprintf(why, wl, "out of memory for %zu tokens", len);
             return -1;
         }
-        for (size_t i = 0; i < len; i++) out->tokens[i] = buf[i];
+        for (size_t i = 0; i < len; i++)
+            out->tokens[i] = buf[i];
         out->n = len;
         out->vocab_size = 256;
         free(buf);
@@ -81,8 +82,10 @@ int data_load(const char* path, token_data* out, char* why, size_t wl)
     }
     size_t ntok = (size_t)(uint32_t)header[2];
     if (header[2] < 0 || len != sizeof header + 2 * ntok) {
-        snprintf(why, wl, "'%s': header says %d tokens but the file holds %zu bytes of tokens "
-                 "(truncated or corrupted)", path, header[2], len - sizeof header);
+        snprintf(why, wl,
+                 "'%s': header says %d tokens but the file holds %zu bytes of tokens "
+                 "(truncated or corrupted)",
+                 path, header[2], len - sizeof header);
         free(buf);
         return -1;
     }
@@ -96,8 +99,10 @@ int data_load(const char* path, token_data* out, char* why, size_t wl)
         uint16_t t;
         memcpy(&t, buf + sizeof header + 2 * i, 2);
         if (t >= GPT2_VOCAB) {
-            snprintf(why, wl, "'%s': token %u at position %zu is outside the GPT-2 vocabulary "
-                     "(%d)", path, t, i, GPT2_VOCAB);
+            snprintf(why, wl,
+                     "'%s': token %u at position %zu is outside the GPT-2 vocabulary "
+                     "(%d)",
+                     path, t, i, GPT2_VOCAB);
             free(buf);
             data_free(out);
             return -1;

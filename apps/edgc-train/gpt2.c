@@ -25,7 +25,8 @@ static void encoder_forward(float* out, const int* inp, const float* wte, const 
             float* o = out + ((size_t)b * T + t) * C;
             const float* te = wte + (size_t)inp[b * T + t] * C;
             const float* pe = wpe + (size_t)t * C;
-            for (int i = 0; i < C; i++) o[i] = te[i] + pe[i];
+            for (int i = 0; i < C; i++)
+                o[i] = te[i] + pe[i];
         }
 }
 
@@ -51,13 +52,16 @@ static void layernorm_forward(float* out, float* mean, float* rstd, const float*
     for (size_t bt = 0; bt < (size_t)B * T; bt++) {
         const float* x = inp + bt * C;
         double m = 0.0, v = 0.0;
-        for (int i = 0; i < C; i++) m += x[i];
+        for (int i = 0; i < C; i++)
+            m += x[i];
         m /= C;
-        for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
+        for (int i = 0; i < C; i++)
+            v += (x[i] - m) * (x[i] - m);
         v /= C;
         float s = (float)(1.0 / sqrt(v + 1e-5));
         float* o = out + bt * C;
-        for (int i = 0; i < C; i++) o[i] = ((float)(x[i] - m) * s) * weight[i] + bias[i];
+        for (int i = 0; i < C; i++)
+            o[i] = ((float)(x[i] - m) * s) * weight[i] + bias[i];
         mean[bt] = (float)m;
         rstd[bt] = s;
     }
@@ -99,7 +103,8 @@ static void matmul_forward(float* out, const float* inp, const float* weight, co
                 out, OC);
     if (bias != NULL)
         for (size_t r = 0; r < (size_t)BT; r++)
-            for (int o = 0; o < OC; o++) out[r * OC + o] += bias[o];
+            for (int o = 0; o < OC; o++)
+                out[r * OC + o] += bias[o];
 }
 
 static void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
@@ -111,12 +116,13 @@ static void matmul_backward(float* dinp, float* dweight, float* dbias, const flo
                 dweight, C);
     if (dbias != NULL)
         for (size_t r = 0; r < (size_t)BT; r++)
-            for (int o = 0; o < OC; o++) dbias[o] += dout[r * OC + o];
+            for (int o = 0; o < OC; o++)
+                dbias[o] += dout[r * OC + o];
 }
 
 // causal self-attention; inp (B, T, 3C) holds q, k, v; preatt and att are (B, NH, T, T)
-static void attention_forward(float* out, float* preatt, float* att, const float* inp, int B,
-                              int T, int C, int NH)
+static void attention_forward(float* out, float* preatt, float* att, const float* inp, int B, int T,
+                              int C, int NH)
 {
     const int C3 = 3 * C, hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
@@ -130,7 +136,8 @@ static void attention_forward(float* out, float* preatt, float* att, const float
                 for (int t2 = 0; t2 <= t; t2++) {
                     const float* k = inp + ((size_t)b * T + t2) * C3 + h * hs + C;
                     float dot = 0.0f;
-                    for (int i = 0; i < hs; i++) dot += q[i] * k[i];
+                    for (int i = 0; i < hs; i++)
+                        dot += q[i] * k[i];
                     pre[t2] = dot * scale;
                     maxv = pre[t2] > maxv ? pre[t2] : maxv;
                 }
@@ -139,12 +146,15 @@ static void attention_forward(float* out, float* preatt, float* att, const float
                     a[t2] = expf(pre[t2] - maxv);
                     sum += a[t2];
                 }
-                for (int t2 = 0; t2 < T; t2++) a[t2] = t2 <= t ? a[t2] / sum : 0.0f;
+                for (int t2 = 0; t2 < T; t2++)
+                    a[t2] = t2 <= t ? a[t2] / sum : 0.0f;
                 float* o = out + ((size_t)b * T + t) * C + h * hs;
-                for (int i = 0; i < hs; i++) o[i] = 0.0f;
+                for (int i = 0; i < hs; i++)
+                    o[i] = 0.0f;
                 for (int t2 = 0; t2 <= t; t2++) {
                     const float* v = inp + ((size_t)b * T + t2) * C3 + h * hs + 2 * C;
-                    for (int i = 0; i < hs; i++) o[i] += a[t2] * v[i];
+                    for (int i = 0; i < hs; i++)
+                        o[i] += a[t2] * v[i];
                 }
             }
 }
@@ -174,8 +184,10 @@ static void attention_backward(float* dinp, float* dpreatt, float* datt, const f
                 }
                 // softmax: dpre = a * (da - sum(a * da))
                 float s = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) s += a[t2] * da[t2];
-                for (int t2 = 0; t2 <= t; t2++) dpre[t2] += a[t2] * (da[t2] - s);
+                for (int t2 = 0; t2 <= t; t2++)
+                    s += a[t2] * da[t2];
+                for (int t2 = 0; t2 <= t; t2++)
+                    dpre[t2] += a[t2] * (da[t2] - s);
                 // pre = q . k * scale
                 for (int t2 = 0; t2 <= t; t2++) {
                     const float* k = inp + ((size_t)b * T + t2) * C3 + h * hs + C;
@@ -205,15 +217,16 @@ static void gelu_backward(float* dinp, const float* inp, const float* dout, size
         float x = inp[i];
         float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
         float sech2 = 1.0f - th * th;
-        float local = 0.5f * (1.0f + th) +
-                      0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        float local =
+            0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += local * dout[i];
     }
 }
 
 static void residual_forward(float* out, const float* a, const float* b, size_t N)
 {
-    for (size_t i = 0; i < N; i++) out[i] = a[i] + b[i];
+    for (size_t i = 0; i < N; i++)
+        out[i] = a[i] + b[i];
 }
 
 static void residual_backward(float* da, float* db, const float* dout, size_t N)
@@ -231,15 +244,18 @@ static void softmax_forward(float* probs, const float* logits, int B, int T, int
         const float* l = logits + bt * Vp;
         float* p = probs + bt * Vp;
         float maxv = -INFINITY;
-        for (int i = 0; i < V; i++) maxv = l[i] > maxv ? l[i] : maxv;
+        for (int i = 0; i < V; i++)
+            maxv = l[i] > maxv ? l[i] : maxv;
         double sum = 0.0;
         for (int i = 0; i < V; i++) {
             p[i] = expf(l[i] - maxv);
             sum += p[i];
         }
         float inv = (float)(1.0 / sum);
-        for (int i = 0; i < V; i++) p[i] *= inv;
-        for (int i = V; i < Vp; i++) p[i] = 0.0f;
+        for (int i = 0; i < V; i++)
+            p[i] *= inv;
+        for (int i = V; i < Vp; i++)
+            p[i] = 0.0f;
     }
 }
 
@@ -258,7 +274,8 @@ static void crossentropy_softmax_backward(float* dlogits, const float* probs, co
     for (size_t bt = 0; bt < (size_t)B * T; bt++) {
         float* dl = dlogits + bt * Vp;
         const float* p = probs + bt * Vp;
-        for (int i = 0; i < V; i++) dl[i] += (p[i] - (i == targets[bt] ? 1.0f : 0.0f)) * dloss;
+        for (int i = 0; i < V; i++)
+            dl[i] += (p[i] - (i == targets[bt] ? 1.0f : 0.0f)) * dloss;
     }
 }
 
@@ -269,16 +286,16 @@ static void parameter_sizes(size_t* s, const gpt2_config* c)
 {
     size_t Vp = (size_t)c->padded_vocab_size, C = (size_t)c->channels, L = (size_t)c->num_layers;
     size_t maxT = (size_t)c->max_seq_len;
-    s[0] = Vp * C;        // wte
-    s[1] = maxT * C;      // wpe
-    s[2] = L * C;         // ln1w
-    s[3] = L * C;         // ln1b
-    s[4] = L * 3 * C * C; // qkvw
-    s[5] = L * 3 * C;     // qkvb
-    s[6] = L * C * C;     // attprojw
-    s[7] = L * C;         // attprojb
-    s[8] = L * C;         // ln2w
-    s[9] = L * C;         // ln2b
+    s[0] = Vp * C;         // wte
+    s[1] = maxT * C;       // wpe
+    s[2] = L * C;          // ln1w
+    s[3] = L * C;          // ln1b
+    s[4] = L * 3 * C * C;  // qkvw
+    s[5] = L * 3 * C;      // qkvb
+    s[6] = L * C * C;      // attprojw
+    s[7] = L * C;          // attprojb
+    s[8] = L * C;          // ln2w
+    s[9] = L * C;          // ln2b
     s[10] = L * 4 * C * C; // fcw
     s[11] = L * 4 * C;     // fcb
     s[12] = L * C * 4 * C; // fcprojw
@@ -289,7 +306,7 @@ static void parameter_sizes(size_t* s, const gpt2_config* c)
 
 static void point_parameters(parameter_tensors* p, float* mem, const size_t* sizes)
 {
-    float** ptrs[] = {&p->wte,  &p->wpe,      &p->ln1w,     &p->ln1b, &p->qkvw, &p->qkvb,
+    float** ptrs[] = {&p->wte,      &p->wpe,      &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb,
                       &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw,  &p->fcb,
                       &p->fcprojw,  &p->fcprojb,  &p->lnfw, &p->lnfb};
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
@@ -302,38 +319,38 @@ static void activation_sizes(size_t* s, const gpt2_config* c, int B, int T)
 {
     size_t C = (size_t)c->channels, L = (size_t)c->num_layers, NH = (size_t)c->num_heads;
     size_t Vp = (size_t)c->padded_vocab_size, BT = (size_t)B * T;
-    s[0] = BT * C;              // encoded
-    s[1] = L * BT * C;          // ln1
-    s[2] = L * BT;              // ln1_mean
-    s[3] = L * BT;              // ln1_rstd
-    s[4] = L * BT * 3 * C;      // qkv
-    s[5] = L * BT * C;          // atty
-    s[6] = L * B * NH * T * T;  // preatt
-    s[7] = L * B * NH * T * T;  // att
-    s[8] = L * BT * C;          // attproj
-    s[9] = L * BT * C;          // residual2
-    s[10] = L * BT * C;         // ln2
-    s[11] = L * BT;             // ln2_mean
-    s[12] = L * BT;             // ln2_rstd
-    s[13] = L * BT * 4 * C;     // fch
-    s[14] = L * BT * 4 * C;     // fch_gelu
-    s[15] = L * BT * C;         // fcproj
-    s[16] = L * BT * C;         // residual3
-    s[17] = BT * C;             // lnf
-    s[18] = BT;                 // lnf_mean
-    s[19] = BT;                 // lnf_rstd
-    s[20] = BT * Vp;            // logits
-    s[21] = BT * Vp;            // probs
-    s[22] = BT;                 // losses
+    s[0] = BT * C;             // encoded
+    s[1] = L * BT * C;         // ln1
+    s[2] = L * BT;             // ln1_mean
+    s[3] = L * BT;             // ln1_rstd
+    s[4] = L * BT * 3 * C;     // qkv
+    s[5] = L * BT * C;         // atty
+    s[6] = L * B * NH * T * T; // preatt
+    s[7] = L * B * NH * T * T; // att
+    s[8] = L * BT * C;         // attproj
+    s[9] = L * BT * C;         // residual2
+    s[10] = L * BT * C;        // ln2
+    s[11] = L * BT;            // ln2_mean
+    s[12] = L * BT;            // ln2_rstd
+    s[13] = L * BT * 4 * C;    // fch
+    s[14] = L * BT * 4 * C;    // fch_gelu
+    s[15] = L * BT * C;        // fcproj
+    s[16] = L * BT * C;        // residual3
+    s[17] = BT * C;            // lnf
+    s[18] = BT;                // lnf_mean
+    s[19] = BT;                // lnf_rstd
+    s[20] = BT * Vp;           // logits
+    s[21] = BT * Vp;           // probs
+    s[22] = BT;                // losses
 }
 
 static void point_activations(activation_tensors* a, float* mem, const size_t* sizes)
 {
-    float** ptrs[] = {&a->encoded,  &a->ln1,      &a->ln1_mean,  &a->ln1_rstd, &a->qkv,
-                      &a->atty,     &a->preatt,   &a->att,       &a->attproj,  &a->residual2,
-                      &a->ln2,      &a->ln2_mean, &a->ln2_rstd,  &a->fch,      &a->fch_gelu,
-                      &a->fcproj,   &a->residual3, &a->lnf,      &a->lnf_mean, &a->lnf_rstd,
-                      &a->logits,   &a->probs,    &a->losses};
+    float** ptrs[] = {&a->encoded, &a->ln1,       &a->ln1_mean, &a->ln1_rstd, &a->qkv,
+                      &a->atty,    &a->preatt,    &a->att,      &a->attproj,  &a->residual2,
+                      &a->ln2,     &a->ln2_mean,  &a->ln2_rstd, &a->fch,      &a->fch_gelu,
+                      &a->fcproj,  &a->residual3, &a->lnf,      &a->lnf_mean, &a->lnf_rstd,
+                      &a->logits,  &a->probs,     &a->losses};
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) {
         *ptrs[i] = mem;
         mem += sizes[i];
@@ -347,7 +364,8 @@ int gpt2_config_check(const gpt2_config* c, char* why, size_t why_len)
         snprintf(why, why_len, __VA_ARGS__);                                                       \
         return -1;                                                                                 \
     } while (0)
-    if (c->num_layers < 1 || c->num_layers > 1000) BAD("layers = %d: must be in [1, 1000]", c->num_layers);
+    if (c->num_layers < 1 || c->num_layers > 1000)
+        BAD("layers = %d: must be in [1, 1000]", c->num_layers);
     if (c->channels < 1 || c->channels > 65536) BAD("dim = %d: must be in [1, 65536]", c->channels);
     if (c->num_heads < 1 || c->channels % c->num_heads != 0)
         BAD("heads = %d does not divide dim = %d", c->num_heads, c->channels);
@@ -365,7 +383,8 @@ int gpt2_build(gpt2* m, const gpt2_config* c)
     memset(m, 0, sizeof *m);
     m->config = *c;
     parameter_sizes(m->param_sizes, c);
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) m->num_parameters += m->param_sizes[i];
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++)
+        m->num_parameters += m->param_sizes[i];
     size_t n = m->num_parameters;
     m->params_memory = calloc(n, sizeof(float));
     m->grads_memory = calloc(n, sizeof(float));
@@ -412,8 +431,10 @@ void gpt2_init_weights(gpt2* m, uint64_t seed)
     fill_normal(p->attprojw, m->param_sizes[6], proj_std, &s);
     fill_normal(p->fcw, m->param_sizes[10], 0.02f, &s);
     fill_normal(p->fcprojw, m->param_sizes[12], proj_std, &s);
-    for (size_t i = 0; i < L * C; i++) p->ln1w[i] = p->ln2w[i] = 1.0f;
-    for (size_t i = 0; i < C; i++) p->lnfw[i] = 1.0f;
+    for (size_t i = 0; i < L * C; i++)
+        p->ln1w[i] = p->ln2w[i] = 1.0f;
+    for (size_t i = 0; i < C; i++)
+        p->lnfw[i] = 1.0f;
 }
 
 /* Activations are allocated once, at the first forward. A later forward may use a smaller B or T
@@ -422,7 +443,8 @@ static int ensure_activations(gpt2* m, int B, int T)
 {
     size_t sizes[NUM_ACTIVATION_TENSORS], n = 0;
     activation_sizes(sizes, &m->config, B, T);
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) n += sizes[i];
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++)
+        n += sizes[i];
     if (m->acts_memory == NULL) {
         m->num_activations = n;
         m->acts_memory = calloc(n, sizeof(float));
@@ -447,8 +469,7 @@ static int ensure_activations(gpt2* m, int B, int T)
 
 int gpt2_forward(gpt2* m, const int* inputs, const int* targets, int B, int T)
 {
-    if (B < 1 || T < 1 || T > m->config.max_seq_len || ensure_activations(m, B, T) != 0)
-        return -1;
+    if (B < 1 || T < 1 || T > m->config.max_seq_len || ensure_activations(m, B, T) != 0) return -1;
     const gpt2_config* c = &m->config;
     const int C = c->channels, L = c->num_layers, NH = c->num_heads, V = c->vocab_size;
     const int Vp = c->padded_vocab_size;
@@ -473,13 +494,13 @@ int gpt2_forward(gpt2* m, const int* inputs, const int* targets, int B, int T)
         float* l_fch_gelu = a.fch_gelu + l * BTC * 4;
         float* l_fcproj = a.fcproj + l * BTC;
         float* l_residual3 = a.residual3 + l * BTC;
-        layernorm_forward(l_ln1, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, residual,
-                          p.ln1w + l * C, p.ln1b + l * C, B, T, C);
+        layernorm_forward(l_ln1, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, residual, p.ln1w + l * C,
+                          p.ln1b + l * C, B, T, C);
         matmul_forward(l_qkv, l_ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, B * T, C,
                        3 * C);
         attention_forward(l_atty, l_preatt, l_att, l_qkv, B, T, C, NH);
-        matmul_forward(l_attproj, l_atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C,
-                       B * T, C, C);
+        matmul_forward(l_attproj, l_atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, B * T,
+                       C, C);
         residual_forward(l_residual2, residual, l_attproj, BTC);
         layernorm_forward(l_ln2, a.ln2_mean + l * BT, a.ln2_rstd + l * BT, l_residual2,
                           p.ln2w + l * C, p.ln2b + l * C, B, T, C);
@@ -500,7 +521,8 @@ int gpt2_forward(gpt2* m, const int* inputs, const int* targets, int B, int T)
     }
     crossentropy_forward(a.losses, a.probs, targets, B, T, Vp);
     double sum = 0.0;
-    for (size_t i = 0; i < BT; i++) sum += a.losses[i];
+    for (size_t i = 0; i < BT; i++)
+        sum += a.losses[i];
     m->mean_loss = sum / (double)BT;
     return 0;
 }
@@ -537,8 +559,8 @@ void gpt2_backward(gpt2* m)
                         ga.fcproj + o1, a.fch_gelu + o4, p.fcprojw + (size_t)l * C * 4 * C, B * T,
                         4 * C, C);
         gelu_backward(ga.fch + o4, a.fch + o4, ga.fch_gelu + o4, BTC * 4);
-        matmul_backward(ga.ln2 + o1, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C,
-                        ga.fch + o4, a.ln2 + o1, p.fcw + (size_t)l * 4 * C * C, B * T, C, 4 * C);
+        matmul_backward(ga.ln2 + o1, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C, ga.fch + o4,
+                        a.ln2 + o1, p.fcw + (size_t)l * 4 * C * C, B * T, C, 4 * C);
         layernorm_backward(ga.residual2 + o1, g.ln2w + l * C, g.ln2b + l * C, ga.ln2 + o1,
                            a.residual2 + o1, p.ln2w + l * C, a.ln2_mean + l * BT,
                            a.ln2_rstd + l * BT, B, T, C);
@@ -562,8 +584,21 @@ int gpt2_layout(const gpt2* m, edgc_tensor** out, size_t* n)
     // Per-layer matrices are separate entries: each is compressed as its own low-rank matrix.
     // rows/cols of each parameter tensor, or 0 for a vector that is passed as one entry
     const size_t mat_rows[NUM_PARAMETER_TENSORS] = {(size_t)c->padded_vocab_size,
-                                                    (size_t)c->max_seq_len, 0, 0, 3 * C, 0, C, 0,
-                                                    0, 0, 4 * C, 0, C, 0, 0, 0};
+                                                    (size_t)c->max_seq_len,
+                                                    0,
+                                                    0,
+                                                    3 * C,
+                                                    0,
+                                                    C,
+                                                    0,
+                                                    0,
+                                                    0,
+                                                    4 * C,
+                                                    0,
+                                                    C,
+                                                    0,
+                                                    0,
+                                                    0};
     const int per_layer[NUM_PARAMETER_TENSORS] = {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
     edgc_tensor* t = calloc(NUM_PARAMETER_TENSORS * (L + 1), sizeof *t);
     if (t == NULL) return -1;

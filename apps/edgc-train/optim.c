@@ -19,11 +19,13 @@ float lr_at(int step, int total, int warmup, float lr, lr_schedule schedule)
 double clip_grad_norm(float* grad, size_t n, double max_norm)
 {
     double sum = 0.0;
-    for (size_t i = 0; i < n; i++) sum += (double)grad[i] * grad[i];
+    for (size_t i = 0; i < n; i++)
+        sum += (double)grad[i] * grad[i];
     double norm = sqrt(sum);
     if (max_norm > 0.0 && norm > max_norm) {
         float s = (float)(max_norm / norm);
-        for (size_t i = 0; i < n; i++) grad[i] *= s;
+        for (size_t i = 0; i < n; i++)
+            grad[i] *= s;
     }
     return norm;
 }

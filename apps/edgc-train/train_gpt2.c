@@ -87,50 +87,56 @@ static void check_all(int ok, const char* why)
 
 static void usage(FILE* f)
 {
-    fprintf(f,
-"usage: mpirun -np N edgc-train [options]\n"
-"Trains a GPT-2 data-parallel over MPI; every gradient goes through edgc_reducer.\n"
-"\n"
-"model\n"
-"  --preset NAME        tiny (L4 C128 NH4 T64, default), mini (L6 C256 NH8 T128),\n"
-"                       124m (L12 C768 NH12 T1024), 345m (L24 C1024 NH16 T1024)\n"
-"  --layers L --dim C --heads NH --seq T   override the preset (T is also the position table)\n"
-"  --init FILE          start from an llm.c GPT-2 checkpoint; its header gives the shape\n"
-"data\n"
-"  --data FILE          .txt: bytes (vocab 256); .bin: llm.c shard (GPT-2 vocab 50257)\n"
-"                       default: data/kjv.txt (the King James Bible, made by make run)\n"
-"  --val-data FILE      validation data; default: the last 10%% of --data\n"
-"training\n"
-"  --batch B            sequences per rank per step (default 8)\n"
-"  --steps N            optimizer steps (default 600)\n"
-"  --lr X               peak learning rate (default 1e-3)\n"
-"  --lr-schedule S      constant | cosine (default cosine: to lr/10 at the end)\n"
-"  --warmup N           linear learning-rate warm-up steps (default 20)\n"
-"  --weight-decay X     AdamW decoupled decay on matrices and embeddings (default 0.01)\n"
-"  --grad-clip X        global gradient-norm clip after synchronisation, 0 = off (default 1)\n"
-"  --seed N             initialisation and sampling seed (default 1337)\n"
-"compression\n"
-"  --compress M         dense | powersgd:R | edgc (default edgc)\n"
-"  --rmax R             EDGC rank ceiling; 0 = profile it at start-up (default 0)\n"
-"  --window W           EDGC window: steps between rank decisions (default 1000)\n"
-"  --alpha A --beta B   EDGC entropy sampling rates ISR and GSR (default 0.1, 0.25)\n"
-"  --edgc-warmup F      fraction of the run synchronised dense first (default 0.1)\n"
-"  --rule R             trend | cqm (default trend)\n"
-"output\n"
-"  --eval-every N       validation loss every N steps (default 100; 0 = only at the end)\n"
-"  --eval-batches N     validation batches, from the start of the validation data (default 8)\n"
-"  --print-every N      progress line every N steps (default 10)\n"
-"  --log FILE.jsonl     one JSON object per step\n"
-"  --out DIR            write DIR/model.bin and DIR/state.rankR.bin at the end (and every\n"
-"                       --checkpoint-every N steps)\n"
-"  --resume DIR         continue from DIR's checkpoint exactly where it stopped (same --steps,\n"
-"                       --batch, --seq and number of ranks)\n"
-"  --stop-after N       stop after step N with a checkpoint in --out, as a job time limit\n"
-"                       would; --resume continues it bit-identically\n"
-"  --hash-every N       compare a hash of the weights across ranks every N steps (default 50)\n"
-"  --sample-len N       bytes of text generated at the end (default 200; 0 = none)\n"
-"  --debug-nan-step S   testing aid: put a NaN into rank 0's gradient at step S\n"
-"  -h, --help           this text\n");
+    fprintf(
+        f,
+        "usage: mpirun -np N edgc-train [options]\n"
+        "Trains a GPT-2 data-parallel over MPI; every gradient goes through edgc_reducer.\n"
+        "\n"
+        "model\n"
+        "  --preset NAME        tiny (L4 C128 NH4 T64, default), mini (L6 C256 NH8 T128),\n"
+        "                       124m (L12 C768 NH12 T1024), 345m (L24 C1024 NH16 T1024)\n"
+        "  --layers L --dim C --heads NH --seq T   override the preset (T is also the position "
+        "table)\n"
+        "  --init FILE          start from an llm.c GPT-2 checkpoint; its header gives the shape\n"
+        "data\n"
+        "  --data FILE          .txt: bytes (vocab 256); .bin: llm.c shard (GPT-2 vocab 50257)\n"
+        "                       default: data/kjv.txt (the King James Bible, made by make run)\n"
+        "  --val-data FILE      validation data; default: the last 10%% of --data\n"
+        "training\n"
+        "  --batch B            sequences per rank per step (default 8)\n"
+        "  --steps N            optimizer steps (default 600)\n"
+        "  --lr X               peak learning rate (default 1e-3)\n"
+        "  --lr-schedule S      constant | cosine (default cosine: to lr/10 at the end)\n"
+        "  --warmup N           linear learning-rate warm-up steps (default 20)\n"
+        "  --weight-decay X     AdamW decoupled decay on matrices and embeddings (default 0.01)\n"
+        "  --grad-clip X        global gradient-norm clip after synchronisation, 0 = off (default "
+        "1)\n"
+        "  --seed N             initialisation and sampling seed (default 1337)\n"
+        "compression\n"
+        "  --compress M         dense | powersgd:R | edgc (default edgc)\n"
+        "  --rmax R             EDGC rank ceiling; 0 = profile it at start-up (default 0)\n"
+        "  --window W           EDGC window: steps between rank decisions (default 1000)\n"
+        "  --alpha A --beta B   EDGC entropy sampling rates ISR and GSR (default 0.1, 0.25)\n"
+        "  --edgc-warmup F      fraction of the run synchronised dense first (default 0.1)\n"
+        "  --rule R             trend | cqm (default trend)\n"
+        "output\n"
+        "  --eval-every N       validation loss every N steps (default 100; 0 = only at the end)\n"
+        "  --eval-batches N     validation batches, from the start of the validation data (default "
+        "8)\n"
+        "  --print-every N      progress line every N steps (default 10)\n"
+        "  --log FILE.jsonl     one JSON object per step\n"
+        "  --out DIR            write DIR/model.bin and DIR/state.rankR.bin at the end (and every\n"
+        "                       --checkpoint-every N steps)\n"
+        "  --resume DIR         continue from DIR's checkpoint exactly where it stopped (same "
+        "--steps,\n"
+        "                       --batch, --seq and number of ranks)\n"
+        "  --stop-after N       stop after step N with a checkpoint in --out, as a job time limit\n"
+        "                       would; --resume continues it bit-identically\n"
+        "  --hash-every N       compare a hash of the weights across ranks every N steps (default "
+        "50)\n"
+        "  --sample-len N       bytes of text generated at the end (default 200; 0 = none)\n"
+        "  --debug-nan-step S   testing aid: put a NaN into rank 0's gradient at step S\n"
+        "  -h, --help           this text\n");
 }
 
 static long parse_long(const char* flag, const char* s, long lo, long hi)
@@ -169,85 +175,221 @@ static void parse_compress(options* o, const char* s)
 
 static options parse_options(int argc, char** argv)
 {
-    options o = {.preset = "tiny", .batch = 8, .steps = 600, .warmup = 20, .eval_every = 100,
-                 .eval_batches = 8, .print_every = 10, .hash_every = 50, .sample_len = 200,
-                 .nan_step = -1, .stop_after = 0, .lr = 1e-3f, .weight_decay = 0.01f, .grad_clip = 1.0f,
-                 .schedule = LR_COSINE, .seed = 1337, .data = "data/kjv.txt",
-                 .mode = EDGC_MODE_EDGC, .rank = 4, .window = 1000, .alpha = 0.1, .beta = 0.25,
-                 .edgc_warmup = 0.1, .rule = EDGC_RULE_TREND};
-    enum { O_LAYERS = 256, O_DIM, O_HEADS, O_SEQ, O_INIT, O_DATA, O_VAL, O_BATCH, O_STEPS, O_LR,
-           O_SCHED, O_WARMUP, O_WD, O_CLIP, O_SEED, O_COMPRESS, O_RMAX, O_WINDOW, O_ALPHA, O_BETA,
-           O_EWARM, O_RULE, O_EVAL, O_EVALB, O_PRINT, O_LOG, O_OUT, O_RESUME, O_HASH, O_CKPT,
-           O_SAMPLE, O_NAN, O_PRESET, O_STOP };
-    static const struct option longopts[] = {
-        {"preset", required_argument, 0, O_PRESET}, {"layers", required_argument, 0, O_LAYERS},
-        {"dim", required_argument, 0, O_DIM},       {"heads", required_argument, 0, O_HEADS},
-        {"seq", required_argument, 0, O_SEQ},       {"init", required_argument, 0, O_INIT},
-        {"data", required_argument, 0, O_DATA},     {"val-data", required_argument, 0, O_VAL},
-        {"batch", required_argument, 0, O_BATCH},   {"steps", required_argument, 0, O_STEPS},
-        {"lr", required_argument, 0, O_LR},         {"lr-schedule", required_argument, 0, O_SCHED},
-        {"warmup", required_argument, 0, O_WARMUP}, {"weight-decay", required_argument, 0, O_WD},
-        {"grad-clip", required_argument, 0, O_CLIP}, {"seed", required_argument, 0, O_SEED},
-        {"compress", required_argument, 0, O_COMPRESS}, {"rmax", required_argument, 0, O_RMAX},
-        {"window", required_argument, 0, O_WINDOW}, {"alpha", required_argument, 0, O_ALPHA},
-        {"beta", required_argument, 0, O_BETA},     {"edgc-warmup", required_argument, 0, O_EWARM},
-        {"rule", required_argument, 0, O_RULE},     {"eval-every", required_argument, 0, O_EVAL},
-        {"eval-batches", required_argument, 0, O_EVALB},
-        {"print-every", required_argument, 0, O_PRINT}, {"log", required_argument, 0, O_LOG},
-        {"out", required_argument, 0, O_OUT},       {"resume", required_argument, 0, O_RESUME},
-        {"hash-every", required_argument, 0, O_HASH},
-        {"checkpoint-every", required_argument, 0, O_CKPT},
-        {"sample-len", required_argument, 0, O_SAMPLE},
-        {"debug-nan-step", required_argument, 0, O_NAN},
-        {"stop-after", required_argument, 0, O_STOP}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    options o = {.preset = "tiny",
+                 .batch = 8,
+                 .steps = 600,
+                 .warmup = 20,
+                 .eval_every = 100,
+                 .eval_batches = 8,
+                 .print_every = 10,
+                 .hash_every = 50,
+                 .sample_len = 200,
+                 .nan_step = -1,
+                 .stop_after = 0,
+                 .lr = 1e-3f,
+                 .weight_decay = 0.01f,
+                 .grad_clip = 1.0f,
+                 .schedule = LR_COSINE,
+                 .seed = 1337,
+                 .data = "data/kjv.txt",
+                 .mode = EDGC_MODE_EDGC,
+                 .rank = 4,
+                 .window = 1000,
+                 .alpha = 0.1,
+                 .beta = 0.25,
+                 .edgc_warmup = 0.1,
+                 .rule = EDGC_RULE_TREND};
+    enum {
+        O_LAYERS = 256,
+        O_DIM,
+        O_HEADS,
+        O_SEQ,
+        O_INIT,
+        O_DATA,
+        O_VAL,
+        O_BATCH,
+        O_STEPS,
+        O_LR,
+        O_SCHED,
+        O_WARMUP,
+        O_WD,
+        O_CLIP,
+        O_SEED,
+        O_COMPRESS,
+        O_RMAX,
+        O_WINDOW,
+        O_ALPHA,
+        O_BETA,
+        O_EWARM,
+        O_RULE,
+        O_EVAL,
+        O_EVALB,
+        O_PRINT,
+        O_LOG,
+        O_OUT,
+        O_RESUME,
+        O_HASH,
+        O_CKPT,
+        O_SAMPLE,
+        O_NAN,
+        O_PRESET,
+        O_STOP
+    };
+    static const struct option longopts[] = {{"preset", required_argument, 0, O_PRESET},
+                                             {"layers", required_argument, 0, O_LAYERS},
+                                             {"dim", required_argument, 0, O_DIM},
+                                             {"heads", required_argument, 0, O_HEADS},
+                                             {"seq", required_argument, 0, O_SEQ},
+                                             {"init", required_argument, 0, O_INIT},
+                                             {"data", required_argument, 0, O_DATA},
+                                             {"val-data", required_argument, 0, O_VAL},
+                                             {"batch", required_argument, 0, O_BATCH},
+                                             {"steps", required_argument, 0, O_STEPS},
+                                             {"lr", required_argument, 0, O_LR},
+                                             {"lr-schedule", required_argument, 0, O_SCHED},
+                                             {"warmup", required_argument, 0, O_WARMUP},
+                                             {"weight-decay", required_argument, 0, O_WD},
+                                             {"grad-clip", required_argument, 0, O_CLIP},
+                                             {"seed", required_argument, 0, O_SEED},
+                                             {"compress", required_argument, 0, O_COMPRESS},
+                                             {"rmax", required_argument, 0, O_RMAX},
+                                             {"window", required_argument, 0, O_WINDOW},
+                                             {"alpha", required_argument, 0, O_ALPHA},
+                                             {"beta", required_argument, 0, O_BETA},
+                                             {"edgc-warmup", required_argument, 0, O_EWARM},
+                                             {"rule", required_argument, 0, O_RULE},
+                                             {"eval-every", required_argument, 0, O_EVAL},
+                                             {"eval-batches", required_argument, 0, O_EVALB},
+                                             {"print-every", required_argument, 0, O_PRINT},
+                                             {"log", required_argument, 0, O_LOG},
+                                             {"out", required_argument, 0, O_OUT},
+                                             {"resume", required_argument, 0, O_RESUME},
+                                             {"hash-every", required_argument, 0, O_HASH},
+                                             {"checkpoint-every", required_argument, 0, O_CKPT},
+                                             {"sample-len", required_argument, 0, O_SAMPLE},
+                                             {"debug-nan-step", required_argument, 0, O_NAN},
+                                             {"stop-after", required_argument, 0, O_STOP},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
-        case O_PRESET: o.preset = optarg; break;
-        case O_LAYERS: o.layers = (int)parse_long("--layers", optarg, 1, 1000); break;
-        case O_DIM: o.dim = (int)parse_long("--dim", optarg, 1, 65536); break;
-        case O_HEADS: o.heads = (int)parse_long("--heads", optarg, 1, 65536); break;
-        case O_SEQ: o.seq = (int)parse_long("--seq", optarg, 1, 1 << 20); break;
-        case O_INIT: o.init = optarg; break;
-        case O_DATA: o.data = optarg; break;
-        case O_VAL: o.val_data = optarg; break;
-        case O_BATCH: o.batch = (int)parse_long("--batch", optarg, 1, 1 << 20); break;
-        case O_STEPS: o.steps = (int)parse_long("--steps", optarg, 1, 1 << 30); break;
-        case O_LR: o.lr = (float)parse_double("--lr", optarg, 0.0, 10.0); break;
+        case O_PRESET:
+            o.preset = optarg;
+            break;
+        case O_LAYERS:
+            o.layers = (int)parse_long("--layers", optarg, 1, 1000);
+            break;
+        case O_DIM:
+            o.dim = (int)parse_long("--dim", optarg, 1, 65536);
+            break;
+        case O_HEADS:
+            o.heads = (int)parse_long("--heads", optarg, 1, 65536);
+            break;
+        case O_SEQ:
+            o.seq = (int)parse_long("--seq", optarg, 1, 1 << 20);
+            break;
+        case O_INIT:
+            o.init = optarg;
+            break;
+        case O_DATA:
+            o.data = optarg;
+            break;
+        case O_VAL:
+            o.val_data = optarg;
+            break;
+        case O_BATCH:
+            o.batch = (int)parse_long("--batch", optarg, 1, 1 << 20);
+            break;
+        case O_STEPS:
+            o.steps = (int)parse_long("--steps", optarg, 1, 1 << 30);
+            break;
+        case O_LR:
+            o.lr = (float)parse_double("--lr", optarg, 0.0, 10.0);
+            break;
         case O_SCHED:
-            if (strcmp(optarg, "constant") == 0) o.schedule = LR_CONSTANT;
-            else if (strcmp(optarg, "cosine") == 0) o.schedule = LR_COSINE;
-            else die("--lr-schedule %s: expected constant or cosine", optarg);
+            if (strcmp(optarg, "constant") == 0)
+                o.schedule = LR_CONSTANT;
+            else if (strcmp(optarg, "cosine") == 0)
+                o.schedule = LR_COSINE;
+            else
+                die("--lr-schedule %s: expected constant or cosine", optarg);
             break;
-        case O_WARMUP: o.warmup = (int)parse_long("--warmup", optarg, 0, 1 << 30); break;
-        case O_WD: o.weight_decay = (float)parse_double("--weight-decay", optarg, 0.0, 10.0); break;
-        case O_CLIP: o.grad_clip = (float)parse_double("--grad-clip", optarg, 0.0, 1e9); break;
-        case O_SEED: o.seed = (uint64_t)parse_long("--seed", optarg, 0, 0x7fffffffL); break;
-        case O_COMPRESS: parse_compress(&o, optarg); break;
-        case O_RMAX: o.r_max = (int)parse_long("--rmax", optarg, 0, 65536); break;
-        case O_WINDOW: o.window = (int)parse_long("--window", optarg, 2, 1 << 30); break;
-        case O_ALPHA: o.alpha = parse_double("--alpha", optarg, 1e-9, 1.0); break;
-        case O_BETA: o.beta = parse_double("--beta", optarg, 1e-9, 1.0); break;
-        case O_EWARM: o.edgc_warmup = parse_double("--edgc-warmup", optarg, 0.0, 0.999); break;
+        case O_WARMUP:
+            o.warmup = (int)parse_long("--warmup", optarg, 0, 1 << 30);
+            break;
+        case O_WD:
+            o.weight_decay = (float)parse_double("--weight-decay", optarg, 0.0, 10.0);
+            break;
+        case O_CLIP:
+            o.grad_clip = (float)parse_double("--grad-clip", optarg, 0.0, 1e9);
+            break;
+        case O_SEED:
+            o.seed = (uint64_t)parse_long("--seed", optarg, 0, 0x7fffffffL);
+            break;
+        case O_COMPRESS:
+            parse_compress(&o, optarg);
+            break;
+        case O_RMAX:
+            o.r_max = (int)parse_long("--rmax", optarg, 0, 65536);
+            break;
+        case O_WINDOW:
+            o.window = (int)parse_long("--window", optarg, 2, 1 << 30);
+            break;
+        case O_ALPHA:
+            o.alpha = parse_double("--alpha", optarg, 1e-9, 1.0);
+            break;
+        case O_BETA:
+            o.beta = parse_double("--beta", optarg, 1e-9, 1.0);
+            break;
+        case O_EWARM:
+            o.edgc_warmup = parse_double("--edgc-warmup", optarg, 0.0, 0.999);
+            break;
         case O_RULE:
-            if (strcmp(optarg, "trend") == 0) o.rule = EDGC_RULE_TREND;
-            else if (strcmp(optarg, "cqm") == 0) o.rule = EDGC_RULE_CQM;
-            else die("--rule %s: expected trend or cqm", optarg);
+            if (strcmp(optarg, "trend") == 0)
+                o.rule = EDGC_RULE_TREND;
+            else if (strcmp(optarg, "cqm") == 0)
+                o.rule = EDGC_RULE_CQM;
+            else
+                die("--rule %s: expected trend or cqm", optarg);
             break;
-        case O_EVAL: o.eval_every = (int)parse_long("--eval-every", optarg, 0, 1 << 30); break;
-        case O_EVALB: o.eval_batches = (int)parse_long("--eval-batches", optarg, 1, 1 << 20); break;
-        case O_PRINT: o.print_every = (int)parse_long("--print-every", optarg, 1, 1 << 30); break;
-        case O_LOG: o.log = optarg; break;
-        case O_OUT: o.out = optarg; break;
-        case O_RESUME: o.resume = optarg; break;
-        case O_HASH: o.hash_every = (int)parse_long("--hash-every", optarg, 0, 1 << 30); break;
-        case O_CKPT: o.ckpt_every = (int)parse_long("--checkpoint-every", optarg, 0, 1 << 30); break;
-        case O_SAMPLE: o.sample_len = (int)parse_long("--sample-len", optarg, 0, 1 << 20); break;
-        case O_NAN: o.nan_step = (int)parse_long("--debug-nan-step", optarg, 0, 1 << 30); break;
-        case O_STOP: o.stop_after = (int)parse_long("--stop-after", optarg, 1, 1 << 30); break;
-        case 'h': usage(stdout); exit(0);
+        case O_EVAL:
+            o.eval_every = (int)parse_long("--eval-every", optarg, 0, 1 << 30);
+            break;
+        case O_EVALB:
+            o.eval_batches = (int)parse_long("--eval-batches", optarg, 1, 1 << 20);
+            break;
+        case O_PRINT:
+            o.print_every = (int)parse_long("--print-every", optarg, 1, 1 << 30);
+            break;
+        case O_LOG:
+            o.log = optarg;
+            break;
+        case O_OUT:
+            o.out = optarg;
+            break;
+        case O_RESUME:
+            o.resume = optarg;
+            break;
+        case O_HASH:
+            o.hash_every = (int)parse_long("--hash-every", optarg, 0, 1 << 30);
+            break;
+        case O_CKPT:
+            o.ckpt_every = (int)parse_long("--checkpoint-every", optarg, 0, 1 << 30);
+            break;
+        case O_SAMPLE:
+            o.sample_len = (int)parse_long("--sample-len", optarg, 0, 1 << 20);
+            break;
+        case O_NAN:
+            o.nan_step = (int)parse_long("--debug-nan-step", optarg, 0, 1 << 30);
+            break;
+        case O_STOP:
+            o.stop_after = (int)parse_long("--stop-after", optarg, 1, 1 << 30);
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
         default:
             die("unknown option or missing value: '%s' (see --help)", argv[optind - 1]);
         }
@@ -269,9 +411,13 @@ static gpt2_config model_config(const options* o, int vocab)
             die("--init %s has vocabulary %d but the data has %d", o->init, c.vocab_size, vocab);
         return c;
     }
-    struct { const char* name; int L, C, NH, T; } presets[] = {
-        {"tiny", 4, 128, 4, 64}, {"mini", 6, 256, 8, 128},
-        {"124m", 12, 768, 12, 1024}, {"345m", 24, 1024, 16, 1024}};
+    struct {
+        const char* name;
+        int L, C, NH, T;
+    } presets[] = {{"tiny", 4, 128, 4, 64},
+                   {"mini", 6, 256, 8, 128},
+                   {"124m", 12, 768, 12, 1024},
+                   {"345m", 24, 1024, 16, 1024}};
     int found = -1;
     for (int i = 0; i < 4; i++)
         if (strcmp(o->preset, presets[i].name) == 0) found = i;
@@ -309,7 +455,7 @@ static const char* phase_name(const edgc_step_stats* s)
 {
     if (s->mode == EDGC_MODE_DENSE) return "dense";
     if (s->mode == EDGC_MODE_POWERSGD) return "powersgd";
-    return s->phase == EDGC_PHASE_PROFILE ? "profile"
+    return s->phase == EDGC_PHASE_PROFILE  ? "profile"
            : s->phase == EDGC_PHASE_WARMUP ? "warmup"
                                            : "compress";
 }
@@ -347,8 +493,9 @@ static void save_checkpoint(const options* o, const gpt2* m, edgc_reducer* red, 
 {
     char why[8192] = "", path[4096];
     int ok = mkdir(o->out, 0755) == 0 || errno == EEXIST;
-    if (!ok) snprintf(why, sizeof why, "cannot create --out directory '%s': %s", o->out,
-                      strerror(errno));
+    if (!ok)
+        snprintf(why, sizeof why, "cannot create --out directory '%s': %s", o->out,
+                 strerror(errno));
     size_t need = 0, wrote = 0;
     void* blob = NULL;
     if (ok) {
@@ -357,7 +504,10 @@ static void save_checkpoint(const options* o, const gpt2* m, edgc_reducer* red, 
         ok = blob != NULL && edgc_reducer_save(red, blob, need, &wrote) == EDGC_OK;
         if (!ok) snprintf(why, sizeof why, "cannot serialise the reducer state");
     }
-    train_state st = {.step = next_step, .batch = o->batch, .seq = o->seq, .world = g_world,
+    train_state st = {.step = next_step,
+                      .batch = o->batch,
+                      .seq = o->seq,
+                      .world = g_world,
                       .seed = o->seed,
                       .params_hash = ckpt_hash(m->params_memory, m->num_parameters * 4),
                       .elapsed_s = elapsed};
@@ -529,10 +679,9 @@ int main(int argc, char** argv)
     }
 
     say("edgc-train | %d ranks | model L=%d C=%d NH=%d T=%d V=%d | %.2f M parameters\n", g_world,
-        cfg.num_layers, cfg.channels, cfg.num_heads, T, cfg.vocab_size,
-        model.num_parameters / 1e6);
-    say("data %s: %zu train / %zu val tokens | batch %d x %d per rank | %d steps from %d\n",
-        o.data, train.n, val.n, B, T, o.steps, start);
+        cfg.num_layers, cfg.channels, cfg.num_heads, T, cfg.vocab_size, model.num_parameters / 1e6);
+    say("data %s: %zu train / %zu val tokens | batch %d x %d per rank | %d steps from %d\n", o.data,
+        train.n, val.n, B, T, o.steps, start);
     say("compression: %s", o.mode == EDGC_MODE_DENSE      ? "dense"
                            : o.mode == EDGC_MODE_POWERSGD ? "powersgd"
                                                           : "edgc");
@@ -546,15 +695,15 @@ int main(int argc, char** argv)
     FILE* log = NULL;
     if (o.log != NULL && g_rank == 0) {
         log = fopen(o.log, start > 0 ? "a" : "w");
-        if (log == NULL) fprintf(stderr, "edgc-train: cannot write --log %s: %s\n", o.log,
-                                 strerror(errno));
+        if (log == NULL)
+            fprintf(stderr, "edgc-train: cannot write --log %s: %s\n", o.log, strerror(errno));
     }
     int log_ok = o.log == NULL || g_rank != 0 || log != NULL;
     MPI_Allreduce(MPI_IN_PLACE, &log_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (!log_ok) die("cannot write --log %s", o.log);
 
     adamw_config ac = {0.9f, 0.95f, 1e-8f, o.weight_decay};
-    double t_compute = 0, t_sync = 0, t_opt = 0, t_begin = now_s();
+    double t_fwd = 0, t_bwd = 0, t_sync = 0, t_opt = 0, t_begin = now_s();
     double val_loss = NAN;
     edgc_step_stats s = {0};
     uint64_t sent_total = 0, dense_total = 0;
@@ -564,6 +713,7 @@ int main(int argc, char** argv)
         double t0 = now_s();
         data_batch(&train, (size_t)step * g_world + g_rank, B, T, inputs, targets);
         gpt2_forward(&model, inputs, targets, B, T);
+        double tf = now_s();
         gpt2_zero_grad(&model);
         gpt2_backward(&model);
         if (step == o.nan_step && g_rank == 0) model.grads_memory[0] = NAN;
@@ -573,14 +723,16 @@ int main(int argc, char** argv)
         if (st == EDGC_ERR_NONFINITE) {
             say("step %d: non-finite gradient on some rank; step skipped on all ranks\n", step + 1);
             skipped++;
-            t_compute += t1 - t0;
+            t_fwd += tf - t0;
+            t_bwd += t1 - tf;
             continue;
         }
         if (st != EDGC_OK) die("step %d: %s", step + 1, edgc_reducer_last_error(red));
         double norm = clip_grad_norm(model.grads_memory, model.num_parameters, o.grad_clip);
         adamw_update(&model, lr, &ac, step + 1);
         double t3 = now_s();
-        t_compute += t1 - t0;
+        t_fwd += tf - t0;
+        t_bwd += t1 - tf;
         t_sync += t2 - t1;
         t_opt += t3 - t2;
         sent_total = s.total_sent;
@@ -603,11 +755,11 @@ int main(int argc, char** argv)
             fprintf(log,
                     "{\"step\":%d,\"loss\":%.6g,\"val_loss\":%s,\"lr\":%.6g,\"grad_norm\":%.6g,"
                     "\"rank\":%d,\"phase\":\"%s\",\"entropy\":%s,\"bytes_sent\":%llu,"
-                    "\"bytes_dense\":%llu,\"sync_ms\":%.4g,\"compute_ms\":%.4g,"
-                    "\"optimizer_ms\":%.4g}\n",
+                    "\"bytes_dense\":%llu,\"sync_ms\":%.4g,\"forward_ms\":%.4g,"
+                    "\"backward_ms\":%.4g,\"optimizer_ms\":%.4g}\n",
                     step + 1, loss, vl, lr, norm, s.rank, phase_name(&s), h,
                     (unsigned long long)s.bytes_sent, (unsigned long long)s.bytes_dense,
-                    (t2 - t1) * 1e3, (t1 - t0) * 1e3, (t3 - t2) * 1e3);
+                    (t2 - t1) * 1e3, (tf - t0) * 1e3, (t1 - tf) * 1e3, (t3 - t2) * 1e3);
             fflush(log);
         }
         if ((step + 1) % o.print_every == 0 || last || step == start) {
@@ -634,18 +786,24 @@ int main(int argc, char** argv)
     if (log != NULL) fclose(log);
     if (start >= o.steps) val_loss = evaluate(&model, &val, B, T, o.eval_batches, inputs, targets);
 
-    double busy = t_compute + t_sync + t_opt;
+    double busy = t_fwd + t_bwd + t_sync + t_opt;
+    double tok_s = (o.steps - start) * (double)B * T * g_world / total_s;
+    double gflops = gpt2_flops_per_token(&cfg, T) * tok_s / 1e9;
+    double ratio = sent_total ? (double)dense_total / sent_total : 1.0;
     say("\ndone: %d steps in %.1f s | final val loss %.4f", o.steps - start, total_s, val_loss);
     if (skipped) say(" | %d steps skipped (non-finite gradients)", skipped);
-    say("\nsent %.1f MB vs %.1f MB dense: %.1fx less | time: compute %.1f s (%.0f%%), sync %.1f s "
-        "(%.0f%%), optimizer %.1f s (%.0f%%)\n",
-        sent_total / 1e6, dense_total / 1e6,
-        sent_total ? (double)dense_total / sent_total : 1.0, t_compute,
-        100 * t_compute / busy, t_sync, 100 * t_sync / busy, t_opt, 100 * t_opt / busy);
-    say("throughput: %.0f tokens/s, %.2f GFLOP/s (model flops)\n",
-        (o.steps - start) * (double)B * T * g_world / total_s,
-        gpt2_flops_per_token(&cfg, T) * (o.steps - start) * (double)B * T * g_world / total_s /
-            1e9);
+    say("\nsent %.1f MB vs %.1f MB dense: %.1fx less\n", sent_total / 1e6, dense_total / 1e6,
+        ratio);
+    say("time: forward %.1f s (%.0f%%), backward %.1f s (%.0f%%), sync %.1f s (%.0f%%), "
+        "optimizer %.1f s (%.0f%%)\n",
+        t_fwd, 100 * t_fwd / busy, t_bwd, 100 * t_bwd / busy, t_sync, 100 * t_sync / busy, t_opt,
+        100 * t_opt / busy);
+    say("throughput: %.0f tokens/s, %.2f GFLOP/s (model flops)\n", tok_s, gflops);
+    /* one machine-readable line for scripts */
+    say("summary: steps=%d val_loss=%.5f sent_mb=%.3f dense_mb=%.3f tok_s=%.1f gflops=%.3f "
+        "fwd_pct=%.1f bwd_pct=%.1f sync_pct=%.1f opt_pct=%.1f\n",
+        o.steps - start, val_loss, sent_total / 1e6, dense_total / 1e6, tok_s, gflops,
+        100 * t_fwd / busy, 100 * t_bwd / busy, 100 * t_sync / busy, 100 * t_opt / busy);
     generate(&model, o.sample_len, o.seed);
 
     edgc_reducer_free(red);

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Bad input to edgc-train: each case must print one line starting 'edgc-train:' that names the
+# problem, exit non-zero on every rank, and neither hang (timeout) nor dump core (exit >= 128).
+set -uo pipefail
+train=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OPENBLAS_NUM_THREADS=1
+head -c 20000 /dev/urandom | base64 >"$work/ok.txt"
+echo "too short" >"$work/short.txt"
+small=(--layers 1 --dim 16 --heads 2 --seq 8 --batch 2 --sample-len 0 --print-every 1000)
+failures=0 cases=0
+
+# expect NAME WORDS -- ARGS...: runs under mpirun -np 2
+expect() {
+    local name=$1 words=$2
+    shift 3
+    cases=$((cases + 1))
+    timeout 60 mpirun -np 2 "$train" "$@" >"$work/out" 2>"$work/err"
+    local rc=$?
+    local line
+    line=$(grep '^edgc-train:' "$work/err" | head -1)
+    if [ $rc -eq 0 ] || [ $rc -ge 124 ] || [ -z "$line" ] || ! grep -q -- "$words" <<<"$line"; then
+        echo "FAIL $name: exit $rc, message '$line' (wanted '$words')"
+        sed 's/^/    /' "$work/err" | head -5
+        failures=$((failures + 1))
+    else
+        echo "ok   $name: $line"
+    fi
+}
+
+expect missing-data "cannot open data file" -- --data "$work/nope.txt"
+expect short-data "too short for one batch" -- --data "$work/short.txt" "${small[@]}"
+printf '\x88\xd8\x34\x01\x01\x00\x00\x00\x04\x00\x00\x00' >"$work/bad.bin" # magic 20240520, 4 tokens
+head -c 1012 /dev/zero >>"$work/bad.bin"
+printf '\x01\x00\x02\x00\xff\xff\x03\x00' >>"$work/bad.bin" # token 65535 is not GPT-2
+expect token-range "outside the GPT-2 vocabulary" -- --data "$work/bad.bin" "${small[@]}"
+expect negative-steps "--steps -5" -- --steps -5 --data "$work/ok.txt"
+expect heads-dim "does not divide" -- --dim 30 --heads 4 --data "$work/ok.txt"
+expect bad-compress "--compress zip" -- --compress zip --data "$work/ok.txt"
+expect bad-preset "--preset huge" -- --preset huge --data "$work/ok.txt"
+expect unknown-flag "unknown option" -- --frobnicate --data "$work/ok.txt"
+expect bad-number "--lr abc" -- --lr abc --data "$work/ok.txt"
+# a checkpoint to corrupt and mismatch
+timeout 120 mpirun -np 2 "$train" "${small[@]}" --data "$work/ok.txt" --steps 2 --out "$work/ck" >/dev/null 2>&1 ||
+    { echo "FAIL: could not make a checkpoint"; exit 1; }
+expect resume-other-shape "shape" -- "${small[@]/16/32}" --data "$work/ok.txt" --resume "$work/ck"
+head -c 2000 "$work/ck/model.bin" >"$work/trunc.bin"
+expect init-truncated "truncated" -- --data "$work/ok.txt" --init "$work/trunc.bin" --seq 8 --batch 2
+expect seq-beyond-table "longer than the model's position table" -- --data "$work/ok.txt" --init "$work/ck/model.bin" --seq 64
+cp -r "$work/ck" "$work/ck2"
+printf 'X' | dd of="$work/ck2/state.rank1.bin" bs=1 seek=200 conv=notrunc 2>/dev/null
+expect corrupt-state "checksum" -- "${small[@]}" --data "$work/ok.txt" --steps 4 --resume "$work/ck2"
+expect resume-other-world "ranks" -- "${small[@]}" --data "$work/ok.txt" --steps 4 --resume "$work/ck" --batch 3
+
+# --help works without mpirun and exits 0
+cases=$((cases + 1))
+if "$train" --help | grep -q -- '--compress'; then echo "ok   help"; else echo "FAIL help"; failures=$((failures + 1)); fi
+
+echo "$((cases - failures)) passed, $failures failed"
+[ $failures -eq 0 ]
