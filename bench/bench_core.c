@@ -9,6 +9,7 @@
  * Prints Markdown on stdout (the figures) and progress on stderr. Not run by ctest.
  */
 #define _POSIX_C_SOURCE 200809L
+#include "bench_layout.h"
 #include "edgc.h"
 
 #include <math.h>
@@ -61,34 +62,6 @@ static void fill_gradient(float* g, size_t n, double scale)
         double b = sqrt(-2.0 * log(uniform())) * cos(6.283185307179586 * uniform());
         g[i] = (float)(scale * a * b);
     }
-}
-
-/* GPT-2-small-like layout: per layer qkv, attention out, fc, fc-proj matrices and their biases
- * and LayerNorm vectors. */
-typedef struct model {
-    edgc_tensor* t;
-    size_t n_t, total, matrix_elems;
-} model;
-
-static model gpt2_like(int layers, size_t C)
-{
-    model m = {0};
-    m.t = calloc((size_t)layers * 12, sizeof *m.t);
-    const size_t shapes[4][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}};
-    for (int l = 0; l < layers; l++) {
-        for (int k = 0; k < 4; k++) {
-            m.t[m.n_t++] = (edgc_tensor){m.total, shapes[k][0], shapes[k][1]};
-            m.total += shapes[k][0] * shapes[k][1];
-            m.matrix_elems += shapes[k][0] * shapes[k][1];
-            m.t[m.n_t++] = (edgc_tensor){m.total, shapes[k][1], 1}; /* bias */
-            m.total += shapes[k][1];
-        }
-        for (int k = 0; k < 4; k++) { /* ln1 w/b, ln2 w/b */
-            m.t[m.n_t++] = (edgc_tensor){m.total, C, 1};
-            m.total += C;
-        }
-    }
-    return m;
 }
 
 /* --- the alternative sampler: contiguous blocks ------------------------------------------------
@@ -189,7 +162,7 @@ static double time_stream_pass(float* e, const float* g, size_t n, int reps)
     return m;
 }
 
-static double time_powersgd(const model* md, const float* g0, float* g, int rank, int orth_q,
+static double time_powersgd(const bench_model* md, const float* g0, float* g, int rank, int orth_q,
                             int reps, edgc_step_bytes* bytes)
 {
     edgc_config cfg = edgc_config_default();
@@ -218,7 +191,7 @@ static double time_powersgd(const model* md, const float* g0, float* g, int rank
     return m;
 }
 
-static void bench_powersgd(const model* md, const float* g0, int reps)
+static void bench_powersgd(const bench_model* md, const float* g0, int reps)
 {
     float* g = malloc(md->total * sizeof *g);
     float* e = calloc(md->total, sizeof *e);
@@ -292,7 +265,7 @@ int main(int argc, char** argv)
             return 2;
         }
     }
-    model md = gpt2_like(layers, (size_t)dim);
+    bench_model md = bench_gpt2_like(layers, (size_t)dim);
     float* g0 = malloc(md.total * sizeof *g0);
     if (md.t == NULL || g0 == NULL) {
         fprintf(stderr, "bench_core: out of memory for %zu floats\n", md.total);

@@ -8,38 +8,13 @@
  * untimed warm-up steps (first-touch page faults are slow here) on the same buffers.
  */
 #define _POSIX_C_SOURCE 200809L
+#include "bench_layout.h"
 #include "edgc_mpi.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct model {
-    edgc_tensor* t;
-    size_t n_t, total;
-} model;
-
-/* GPT-2-like layers: qkv, attention out, fc, fc-proj matrices with biases, two LayerNorms. */
-static model gpt2_like(int layers, size_t C)
-{
-    model m = {0};
-    m.t = calloc((size_t)layers * 12, sizeof *m.t);
-    const size_t shapes[4][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}};
-    for (int l = 0; l < layers; l++) {
-        for (int k = 0; k < 4; k++) {
-            m.t[m.n_t++] = (edgc_tensor){m.total, shapes[k][0], shapes[k][1]};
-            m.total += shapes[k][0] * shapes[k][1];
-            m.t[m.n_t++] = (edgc_tensor){m.total, shapes[k][1], 1};
-            m.total += shapes[k][1];
-        }
-        for (int k = 0; k < 4; k++) {
-            m.t[m.n_t++] = (edgc_tensor){m.total, C, 1};
-            m.total += C;
-        }
-    }
-    return m;
-}
 
 static void fill(float* g, size_t n, int rank, int step)
 {
@@ -83,7 +58,8 @@ static int parse_int(const char* flag, const char* s, int lo, int hi, int* out)
     return 1;
 }
 
-static int run_mode(const char* mode, const model* md, int steps, int warmup, float* g, result* res)
+static int run_mode(const char* mode, const bench_model* md, int steps, int warmup, float* g,
+                    result* res)
 {
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -196,7 +172,8 @@ int main(int argc, char** argv)
         MPI_Finalize();
         return 2;
     }
-    model md = !strcmp(layout_name, "gpt2") ? gpt2_like(12, 768) : gpt2_like(2, 128);
+    bench_model md =
+        !strcmp(layout_name, "gpt2") ? bench_gpt2_like(12, 768) : bench_gpt2_like(2, 128);
     float* g = malloc(md.total * sizeof *g);
     if (g == NULL || md.t == NULL) {
         fprintf(stderr, "bench_sync: out of memory\n");

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
-which=${*:-core sync}
+which=${*:-core sync train}
 mkdir -p docs/bench
 
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
@@ -30,6 +30,8 @@ section() { # name, command...
         echo "Measured $(date -u +%Y-%m-%d) on $(machine)."
         if [ "$1" = sync_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build sync\` (root: it creates network namespaces)"
+        elif [ "$1" = train_table ]; then
+            echo "Reproduce with: \`scripts/bench.sh $build train\`"
         else
             echo "Reproduce with: \`OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS GLIBC_TUNABLES=$GLIBC_TUNABLES $*\`"
         fi
@@ -68,10 +70,68 @@ sync_table() { # the shared-memory and network runs of bench_sync, one table
     scripts/netsim.sh down 2
 }
 
+train_table() { # throughput and convergence of edgc-train
+    local mpi="mpirun -x OPENBLAS_NUM_THREADS -x GLIBC_TUNABLES"
+    local t="$build/apps/edgc-train/edgc-train"
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+    [ -f data/kjv.txt ] || make --no-print-directory data/kjv.txt >&2
+    local sum
+    echo "### Training throughput (dense sync, Open MPI shared memory)"
+    echo
+    echo "GFLOP/s counts the model's matmul and attention flops (6 per parameter-token plus"
+    echo "attention); the shares are of the time inside the training loop."
+    echo
+    echo "| model | ranks | batch x seq per rank | steps | tokens/s | GFLOP/s | forward | backward | sync | optimizer |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    run_tp() { # label np steps args...
+        local label=$1 np=$2 steps=$3
+        shift 3
+        sum=$($mpi -np "$np" "$t" "$@" --steps "$steps" --compress dense --eval-every 0 \
+            --eval-batches 1 --sample-len 0 --hash-every 0 --data data/kjv.txt | grep '^summary:')
+        echo "$sum" | awk -v l="$label" -v np="$np" -v bt="$BT" '{
+            for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+            printf "| %s | %s | %s | %s | %.0f | %.2f | %.0f %% | %.0f %% | %.0f %% | %.0f %% |\n",
+                l, np, bt, v["steps"], v["tok_s"], v["gflops"], v["fwd_pct"], v["bwd_pct"],
+                v["sync_pct"], v["opt_pct"] }'
+    }
+    for np in 1 2; do
+        BT="8 x 64" run_tp "tiny (L4 C128 NH4)" $np 60 --preset tiny
+        BT="2 x 256" run_tp "124m layout (L12 C768 NH12), T=256" $np 4 --preset 124m --seq 256 --batch 2 --warmup 1
+    done
+    echo
+    echo "### Convergence on the King James Bible (tiny, 2 ranks, 600 steps, same seed)"
+    echo
+    echo "edgc runs with \`--rmax 16 --window 50\` (as \`make run\`): on shared memory no rank"
+    echo "beats dense sync, so a profiled r_max would keep it dense (see the sync section)."
+    echo "Plots: \`docs/plots/{loss,val_loss,rank,entropy}.png\`, from the logs in \`docs/plots/\`."
+    echo
+    echo "| mode | final val loss | vs dense | MB sent per rank | vs dense bytes | wall s |"
+    echo "|---|---|---|---|---|---|"
+    mkdir -p docs/plots
+    local dense_loss="" dense_mb=""
+    for mode in dense powersgd:4 powersgd:16 edgc; do
+        local extra=() name=${mode/:/}
+        [ "$mode" = edgc ] && extra=(--rmax 16 --window 50)
+        local t0=$SECONDS
+        sum=$($mpi -np 2 "$t" --preset tiny --steps 600 --compress "$mode" "${extra[@]}" \
+            --data data/kjv.txt --sample-len 0 --log "docs/plots/$name.jsonl" | grep '^summary:')
+        local wall=$((SECONDS - t0))
+        local loss mb
+        loss=$(echo "$sum" | grep -o 'val_loss=[^ ]*' | cut -d= -f2)
+        mb=$(echo "$sum" | grep -o 'sent_mb=[^ ]*' | cut -d= -f2)
+        [ "$mode" = dense ] && { dense_loss=$loss; dense_mb=$mb; }
+        awk -v m="$mode" -v l="$loss" -v dl="$dense_loss" -v b="$mb" -v db="$dense_mb" -v w="$wall" \
+            'BEGIN { printf "| %s | %.4f | %+.2f %% | %.1f | %.3f | %d |\n", m, l, 100 * (l - dl) / dl, b, b / db, w }'
+    done
+    scripts/plot.sh -o docs/plots docs/plots/dense.jsonl docs/plots/powersgd4.jsonl \
+        docs/plots/powersgd16.jsonl docs/plots/edgc.jsonl >&2
+}
+
 for w in $which; do
     case "$w" in
     core) section core "$build/bench/bench_core" ;;
     sync) section sync sync_table ;;
+    train) section train train_table ;;
     *) echo "bench: unknown benchmark '$w'" >&2; exit 2 ;;
     esac
 done

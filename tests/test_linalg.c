@@ -14,7 +14,8 @@ static double worst_gram(const float* a, size_t k, size_t len)
     for (size_t i = 0; i < k; i++)
         for (size_t j = 0; j < k; j++) {
             double d = 0.0;
-            for (size_t t = 0; t < len; t++) d += (double)a[i * len + t] * a[j * len + t];
+            for (size_t t = 0; t < len; t++)
+                d += (double)a[i * len + t] * a[j * len + t];
             worst = fmax(worst, fabs(d - (i == j)));
         }
     return worst;
@@ -31,8 +32,10 @@ static void test_independent_rows(void** state)
     edgc__orthonormalize_rows(a, 8, 50, 1e-5f);
     assert_true(worst_gram(a, 8, 50) < 1e-6);
     double n = 0; /* the first row keeps its direction */
-    for (int t = 0; t < 50; t++) n += (double)first[t] * first[t];
-    for (int t = 0; t < 50; t++) assert_true(fabs(a[t] - first[t] / sqrt(n)) < 1e-6);
+    for (int t = 0; t < 50; t++)
+        n += (double)first[t] * first[t];
+    for (int t = 0; t < 50; t++)
+        assert_true(fabs(a[t] - first[t] / sqrt(n)) < 1e-6);
 }
 
 static void test_dependent_and_zero_rows_replaced(void** state)
@@ -44,7 +47,8 @@ static void test_dependent_and_zero_rows_replaced(void** state)
     test_gaussian(&r, a, 3 * LEN, 1.0);
     for (int i = 3; i < K; i++) /* rows 3.. are combinations of rows 0..2, or zero */
         for (int t = 0; t < LEN; t++)
-            a[i * LEN + t] = i % 4 == 0 ? 0.0f : 0.5f * a[t] - (float)i * a[LEN + t] + a[2 * LEN + t];
+            a[i * LEN + t] =
+                i % 4 == 0 ? 0.0f : 0.5f * a[t] - (float)i * a[LEN + t] + a[2 * LEN + t];
     float span[3 * LEN];
     memcpy(span, a, sizeof span);
     edgc__orthonormalize_rows(a, K, LEN, 1e-5f);
@@ -55,11 +59,14 @@ static void test_dependent_and_zero_rows_replaced(void** state)
         memcpy(v, span + i * LEN, sizeof v);
         for (int j = 0; j < 3; j++) {
             double c = 0;
-            for (int t = 0; t < LEN; t++) c += (double)a[j * LEN + t] * v[t];
-            for (int t = 0; t < LEN; t++) v[t] -= (float)c * a[j * LEN + t];
+            for (int t = 0; t < LEN; t++)
+                c += (double)a[j * LEN + t] * v[t];
+            for (int t = 0; t < LEN; t++)
+                v[t] -= (float)c * a[j * LEN + t];
         }
         double rest = 0;
-        for (int t = 0; t < LEN; t++) rest += (double)v[t] * v[t];
+        for (int t = 0; t < LEN; t++)
+            rest += (double)v[t] * v[t];
         assert_true(sqrt(rest) < 1e-5);
     }
 }
