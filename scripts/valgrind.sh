@@ -5,7 +5,7 @@ build=${1:-build}
 status=0
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] && [ -f "$t" ] || continue
-    case "$t" in *mpi*) continue ;; esac # MPI tests: see scripts/valgrind-mpi.sh
+    case "$t" in *mpi* | *.log) continue ;; esac # MPI: below
     if valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
         --error-exitcode=9 "$t" >/dev/null 2>"$t.valgrind.log"; then
         echo "valgrind ok    $(basename "$t")"
@@ -14,4 +14,17 @@ for t in "$build"/tests/test_*; do
         status=1
     fi
 done
+# The MPI reducer test on 2 ranks, with Open MPI's suppressions and one for libpmix.
+mpi="$build/tests/test_reducer_mpi"
+if [ -x "$mpi" ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    if mpirun -np 2 valgrind -q --error-exitcode=9 \
+        --suppressions=/usr/share/openmpi/openmpi-valgrind.supp \
+        --suppressions="$(dirname "$0")/../tests/valgrind-pmix.supp" "$mpi" >"$mpi.valgrind.log" 2>&1; then
+        echo "valgrind ok    test_reducer_mpi (2 ranks)"
+    else
+        echo "valgrind FAIL  test_reducer_mpi (see $mpi.valgrind.log)"
+        status=1
+    fi
+fi
 exit $status
