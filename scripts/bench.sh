@@ -47,6 +47,9 @@ sync_table() { # the shared-memory and network runs of bench_sync, one table
     echo "Time per synchronisation step (barrier, reducer step, slowest rank), mean over the timed"
     echo "steps after untimed warm-up steps; bytes are what one rank put into allreduces per step."
     echo "edgc profiles r_max from step 0 (no warm-up) and is timed over its first compressed steps."
+    echo "edgc's profiled r_max is the largest rank whose sync time, interpolated linearly between"
+    echo "measured ranks, stays below dense; on slow links that is a high rank, and at r_max the"
+    echo "first compressed steps can be slower than the interpolation predicted (not yet steady state)."
     echo "Network rows: one rank per network namespace, TCP through a veth shaped with tbf"
     echo "(\`scripts/netsim.sh\`); shm rows: Open MPI shared memory on 2 cores."
     echo
