@@ -691,6 +691,10 @@ int main(int argc, char** argv)
             o.rule == EDGC_RULE_TREND ? "trend" : "cqm", o.r_max ? "given" : "profiled", o.window,
             o.edgc_warmup * 100);
     say("\n");
+    if (o.mode == EDGC_MODE_EDGC && (double)o.steps * (1.0 - o.edgc_warmup) < 2.0 * o.window)
+        say("note: fewer than 2 windows of %d steps after warm-up: the rank will stay at r_max "
+            "(pass a smaller --window)\n",
+            o.window);
 
     FILE* log = NULL;
     if (o.log != NULL && g_rank == 0) {
