@@ -94,6 +94,104 @@ static void test_one_invalid_config_fails_everywhere(void** state)
     assert_int_equal(jobs[2].create, EDGC_ERR_CONFIG);
 }
 
+static uint64_t fnv(const unsigned char* p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Fuzz the state loader: random byte changes, truncations and extensions, half of them with the
+ * checksum recomputed so the parser behind it is reached. Every load must return OK, CORRUPT or
+ * MISMATCH without crashing (ASan watches in make test), and a failed load must leave the reducer
+ * exactly as it was. */
+static void test_state_load_fuzz(void** state)
+{
+    (void)state;
+    edgc_inproc* g;
+    assert_int_equal(edgc_inproc_create(1, &g), EDGC_OK);
+    edgc_comm c;
+    edgc_inproc_comm(g, 0, &c);
+    edgc_config cfg = edgc_config_default();
+    cfg.total_steps = 40;
+    cfg.window = 4;
+    cfg.alpha = 0.5;
+    cfg.warmup_fraction = 0.1;
+    cfg.rule = EDGC_RULE_CQM;
+    cfg.profile_start = 1;
+    edgc_reducer *r, *ref;
+    assert_int_equal(edgc_reducer_create(&cfg, &k_layout, &c, &r), EDGC_OK);
+    assert_int_equal(edgc_reducer_create(&cfg, &k_layout, &c, &ref), EDGC_OK);
+    test_rng rng = {99};
+    float grad[54];
+    for (int step = 0; step < 12; step++) { /* into profiling, with history */
+        test_gaussian(&rng, grad, 54, 1.0);
+        assert_int_equal(edgc_reducer_step(r, grad, NULL), EDGC_OK);
+    }
+    size_t n = 0, wrote = 0;
+    assert_int_equal(edgc_reducer_state_size(r, &n), EDGC_OK);
+    unsigned char* blob = malloc(n);
+    unsigned char* bad = malloc(n + 64);
+    assert_int_equal(edgc_reducer_save(r, blob, n, &wrote), EDGC_OK);
+    size_t before_n = 0;
+    unsigned char* before = malloc(n);
+    for (int trial = 0; trial < 3000; trial++) {
+        size_t len = n;
+        memcpy(bad, blob, n);
+        int kind = (int)(test_next(&rng) % 4);
+        if (kind == 0) { /* flip a few bytes */
+            for (int k = 0; k < 1 + (int)(test_next(&rng) % 4); k++)
+                bad[test_next(&rng) % n] ^= (unsigned char)(1 + test_next(&rng) % 255);
+        } else if (kind == 1) { /* truncate */
+            len = (size_t)(test_next(&rng) % n);
+        } else if (kind == 2) { /* extend with junk */
+            len = n + 1 + (size_t)(test_next(&rng) % 63);
+            for (size_t i = n; i < len; i++)
+                bad[i] = (unsigned char)test_next(&rng);
+        } else { /* overwrite one 8-byte word in the payload with an extreme value */
+            size_t at = 32 + (size_t)(test_next(&rng) % (n - 48));
+            uint64_t v = test_next(&rng) % 2 ? ~0ULL : (test_next(&rng) % 2 ? 1ULL << 62 : 0);
+            memcpy(bad + at, &v, 8);
+        }
+        if (trial % 2 == 0 && len >= 48) { /* make the checksum right: reach the parser */
+            uint64_t sum = fnv(bad, len - 8);
+            memcpy(bad + len - 8, &sum, 8);
+        }
+        assert_int_equal(edgc_reducer_state_size(r, &before_n), EDGC_OK);
+        assert_true(before_n <= n + 1024);
+        size_t bw = 0;
+        assert_int_equal(edgc_reducer_save(r, before, n, &bw), EDGC_OK);
+        edgc_status st = edgc_reducer_load(r, bad, len);
+        assert_true(st == EDGC_OK || st == EDGC_ERR_CORRUPT || st == EDGC_ERR_MISMATCH);
+        if (st != EDGC_OK) { /* all or nothing */
+            size_t aw = 0;
+            unsigned char* after = malloc(n + 1024);
+            assert_int_equal(edgc_reducer_save(r, after, n + 1024, &aw), EDGC_OK);
+            assert_int_equal(aw, bw);
+            assert_memory_equal(after, before, bw);
+            free(after);
+        }
+        assert_int_equal(edgc_reducer_load(r, blob, wrote), EDGC_OK); /* back to the original */
+    }
+    /* after all that, the reducer still steps like one that only ever loaded the good blob */
+    assert_int_equal(edgc_reducer_load(ref, blob, wrote), EDGC_OK);
+    for (int step = 0; step < 10; step++) {
+        float a[54], b[54];
+        test_gaussian(&rng, a, 54, 1.0);
+        memcpy(b, a, sizeof a);
+        assert_int_equal(edgc_reducer_step(r, a, NULL), EDGC_OK);
+        assert_int_equal(edgc_reducer_step(ref, b, NULL), EDGC_OK);
+        assert_memory_equal(a, b, sizeof a);
+    }
+    free(blob);
+    free(bad);
+    free(before);
+    edgc_reducer_free(r);
+    edgc_reducer_free(ref);
+    edgc_inproc_free(g);
+}
+
 static void test_bad_arguments(void** state)
 {
     (void)state;
@@ -127,6 +225,7 @@ int main(void)
         cmocka_unit_test(test_stats_json),
         cmocka_unit_test(test_dense_over_inproc),
         cmocka_unit_test(test_one_invalid_config_fails_everywhere),
+        cmocka_unit_test(test_state_load_fuzz),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
