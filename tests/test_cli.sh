@@ -50,9 +50,13 @@ head -c 2000 "$work/ck/model.bin" >"$work/trunc.bin"
 expect init-truncated "truncated" -- --data "$work/ok.txt" --init "$work/trunc.bin" --seq 8 --batch 2
 expect seq-beyond-table "longer than the model's position table" -- --data "$work/ok.txt" --init "$work/ck/model.bin" --seq 64
 cp -r "$work/ck" "$work/ck2"
-printf 'X' | dd of="$work/ck2/state.rank1.bin" bs=1 seek=200 conv=notrunc 2>/dev/null
-expect corrupt-state "checksum" -- "${small[@]}" --data "$work/ok.txt" --steps 4 --resume "$work/ck2"
-expect resume-other-world "ranks" -- "${small[@]}" --data "$work/ok.txt" --steps 4 --resume "$work/ck" --batch 3
+# flip every bit of byte 200 (writing a fixed byte could leave it unchanged)
+b=$(od -An -tu1 -j200 -N1 "$work/ck2/state.rank1.bin" | tr -d ' ')
+printf "\\$(printf '%03o' $((b ^ 255)))" | dd of="$work/ck2/state.rank1.bin" bs=1 seek=200 conv=notrunc 2>/dev/null
+cmp -s "$work/ck/state.rank1.bin" "$work/ck2/state.rank1.bin" && { echo "FAIL: corruption did not change the file"; exit 1; }
+expect corrupt-state "checksum" -- "${small[@]}" --data "$work/ok.txt" --steps 2 --resume "$work/ck2"
+expect resume-other-world "ranks" -- "${small[@]}" --data "$work/ok.txt" --steps 2 --resume "$work/ck" --batch 3
+expect resume-other-steps "--steps 2" -- "${small[@]}" --data "$work/ok.txt" --steps 4 --resume "$work/ck"
 
 # --help works without mpirun and exits 0
 cases=$((cases + 1))

@@ -134,6 +134,7 @@ static void test_state_round_trip_and_corruption(void** state)
     test_gaussian(&r, a.m_memory, a.num_parameters, 1.0);
     test_gaussian(&r, a.v_memory, a.num_parameters, 1.0);
     train_state st = {.step = 17,
+                      .total_steps = 30,
                       .batch = 4,
                       .seq = 8,
                       .world = 2,
@@ -150,6 +151,7 @@ static void test_state_round_trip_and_corruption(void** state)
     assert_int_equal(ckpt_load_state(p, &got, &b, &gb, &gl, why, sizeof why), 0);
     assert_int_equal(got.step, 17);
     assert_int_equal(got.world, 2);
+    assert_int_equal(got.total_steps, 30);
     assert_int_equal(got.params_hash, 0xabcdef);
     assert_int_equal(gl, sizeof blob);
     assert_memory_equal(gb, blob, sizeof blob);

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #define STATE_MAGIC   "EDGCTRN1"
-#define STATE_VERSION 1u
+#define STATE_VERSION 2u
 
 uint64_t ckpt_hash(const void* p, size_t n)
 {
@@ -156,7 +156,8 @@ int ckpt_save_model(const char* path, const gpt2* m, char* why, size_t wl)
     return af_commit(&a, why, wl);
 }
 
-/* State file: magic[8] u32 version u32 pad | train_state fields | u64 num_params |
+/* State file: magic[8] u32 version u32 pad | train_state fields (step, batch, seq, world,
+ * total_steps, seed, params_hash, elapsed_s) | u64 num_params |
  * u64 blob_len | m | v | blob | u64 FNV-1a of all before. */
 int ckpt_save_state(const char* path, const train_state* st, const gpt2* m, const void* blob,
                     size_t blob_len, char* why, size_t wl)
@@ -181,6 +182,7 @@ int ckpt_save_state(const char* path, const train_state* st, const gpt2* m, cons
     OUT(&st->batch, 8);
     OUT(&st->seq, 8);
     OUT(&st->world, 8);
+    OUT(&st->total_steps, 8);
     OUT(&st->seed, 8);
     OUT(&st->params_hash, 8);
     OUT(&st->elapsed_s, 8);
@@ -211,7 +213,7 @@ int ckpt_load_state(const char* path, train_state* st, gpt2* m, void** blob, siz
     if (len >= 0 && fseek(f, 0, SEEK_SET) == 0) buf = malloc(len > 0 ? (size_t)len : 1);
     int ok = buf != NULL && fread(buf, 1, (size_t)len, f) == (size_t)len;
     fclose(f);
-    const size_t head = 16 + 7 * 8 + 16;
+    const size_t head = 16 + 8 * 8 + 16;
     if (!ok || (size_t)len < head + 8) {
         snprintf(why, wl, "'%s': truncated training state", path);
         free(buf);
@@ -237,11 +239,12 @@ int ckpt_load_state(const char* path, train_state* st, gpt2* m, void** blob, siz
     memcpy(&st->batch, p + 8, 8);
     memcpy(&st->seq, p + 16, 8);
     memcpy(&st->world, p + 24, 8);
-    memcpy(&st->seed, p + 32, 8);
-    memcpy(&st->params_hash, p + 40, 8);
-    memcpy(&st->elapsed_s, p + 48, 8);
-    memcpy(&n, p + 56, 8);
-    memcpy(&bl, p + 64, 8);
+    memcpy(&st->total_steps, p + 32, 8);
+    memcpy(&st->seed, p + 40, 8);
+    memcpy(&st->params_hash, p + 48, 8);
+    memcpy(&st->elapsed_s, p + 56, 8);
+    memcpy(&n, p + 64, 8);
+    memcpy(&bl, p + 72, 8);
     if (n != m->num_parameters || (uint64_t)len != head + 2 * n * sizeof(float) + bl + 8) {
         snprintf(why, wl, "'%s': state for %llu parameters, the model has %zu", path,
                  (unsigned long long)n, m->num_parameters);

@@ -25,9 +25,10 @@ int ckpt_load_model(const char* path, gpt2* m, char* why, size_t wl);
 int ckpt_save_model(const char* path, const gpt2* m, char* why, size_t wl);
 
 typedef struct train_state {
-    int64_t step;       /* next step to run */
-    int64_t batch, seq; /* B, T the data positions were computed for */
-    int64_t world;      /* number of ranks */
+    int64_t step;        /* next step to run */
+    int64_t batch, seq;  /* B, T the data positions were computed for */
+    int64_t world;       /* number of ranks */
+    int64_t total_steps; /* --steps: the schedule and the EDGC warm-up depend on it */
     uint64_t seed;
     uint64_t params_hash; /* FNV-1a of the parameters saved alongside */
     double elapsed_s;     /* wall time so far, for the summary */

@@ -505,6 +505,7 @@ static void save_checkpoint(const options* o, const gpt2* m, edgc_reducer* red, 
         if (!ok) snprintf(why, sizeof why, "cannot serialise the reducer state");
     }
     train_state st = {.step = next_step,
+                      .total_steps = o->steps,
                       .batch = o->batch,
                       .seq = o->seq,
                       .world = g_world,
@@ -658,6 +659,14 @@ int main(int argc, char** argv)
                      "%d, %d, %d",
                      path, (long long)ts.world, (long long)ts.batch, (long long)ts.seq, g_world, B,
                      T);
+            ok = 0;
+        }
+        if (ok && ts.total_steps != o.steps) {
+            snprintf(
+                why, sizeof why,
+                "%s belongs to a run of --steps %lld; this run has --steps %d (the learning-rate "
+                "schedule and the EDGC warm-up depend on it)",
+                path, (long long)ts.total_steps, o.steps);
             ok = 0;
         }
         if (ok && ts.params_hash != ckpt_hash(model.params_memory, model.num_parameters * 4)) {
