@@ -227,14 +227,15 @@ typedef struct edgc_step_bytes {
 } edgc_step_bytes;
 
 typedef struct edgc_powersgd edgc_powersgd;
-/** Uses cfg->rank as the starting rank (cfg->r_max in EDGC mode when it is set), and sizes every
- *  buffer for the largest rank any matrix can take, so steps never allocate.
+/** Starts at rank cfg->rank. Buffers are sized for the current rank and grow only in
+ *  edgc_powersgd_set_rank when the rank rises above every rank used before: steps never allocate.
  *  @return EDGC_OK, EDGC_ERR_INVALID_ARG, EDGC_ERR_CONFIG, EDGC_ERR_LAYOUT, EDGC_ERR_NOMEM. */
 EDGC_API edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layout,
                                           edgc_powersgd** out);
 /** Sets the rank for the next steps (each matrix uses min(rows, cols, rank)). The error-feedback
- *  memory is kept; Q keeps its first columns and new ones are drawn from the shared RNG.
- *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (rank < 1). */
+ *  memory is kept; Q keeps its first columns and new ones are drawn from the shared RNG. Every
+ *  worker must make the same calls, since the RNG is shared.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (rank < 1), EDGC_ERR_NOMEM (the rank is unchanged). */
 EDGC_API edgc_status edgc_powersgd_set_rank(edgc_powersgd* ps, int rank);
 /** Replaces the local gradient `grad` (layout->total floats) in place with the compressed average
  *  over comm's workers. bytes may be NULL.
@@ -351,7 +352,8 @@ EDGC_API edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layo
 /** One synchronisation step over grad (layout->total floats), in place. stats may be NULL.
  *  @return EDGC_OK; EDGC_ERR_NONFINITE on every worker if any worker's gradient holds a NaN or
  *  Inf: nothing was changed (gradient, error memory, Q, step counter), skip the step and go on;
- *  EDGC_ERR_INVALID_ARG; EDGC_ERR_COMM. */
+ *  EDGC_ERR_NOMEM on every worker if one could not grow its buffers for a higher rank (nothing
+ *  changed either); EDGC_ERR_INVALID_ARG; EDGC_ERR_COMM. */
 EDGC_API edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats);
 /** Appends one JSON object per step (the stats) to `path`; NULL stops logging.
  *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (cannot open the file: see edgc_reducer_last_error). */

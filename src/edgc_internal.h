@@ -107,6 +107,8 @@ int edgc__mp_inverse(const double* g, int r_lo, int r_hi, double y);
 /* Matrix k's current factors: Pt (r x rows, orthonormal rows after a step) and Qt (r x cols). */
 edgc_status edgc__powersgd_factors(const edgc_powersgd* ps, size_t k, const float** pt,
                                    const float** qt, size_t* r);
+/* Grows P and Q to hold `rank` without changing any state (realloc keeps Q's content). */
+edgc_status edgc__powersgd_reserve(edgc_powersgd* ps, int rank);
 /* The error-feedback memory, matrices back to back in layout order (NULL without EF). */
 edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_t* n);
 

@@ -370,6 +370,12 @@ edgc_status edgc__powersgd_factors(const edgc_powersgd* ps, size_t k, const floa
     return EDGC_OK;
 }
 
+edgc_status edgc__powersgd_reserve(edgc_powersgd* ps, int rank)
+{
+    EDGC_RETURN_IF(ps == NULL || rank < 1, EDGC_ERR_INVALID_ARG);
+    return reserve_rank(ps, rank);
+}
+
 edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_t* n)
 {
     EDGC_RETURN_IF(ps == NULL || e == NULL || n == NULL, EDGC_ERR_INVALID_ARG);

@@ -219,13 +219,21 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     /* One agreement per step: any non-finite gradient, and the rank (equal on every worker by
      * construction; the max makes sure nothing diverges). */
     int bad_here = r->cfg.check_finite && has_nonfinite(grad, r->layout.total);
-    int32_t v[2] = {bad_here, plan.rank};
-    if ((st = agree_max(&r->comm, v, 2)) != EDGC_OK) return fail(r, st, "agreement");
+    /* Room for a higher rank is allocated now, before anything changes, so a worker that runs out
+     * of memory says so in the agreement instead of leaving the others in a collective. */
+    int nomem_here = plan.rank > 0 && edgc__powersgd_reserve(r->ps, plan.rank) != EDGC_OK;
+    int32_t v[3] = {bad_here, plan.rank, nomem_here};
+    if ((st = agree_max(&r->comm, v, 3)) != EDGC_OK) return fail(r, st, "agreement");
     if (v[0]) {
         snprintf(r->err, sizeof r->err,
                  "step %llu: non-finite gradient on %s worker; step skipped, state unchanged",
                  (unsigned long long)plan.step, bad_here ? "this" : "another");
         return EDGC_ERR_NONFINITE;
+    }
+    if (v[2]) {
+        snprintf(r->err, sizeof r->err, "step %llu: out of memory for rank %d on %s worker",
+                 (unsigned long long)plan.step, (int)v[1], nomem_here ? "this" : "another");
+        return EDGC_ERR_NOMEM;
     }
     if (plan.timed && (st = barrier(&r->comm)) != EDGC_OK) return fail(r, st, "barrier");
     double t0 = now_ms();
