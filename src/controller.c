@@ -114,13 +114,11 @@ fail:
     return st;
 }
 
+/* Mean of the last k samples (all of them when fewer). */
 static double mean_last(const double* h, size_t n, size_t k)
 {
     k = k < n ? k : n;
-    double s = 0.0;
-    for (size_t i = n - k; i < n; i++)
-        s += h[i];
-    return s / (double)k;
+    return edgc__mean(h + n - k, k);
 }
 
 /* The rank for the window starting now. */

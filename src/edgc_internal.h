@@ -86,6 +86,8 @@ typedef struct edgc__bounds {
     int r_min, r_max, step;
 } edgc__bounds;
 
+/* Arithmetic mean of h[0..n), n >= 1. */
+double edgc__mean(const double* h, size_t n);
 /* Spec 5.5: the rank the trend map proposes before smoothing, from the entropy samples h[0..n)
  * and n_w samples per window. Returns r_max when fewer than 2 windows have been sampled. */
 int edgc__trend_target(const double* h, size_t n, size_t n_w, edgc__bounds b);

@@ -7,7 +7,7 @@
 
 #include <math.h>
 
-static double mean(const double* h, size_t n)
+double edgc__mean(const double* h, size_t n)
 {
     double s = 0.0;
     for (size_t i = 0; i < n; i++)
@@ -23,8 +23,8 @@ static int clamp_int(int v, int lo, int hi)
 int edgc__trend_target(const double* h, size_t n, size_t n_w, edgc__bounds b)
 {
     if (n_w == 0 || n < 2 * n_w) return b.r_max;
-    double d_now = fabs(mean(h + n - n_w, n_w) - mean(h + n - 2 * n_w, n_w));
-    double d_ref = fabs(mean(h, n_w) - mean(h + n_w, n_w));
+    double d_now = fabs(edgc__mean(h + n - n_w, n_w) - edgc__mean(h + n - 2 * n_w, n_w));
+    double d_ref = fabs(edgc__mean(h, n_w) - edgc__mean(h + n_w, n_w));
     /* The authors' code divides by d_ref unguarded (spec 11.3). A flat reference with a change
      * now means "changing faster than ever seen": the top of the range. */
     double x = d_ref > 0.0 ? d_now / d_ref : (d_now > 0.0 ? INFINITY : 0.0);

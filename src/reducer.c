@@ -165,11 +165,11 @@ static int has_nonfinite(const float* x, size_t n)
 static edgc_status dense_average(const edgc_reducer* r, float* grad)
 {
     const size_t n = r->layout.total;
-    if (r->comm.size > 1) EDGC_FORWARD(r->comm.allreduce_sum_f32(r->comm.ctx, grad, n));
+    if (r->comm.size == 1) return EDGC_OK; /* the average of one */
+    EDGC_FORWARD(r->comm.allreduce_sum_f32(r->comm.ctx, grad, n));
     const float inv = 1.0f / (float)r->comm.size;
-    if (r->comm.size > 1)
-        for (size_t i = 0; i < n; i++)
-            grad[i] *= inv;
+    for (size_t i = 0; i < n; i++)
+        grad[i] *= inv;
     return EDGC_OK;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "edgc_internal.h"
 #include "testutil.h"
 
 static const edgc_tensor k_tensors[] = {{0, 8, 6}, {48, 6, 1}};
@@ -94,14 +95,6 @@ static void test_one_invalid_config_fails_everywhere(void** state)
     assert_int_equal(jobs[2].create, EDGC_ERR_CONFIG);
 }
 
-static uint64_t fnv(const unsigned char* p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h;
-}
-
 /* Fuzz the state loader: random byte changes, truncations and extensions, half of them with the
  * checksum recomputed so the parser behind it is reached. Every load must return OK, CORRUPT or
  * MISMATCH without crashing (ASan watches in make test), and a failed load must leave the reducer
@@ -155,7 +148,7 @@ static void test_state_load_fuzz(void** state)
             memcpy(bad + at, &v, 8);
         }
         if (trial % 2 == 0 && len >= 48) { /* make the checksum right: reach the parser */
-            uint64_t sum = fnv(bad, len - 8);
+            uint64_t sum = edgc__fnv1a(EDGC__FNV_SEED, bad, len - 8);
             memcpy(bad + len - 8, &sum, 8);
         }
         assert_int_equal(edgc_reducer_state_size(r, &before_n), EDGC_OK);

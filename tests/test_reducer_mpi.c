@@ -5,6 +5,7 @@
  * rank always makes the same sequence of collective calls; the totals are reduced at the end.
  */
 #define _POSIX_C_SOURCE 200809L
+#include "edgc_internal.h"
 #include "edgc_mpi.h"
 
 #include <math.h>
@@ -53,13 +54,10 @@ static void gradient(int rank, int step, float* g)
     }
 }
 
+/* The library's FNV-1a over a buffer. */
 static uint64_t fnv(const void* p, size_t n)
 {
-    const unsigned char* b = p;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
+    return edgc__fnv1a(EDGC__FNV_SEED, p, n);
 }
 
 /* 1 on every rank iff `x` is the same on every rank. */
