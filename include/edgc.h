@@ -113,9 +113,25 @@ typedef enum {
 } edgc_mode;
 
 typedef enum {
-    EDGC_RULE_TREND = 0, /* spec 5.5: normalised entropy-trend linear map (the authors' code) */
-    EDGC_RULE_CQM = 1    /* spec 5.7: g^-1(exp(H_ref - H_k) g(r_ref)), Marchenko-Pastur g */
+    EDGC_RULE_TREND = 0, /* normalised entropy-trend linear map (the authors' code) */
+    EDGC_RULE_CQM = 1,   /* g^-1(exp(H_ref - H_k) g(r_ref)), Marchenko-Pastur g */
+    EDGC_RULE_ERROR = 2  /* error budget: the measured compression error is held at its value at
+                            r_max when compression began, relaxed by exp(H_ref - H_k) as entropy
+                            falls; the rank steps down while the error stays under the budget */
 } edgc_rank_rule;
+
+typedef enum {
+    EDGC_RMAX_BUDGET = 0, /* the largest profiled rank whose whole step (compute + sync) stays
+                             within rmax_slack of the fastest compressed step's saving over dense;
+                             never past a measured rank, never past half the dense bytes */
+    EDGC_RMAX_PAPER = 1   /* the authors' rule: the largest rank whose sync time, interpolated
+                             (or extrapolated) over the profile, is still below dense */
+} edgc_rmax_rule;
+
+typedef enum {
+    EDGC_WARMUP_RMAX = 0, /* warm-up steps are compressed at r_max (dense when nothing pays) */
+    EDGC_WARMUP_DENSE = 1 /* warm-up steps are dense (the authors' code) */
+} edgc_warmup_sync;
 
 typedef enum {
     EDGC_PHASE_PROFILE = 0, /* measuring sync time against rank to find r_max */
@@ -128,15 +144,17 @@ typedef struct edgc_config {
     int rank;                /* EDGC_MODE_POWERSGD rank, >= 1; default 4 */
     uint64_t total_steps;    /* T_total, sets the warm-up length; > 0 in EDGC mode; default 0 */
     double warmup_fraction;  /* dense steps = ceil(fraction * total_steps), [0, 1); default 0.1 */
-    int window;              /* W: steps between rank decisions, >= 2; default 1000 */
+    int window;              /* W: steps between rank decisions, >= 2; 0 = derived from
+                                total_steps: total_steps / 20 rounded down to a multiple of the
+                                entropy stride, within [2 strides, 1000]; default 0 */
     double alpha;            /* ISR: entropy sampled every round(1/alpha) steps, (0, 1]; 0.1 */
     double beta;             /* GSR: every floor(1/beta)-th element sampled, (0, 1]; 0.25 */
     int bins;                /* histogram bins, >= 2; default 1000 */
     int scale_aware_entropy; /* 0: plain histogram entropy (authors' code); 1: add ln(bin
                                 width), a differential-entropy estimate (spec 5.2); default 0 */
-    edgc_rank_rule rule;     /* default EDGC_RULE_TREND */
+    edgc_rank_rule rule;     /* default EDGC_RULE_ERROR */
     int rank_step;           /* largest rank change per window, >= 1; default 4 */
-    int r_max;               /* 0: profile it (spec 5.4; if no rank beats dense, stay dense);
+    int r_max;               /* 0: profile it with rmax_rule (if no rank pays, stay dense);
                                 else the rank ceiling, >= 1 */
     int r_min;               /* 0: r_max / 4 (at least 1); else 1 <= r_min <= r_max */
     int profile_start;       /* first profiling step, >= 0; default 10 */
@@ -153,6 +171,20 @@ typedef struct edgc_config {
                                 worker (costs one read pass); default 1 */
     int pipeline_stage;      /* WAM: this worker's pipeline stage, 0 <= stage < stages; default 0 */
     int pipeline_stages;     /* WAM: number of pipeline stages, >= 1; default 1 */
+    edgc_rmax_rule rmax_rule;      /* how profiling picks r_max; default EDGC_RMAX_BUDGET */
+    double rmax_slack;             /* budget rule: share of the best achievable step-time saving
+                                      given up for a higher rank, [0, 1]; default 0.2 */
+    double min_saving;             /* budget rule: compress only if the fastest compressed step
+                                      is at least this much shorter than a dense one, [0, 1);
+                                      default 0.05 (below it, timing noise decides) */
+    edgc_warmup_sync warmup_sync;  /* default EDGC_WARMUP_RMAX */
+    double error_margin;           /* error rule: step the rank down only while the window's
+                                      error is below (1 - margin) x the budget, [0, 1);
+                                      default 0.05 */
+    double reprofile_factor;       /* re-profile when the sync time measured over a window, relative
+                                      to the profile's prediction, moves by more than this factor
+                                      from its value in the first window; 0 = never, else > 1;
+                                      default 2 */
 } edgc_config;
 
 /** Every field at the spec's default (see edgc_config). Cannot fail. */
@@ -164,6 +196,9 @@ EDGC_API edgc_config edgc_config_default(void);
  *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (cfg NULL), EDGC_ERR_CONFIG or EDGC_ERR_LAYOUT. */
 EDGC_API edgc_status edgc_config_check(const edgc_config* cfg, const edgc_layout* layout, char* why,
                                        size_t why_len);
+/** The window length in use: cfg->window, or when it is 0 the one derived from total_steps (see
+ *  edgc_config.window); 0 if cfg is NULL. */
+EDGC_API int edgc_config_window(const edgc_config* cfg);
 
 /* ---------------------------------------------------------------------------------------------
  * Communicator: the small interface every collective goes through. All operations are in place,
@@ -265,8 +300,14 @@ typedef struct edgc_plan {
 } edgc_plan;
 
 typedef struct edgc_observation {
-    double entropy; /* read when plan.sample_entropy; must be finite */
-    double sync_ms; /* read when plan.timed; must be finite and >= 0 */
+    double entropy;    /* read when plan.sample_entropy; must be finite */
+    double sync_ms;    /* read when plan.timed; must be finite and >= 0 */
+    double compute_ms; /* read when plan.timed: the step's time outside synchronisation (forward,
+                          backward, optimizer), agreed (max) across workers; NaN = unknown */
+    /* The previous step's agreed sync time and compression error (NaN = unknown, or the previous
+     * step was dense); they feed the error rule and drift detection. */
+    double prev_sync_ms;
+    double prev_error;
 } edgc_observation;
 
 typedef struct edgc_controller edgc_controller;
@@ -285,6 +326,11 @@ EDGC_API edgc_status edgc_controller_commit(edgc_controller* ctl, const edgc_obs
  *  even the smallest rank tried was slower than dense: the run then stays dense (rank 0 in the
  *  compress phase). Set r_max to compress regardless. */
 EDGC_API edgc_status edgc_controller_bounds(const edgc_controller* ctl, int* r_min, int* r_max);
+/** What profiling measured: the dense sync time and the compute time per step (both NaN until
+ *  profiled or when r_max was given), and how many times the run has been profiled.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG. */
+EDGC_API edgc_status edgc_controller_profiled(const edgc_controller* ctl, double* dense_ms,
+                                              double* compute_ms, int* profiles);
 EDGC_API void edgc_controller_free(edgc_controller* ctl);
 
 /** r_max from a profile (spec 5.4): 4 * floor(r* / 4) where r* interpolates (extrapolates) the
@@ -338,6 +384,8 @@ typedef struct edgc_step_stats {
     double entropy_scaled;    /* scale-aware variant */
     double compression_error; /* ||M - G_hat|| / ||M|| over the matrices, this worker; NaN when
                                   dense or without error feedback */
+    double dense_sync_ms;     /* edgc mode: the profiled dense sync time (what a dense step would
+                                 have cost on this link); NaN when not profiled */
 } edgc_step_stats;
 
 typedef struct edgc_reducer edgc_reducer;
@@ -359,7 +407,7 @@ EDGC_API edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_s
  *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (cannot open the file: see edgc_reducer_last_error). */
 EDGC_API edgc_status edgc_reducer_log_jsonl(edgc_reducer* r, const char* path);
 /** Writes the stats as one JSON object and a newline into buf (NUL-terminated).
- *  @return EDGC_OK, EDGC_ERR_INVALID_ARG, EDGC_ERR_BUFFER_SMALL (256 bytes are always enough). */
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG, EDGC_ERR_BUFFER_SMALL (512 bytes are always enough). */
 EDGC_API edgc_status edgc_stats_json(const edgc_step_stats* s, char* buf, size_t cap);
 
 /** Bytes edgc_reducer_save needs now. @return EDGC_OK, EDGC_ERR_INVALID_ARG. */

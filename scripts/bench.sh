@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their figures, with the command that reproduces them, to
 # docs/bench/<name>.md; then assembles docs/BENCHMARKS.md from those sections.
-#   scripts/bench.sh [BUILD_DIR] [core ...]     (default: every benchmark that exists)
+#   scripts/bench.sh [BUILD_DIR] [core|sync|train|converge ...]   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
-which=${*:-core sync train}
+which=${*:-core sync train converge}
 mkdir -p docs/bench
 
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
@@ -30,6 +30,8 @@ section() { # name, command...
         echo "Measured $(date -u +%Y-%m-%d) on $(machine)."
         if [ "$1" = sync_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build sync\` (root: it creates network namespaces)"
+        elif [ "$1" = converge_table ]; then
+            echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 35 min)"
         elif [ "$1" = train_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build train\`"
         else
@@ -130,11 +132,63 @@ train_table() { # throughput and convergence of edgc-train
         docs/plots/powersgd16.jsonl docs/plots/edgc.jsonl >&2
 }
 
+converge_table() { # time to dense's quality on emulated links: docs/BENCHMARKS.md, converge
+    local t=$PWD/$build/apps/edgc-train/edgc-train
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+    [ -f data/kjv.txt ] || make --no-print-directory data/kjv.txt >&2
+    local dir=docs/plots/converge
+    mkdir -p "$dir"
+    # group link np preset steps batch modes...; a mode is a --compress value plus flags, '+' for
+    # spaces ("edgc+--rule+trend")
+    group() {
+        local name=$1 link=$2 np=$3 preset=$4 steps=$5 batch=$6
+        shift 6
+        local specs=()
+        [ "$link" = shm ] || scripts/netsim.sh up "$np" "$link"
+        for mode in "$@"; do
+            local args=(${mode//+/ }) label=${mode//+--/ }
+            label=${label//+/ }
+            local log="$dir/$name-$(echo "$label" | tr ' :' '_-').jsonl"
+            rm -f "$log"
+            echo "bench: converge $name: $label" >&2
+            local cmd=("$t" --preset "$preset" --steps "$steps" --batch "$batch" --compress "${args[@]}"
+                --data "$PWD/data/kjv.txt" --eval-every 25 --eval-batches 8 --sample-len 0
+                --hash-every 0 --print-every 100 --log "$PWD/$log")
+            if [ "$link" = shm ]; then
+                mpirun -x OPENBLAS_NUM_THREADS -x GLIBC_TUNABLES -np "$np" "${cmd[@]}" >&2
+            else
+                scripts/netsim.sh mpirun "$np" "${cmd[@]}" >&2
+            fi
+            specs+=("$label=$log")
+        done
+        [ "$link" = shm ] || scripts/netsim.sh down "$np"
+        echo "### $name: $preset, $np ranks, $link, $steps steps of batch $batch x seq"
+        echo
+        python3 scripts/converge_table.py --plots docs/plots --name "$name" "${specs[@]}"
+        echo
+        echo "Plots: \`docs/plots/$name-time.png\`, \`docs/plots/$name-bytes.png\`; logs in \`$dir/\`."
+        echo
+    }
+    echo "Every run trains from the same seed on the same data; validation loss every 25 steps"
+    echo "(8 batches, evaluation time excluded from the times). The target is dense's final"
+    echo "validation loss + 1 %; \"time to target\" is the training time at the first evaluation"
+    echo "that reaches it. Network links: one rank per namespace, TCP through tbf (\`scripts/netsim.sh\`)."
+    echo "edgc rows without flags use every default (r_max profiled by the budget rule, window from"
+    echo "--steps, warm-up at r_max, error rule); the others change one setting each."
+    echo
+    local modes100=(dense powersgd:2 powersgd:4 powersgd:8 powersgd:16 powersgd:32 edgc
+        edgc+--rule+trend edgc+--rule+cqm edgc+--rmax-rule+paper edgc+--warmup-sync+dense)
+    group tiny-100mbit-np2 100mbit 2 tiny 600 8 "${modes100[@]}"
+    group tiny-shm-np2 shm 2 tiny 600 8 dense powersgd:8 edgc edgc+--rule+trend
+    group mini-1gbit-np2 1gbit 2 mini 300 4 dense powersgd:8 powersgd:32 edgc edgc+--rule+trend
+}
+
 for w in $which; do
     case "$w" in
     core) section core "$build/bench/bench_core" ;;
     sync) section sync sync_table ;;
     train) section train train_table ;;
+    converge) section converge converge_table ;;
     *) echo "bench: unknown benchmark '$w'" >&2; exit 2 ;;
     esac
 done

@@ -13,16 +13,17 @@ edgc_config edgc_config_default(void)
     c.rank = 4;
     c.total_steps = 0;
     c.warmup_fraction = 0.1; /* spec 6.3 */
-    c.window = 1000;         /* spec 6.2 */
+    c.window = 0;            /* derived from total_steps; 1000 for runs of 20k steps and more */
     c.alpha = 0.1;           /* spec 4.1, ISR */
     c.beta = 0.25;           /* spec 4.1, GSR */
     c.bins = 1000;           /* spec 4.2 */
     c.scale_aware_entropy = 0;
-    c.rule = EDGC_RULE_TREND; /* spec 11.4 */
+    c.rule = EDGC_RULE_ERROR; /* won the time-to-quality benchmark (docs/BENCHMARKS.md) */
     c.rank_step = 4;          /* spec 5.4 */
     c.r_max = 0;
     c.r_min = 0;
-    c.profile_start = 10; /* spec 5.4 */
+    c.profile_start = 3; /* after the first steps' page faults; every dense step is slow on a
+                            slow link, so no more than that */
     c.profile_base_steps = 2;
     c.profile_reps = 3;
     c.error_feedback = 1;
@@ -32,14 +33,40 @@ edgc_config edgc_config_default(void)
     c.check_finite = 1;
     c.pipeline_stage = 0;
     c.pipeline_stages = 1;
+    c.rmax_rule = EDGC_RMAX_BUDGET;
+    c.rmax_slack = 0.2;
+    c.min_saving = 0.05;
+    c.warmup_sync = EDGC_WARMUP_RMAX;
+    c.error_margin = 0.05;
+    c.reprofile_factor = 2.0;
     return c;
+}
+
+static uint64_t entropy_stride(const edgc_config* c)
+{
+    uint64_t stride = (uint64_t)llround(1.0 / c->alpha);
+    return stride ? stride : 1;
+}
+
+/* A window of 1000 steps suits runs of 100k steps; a run of 600 would never leave r_max. One
+ * twentieth of the run gives about 18 decisions after a 10 % warm-up at any length, up to the
+ * authors' 1000, and at least two entropy samples per window. */
+int edgc_config_window(const edgc_config* c)
+{
+    if (c == NULL) return 0;
+    if (c->window > 0) return c->window;
+    if (!(isfinite(c->alpha) && c->alpha > 0.0 && c->alpha <= 1.0)) return 2;
+    uint64_t stride = entropy_stride(c);
+    uint64_t w = c->total_steps / 20 / stride * stride;
+    if (w > 1000) w = 1000 / stride * stride;
+    if (w < 2 * stride) w = 2 * stride;
+    return w > (uint64_t)1 << 30 ? 1 << 30 : (int)w;
 }
 
 /* Samples per window: window / round(1/alpha). */
 static uint64_t samples_per_window(const edgc_config* c)
 {
-    uint64_t stride = (uint64_t)llround(1.0 / c->alpha);
-    return (uint64_t)c->window / (stride ? stride : 1);
+    return (uint64_t)edgc_config_window(c) / entropy_stride(c);
 }
 
 #define CHECK(cond, ...)                                                                           \
@@ -66,14 +93,27 @@ edgc_status edgc_config_check(const edgc_config* c, const edgc_layout* layout, c
     CHECK(isfinite(c->alpha) && c->alpha > 0.0 && c->alpha <= 1.0, "alpha = %g: must be in (0, 1]",
           c->alpha);
     CHECK(c->bins >= 2, "bins = %d: must be >= 2", c->bins);
-    CHECK(c->window >= 2, "window = %d: must be >= 2", c->window);
+    CHECK(c->window == 0 || c->window >= 2, "window = %d: must be >= 2, or 0 to derive it",
+          c->window);
     CHECK(samples_per_window(c) >= 1,
           "window = %d: must hold at least one entropy sample (one every %.0f steps at alpha = %g)",
           c->window, round(1.0 / c->alpha), c->alpha);
     CHECK(isfinite(c->warmup_fraction) && c->warmup_fraction >= 0.0 && c->warmup_fraction < 1.0,
           "warmup_fraction = %g: must be in [0, 1)", c->warmup_fraction);
-    CHECK(c->rule == EDGC_RULE_TREND || c->rule == EDGC_RULE_CQM,
-          "rule = %d: must be EDGC_RULE_TREND or EDGC_RULE_CQM", (int)c->rule);
+    CHECK(c->rule == EDGC_RULE_TREND || c->rule == EDGC_RULE_CQM || c->rule == EDGC_RULE_ERROR,
+          "rule = %d: must be EDGC_RULE_TREND, EDGC_RULE_CQM or EDGC_RULE_ERROR", (int)c->rule);
+    CHECK(c->rmax_rule == EDGC_RMAX_BUDGET || c->rmax_rule == EDGC_RMAX_PAPER,
+          "rmax_rule = %d: must be EDGC_RMAX_BUDGET or EDGC_RMAX_PAPER", (int)c->rmax_rule);
+    CHECK(isfinite(c->rmax_slack) && c->rmax_slack >= 0.0 && c->rmax_slack <= 1.0,
+          "rmax_slack = %g: must be in [0, 1]", c->rmax_slack);
+    CHECK(isfinite(c->min_saving) && c->min_saving >= 0.0 && c->min_saving < 1.0,
+          "min_saving = %g: must be in [0, 1)", c->min_saving);
+    CHECK(c->warmup_sync == EDGC_WARMUP_RMAX || c->warmup_sync == EDGC_WARMUP_DENSE,
+          "warmup_sync = %d: must be EDGC_WARMUP_RMAX or EDGC_WARMUP_DENSE", (int)c->warmup_sync);
+    CHECK(isfinite(c->error_margin) && c->error_margin >= 0.0 && c->error_margin < 1.0,
+          "error_margin = %g: must be in [0, 1)", c->error_margin);
+    CHECK(c->reprofile_factor == 0.0 || (isfinite(c->reprofile_factor) && c->reprofile_factor > 1.0),
+          "reprofile_factor = %g: must be 0 (never) or > 1", c->reprofile_factor);
     CHECK(c->rank_step >= 1, "rank_step = %d: must be >= 1", c->rank_step);
     CHECK(c->r_max >= 0, "r_max = %d: must be >= 1, or 0 to profile it", c->r_max);
     CHECK(c->r_min >= 0, "r_min = %d: must be >= 1, or 0 for r_max / 4", c->r_min);

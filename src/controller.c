@@ -1,12 +1,13 @@
 /*
- * controller.c - the EDGC phase machine (spec 3, 5.4, 6): optional r_max profiling, dense
- * warm-up, then compression with the rank re-decided at each window boundary by the trend or the
- * CQM rule. Pure logic: it never communicates and never reads a clock. The caller measures, agrees
- * the measurements across workers, and reports them through commit().
+ * controller.c - the EDGC phase machine (docs/ALGORITHM.md): r_max profiling (profile.c),
+ * warm-up (compressed at r_max, or dense), then compression with the rank re-decided at each
+ * window boundary by the error-budget, trend or CQM rule, and a new profile when the link's
+ * measured speed drifts. Pure logic: it never communicates and never reads a clock. The caller
+ * measures, agrees the measurements across workers, and reports them through commit().
  *
- * Fixes over the authors' snapshot (spec 11.3): real entropy values during warm-up (not zeros),
- * a guarded reference change (rank_rules.c), one window length used everywhere, and a rank change
- * that the engine applies without resetting error feedback.
+ * Deliberate differences from the authors' code: real entropy values during warm-up (not
+ * zeros), a guarded reference change (rank_rules.c), one window length used everywhere, and a
+ * rank change that keeps error feedback.
  */
 #include "edgc_internal.h"
 
@@ -16,34 +17,35 @@
 
 struct edgc_controller {
     edgc_config cfg;
+    int window;      /* cfg.window, or derived from total_steps */
     int rank_cap;    /* largest rank any matrix can use */
-    double* g_stage; /* CQM curve g[0..rank_cap], NULL for the trend rule */
+    int worth_cap;   /* largest rank still sending at most half the dense bytes */
+    double* g_stage; /* CQM curve g[0..rank_cap], NULL for the other rules */
     uint64_t step;
     int planned;
     edgc_plan plan;
-    int prev_rank; /* rank of the previous step, 0 = dense */
+    int prev_rank;        /* rank of the previous step, 0 = dense */
+    int prev_steady;      /* 1: the previous step was a warm-up or compress step, not profiling */
 
     double* hist; /* entropy samples, one per sampled step, in order */
     size_t n_hist, cap_hist;
     uint64_t sample_every; /* round(1/alpha) */
     size_t n_w;            /* samples per window */
 
-    /* profiling (spec 5.4) */
-    int profiling; /* 1 until r_max is known */
-    double base_sum;
-    int base_n;
-    int prof_rank, prof_rep;
-    double rep_sum;
-    int* prof_ranks;
-    double* prof_ms;
-    size_t n_prof, cap_prof;
+    edgc__profiler prof; /* active while r_max is being (re-)measured */
 
-    int r_min, r_max;  /* both 0 after profiling when no rank beat dense */
+    int r_min, r_max;  /* both 0 after profiling when no rank pays */
     uint64_t warm_end; /* first step allowed to compress */
     int compressing;
     uint64_t compress_start;
     int rank_cur;
-    double h_ref; /* CQM anchor: mean entropy of the window before compression; NAN until set */
+    double h_ref; /* mean entropy of the window before compression; NAN until set */
+
+    /* measured over the current window, from the previous-step values the caller reports */
+    double win_err_sum, win_sync_sum, win_pred_sum;
+    int win_err_n, win_sync_n;
+    double err_ref;   /* error rule: the first compressed window's mean error (at r_max) */
+    double drift_ref; /* measured / predicted sync time in the first window after profiling */
 };
 
 static int min_int(int a, int b)
@@ -51,9 +53,14 @@ static int min_int(int a, int b)
     return a < b ? a : b;
 }
 
-/* Sets r_max (clamped to what the layout can use) and r_min from the config rule. */
+/* Sets r_max (clamped to what the layout can use) and r_min from the config rule; 0 stays 0
+ * (dense). */
 static void set_bounds(edgc_controller* c, int r_max)
 {
+    if (r_max <= 0) {
+        c->r_min = c->r_max = 0;
+        return;
+    }
     if (c->rank_cap >= 1) r_max = min_int(r_max, c->rank_cap);
     c->r_max = r_max < 1 ? 1 : r_max;
     int r_min = c->cfg.r_min ? c->cfg.r_min : c->r_max / 4;
@@ -65,9 +72,30 @@ void edgc_controller_free(edgc_controller* c)
     if (c == NULL) return;
     free(c->g_stage);
     free(c->hist);
-    free(c->prof_ranks);
-    free(c->prof_ms);
     free(c);
+}
+
+/* The largest rank whose payload is at most half a dense step's: above it the factors cost about
+ * as much as the gradient they replace. */
+static int rank_worth_cap(const edgc__plan_layout* pl)
+{
+    int best = 1;
+    for (int r = 1; r <= pl->rank_cap; r++) {
+        size_t floats = pl->dense_total;
+        for (size_t k = 0; k < pl->n_mats; k++) {
+            const edgc__matrix* m = &pl->mats[k];
+            size_t rk = (size_t)r < m->cap ? (size_t)r : m->cap;
+            floats += rk * (m->rows + m->cols);
+        }
+        if (2 * floats > pl->total) break;
+        best = r;
+    }
+    return best;
+}
+
+static void start_profile(edgc_controller* c, uint64_t origin)
+{
+    edgc__profiler_start(&c->prof, origin, min_int(2, c->worth_cap));
 }
 
 edgc_status edgc_controller_create(const edgc_config* cfg, const edgc_layout* layout,
@@ -79,34 +107,32 @@ edgc_status edgc_controller_create(const edgc_config* cfg, const edgc_layout* la
     edgc_controller* c = calloc(1, sizeof *c);
     if (c == NULL) return EDGC_ERR_NOMEM;
     c->cfg = *cfg;
-    c->h_ref = NAN;
+    c->window = edgc_config_window(cfg);
+    c->h_ref = c->err_ref = c->drift_ref = NAN;
+    c->prof.base_ms = c->prof.compute_ms = NAN;
     c->sample_every = (uint64_t)llround(1.0 / cfg->alpha);
-    c->n_w = (size_t)((uint64_t)cfg->window / c->sample_every);
+    c->n_w = (size_t)((uint64_t)c->window / c->sample_every);
     c->warm_end = (uint64_t)ceil(cfg->warmup_fraction * (double)cfg->total_steps);
 
     edgc__plan_layout pl;
     edgc_status st = edgc__layout_split(layout, &pl);
     if (st != EDGC_OK) goto fail;
     c->rank_cap = pl.rank_cap;
+    c->worth_cap = rank_worth_cap(&pl);
     if (cfg->rule == EDGC_RULE_CQM) st = edgc__mp_stage_curve(&pl, &c->g_stage);
     edgc__layout_release(&pl);
     if (st != EDGC_OK) goto fail;
 
-    st = EDGC_ERR_NOMEM;
     c->cap_hist = (size_t)(cfg->total_steps / c->sample_every) + 2;
     c->hist = malloc(c->cap_hist * sizeof *c->hist);
-    if (c->hist == NULL) goto fail;
-    c->cap_prof = 32; /* ranks 2, 4, ... 2^32: more than any layout has */
-    c->prof_ranks = malloc(c->cap_prof * sizeof *c->prof_ranks);
-    c->prof_ms = malloc(c->cap_prof * sizeof *c->prof_ms);
-    if (c->prof_ranks == NULL || c->prof_ms == NULL) goto fail;
-
-    if (cfg->r_max > 0) {
-        set_bounds(c, cfg->r_max);
-    } else {
-        c->profiling = 1;
-        c->prof_rank = 2;
+    if (c->hist == NULL) {
+        st = EDGC_ERR_NOMEM;
+        goto fail;
     }
+    if (cfg->r_max > 0)
+        set_bounds(c, cfg->r_max);
+    else
+        start_profile(c, 0);
     *out = c;
     return EDGC_OK;
 fail:
@@ -126,11 +152,21 @@ static int decide_rank(edgc_controller* c)
 {
     edgc__bounds b = {c->r_min, c->r_max, c->cfg.rank_step};
     int target;
+    double h_now = c->n_hist > 0 ? mean_last(c->hist, c->n_hist, c->n_w) : NAN;
     if (c->cfg.rule == EDGC_RULE_TREND) {
         target = edgc__trend_target(c->hist, c->n_hist, c->n_w, b);
+    } else if (c->cfg.rule == EDGC_RULE_ERROR) {
+        if (c->win_err_n == 0) return c->rank_cur;
+        double err = c->win_err_sum / c->win_err_n;
+        if (isnan(c->err_ref)) { /* the first window at r_max sets the budget */
+            c->err_ref = err;
+            return c->rank_cur;
+        }
+        /* Falling entropy (training settling) allows proportionally more error, as in CQM. */
+        double relax = isfinite(c->h_ref) && isfinite(h_now) ? exp(c->h_ref - h_now) : 1.0;
+        target = edgc__error_target(err, c->err_ref * relax, c->cfg.error_margin, c->rank_cur, b);
     } else {
         if (c->n_hist == 0 || c->rank_cap < 1) return c->rank_cur;
-        double h_now = mean_last(c->hist, c->n_hist, c->n_w);
         if (isnan(c->h_ref)) { /* no sample before compression: anchor on this window */
             c->h_ref = h_now;
             return c->rank_cur;
@@ -141,14 +177,43 @@ static int decide_rank(edgc_controller* c)
     return edgc__smooth_rank(target, c->rank_cur, b);
 }
 
+/* At a window boundary: has the link changed since it was profiled? The measured sync time over
+ * the window is compared with the profile's prediction for the ranks used; the first window after
+ * a profile sets the reference ratio (untimed steps also wait for the slowest worker). A change by
+ * more than reprofile_factor that also moves the step time by more than min_saving triggers a new
+ * profile. */
+static int link_drifted(edgc_controller* c)
+{
+    if (c->cfg.reprofile_factor <= 0.0 || c->cfg.r_max > 0 || c->win_sync_n == 0 ||
+        !(c->win_pred_sum > 0.0))
+        return 0;
+    double ratio = c->win_sync_sum / c->win_pred_sum;
+    if (isnan(c->drift_ref)) {
+        c->drift_ref = ratio;
+        return 0;
+    }
+    double f = c->cfg.reprofile_factor;
+    double step = (isfinite(c->prof.compute_ms) ? c->prof.compute_ms : 0.0) + c->prof.base_ms;
+    double expected = c->drift_ref * c->win_pred_sum / c->win_sync_n;
+    double moved = fabs(c->win_sync_sum / c->win_sync_n - expected);
+    return (ratio > f * c->drift_ref || ratio * f < c->drift_ref) &&
+           moved > c->cfg.min_saving * step;
+}
+
+static void reset_window(edgc_controller* c)
+{
+    c->win_err_sum = c->win_sync_sum = c->win_pred_sum = 0.0;
+    c->win_err_n = c->win_sync_n = 0;
+}
+
 static void plan_profile(edgc_controller* c, edgc_plan* p)
 {
-    uint64_t s0 = (uint64_t)c->cfg.profile_start;
+    uint64_t s0 = c->prof.origin + (uint64_t)c->cfg.profile_start;
     p->phase = EDGC_PHASE_PROFILE;
     if (c->step < s0) return; /* dense, untimed: let the run settle first */
     p->timed = 1;
-    if (c->base_n < c->cfg.profile_base_steps) return; /* dense, timed: T_base */
-    p->rank = c->prof_rank;
+    if (c->prof.base_n < c->cfg.profile_base_steps) return; /* dense, timed: T_base */
+    p->rank = c->prof.rank;
 }
 
 edgc_status edgc_controller_plan(edgc_controller* c, edgc_plan* out)
@@ -159,20 +224,31 @@ edgc_status edgc_controller_plan(edgc_controller* c, edgc_plan* out)
         return EDGC_OK;
     }
     edgc_plan p = {.step = c->step, .phase = EDGC_PHASE_WARMUP};
-    if (c->profiling) {
-        plan_profile(c, &p);
-    } else if (!c->compressing && c->step >= c->warm_end) {
+    if (!c->prof.active && !c->compressing && c->step >= c->warm_end) {
         c->compressing = 1;
         c->compress_start = c->step;
-        c->rank_cur = c->r_max; /* spec 6.3: compression starts at r_max */
+        c->rank_cur = c->r_max; /* compression starts at r_max */
         if (c->n_hist > 0) c->h_ref = mean_last(c->hist, c->n_hist, c->n_w);
-    } else if (c->compressing && c->r_max > 0 && c->step % (uint64_t)c->cfg.window == 0 &&
+        reset_window(c);
+    } else if (!c->prof.active && c->compressing && c->step % (uint64_t)c->window == 0 &&
                c->step != c->compress_start) {
-        c->rank_cur = decide_rank(c);
+        if (link_drifted(c)) {
+            /* re-profile now; the untimed settling steps are not needed mid-run */
+            uint64_t s0 = (uint64_t)c->cfg.profile_start;
+            start_profile(c, c->step >= s0 ? c->step - s0 : 0);
+            c->drift_ref = c->err_ref = NAN;
+        } else if (c->r_max > 0) {
+            c->rank_cur = decide_rank(c);
+        }
+        reset_window(c);
     }
-    if (c->compressing) {
+    if (c->prof.active) {
+        plan_profile(c, &p);
+    } else if (c->compressing) {
         p.phase = EDGC_PHASE_COMPRESS;
         p.rank = c->rank_cur;
+    } else if (c->cfg.warmup_sync == EDGC_WARMUP_RMAX) {
+        p.rank = c->r_max; /* the safest rank that pays; 0 (dense) when none does */
     }
     p.sample_entropy = c->step % c->sample_every == 0;
     p.rank_changed = p.rank != c->prev_rank;
@@ -182,41 +258,20 @@ edgc_status edgc_controller_plan(edgc_controller* c, edgc_plan* out)
     return EDGC_OK;
 }
 
-/* Profiling bookkeeping after a timed step (spec 5.4): T_base from the dense steps, then for each
- * rank the mean of its reps but the first; stop at the first rank slower than T_base or at the
- * layout's rank cap. */
-static void record_profile(edgc_controller* c, double ms)
+/* The previous step's agreed measurements, for the window statistics. */
+static void record_previous(edgc_controller* c, const edgc_observation* o)
 {
-    if (c->base_n < c->cfg.profile_base_steps) {
-        c->base_sum += ms;
-        c->base_n++;
-        return;
+    if (!c->prev_steady || !c->compressing) return;
+    if (c->prev_rank > 0 && isfinite(o->prev_error)) {
+        c->win_err_sum += o->prev_error;
+        c->win_err_n++;
     }
-    if (c->prof_rep++ > 0) c->rep_sum += ms;
-    if (c->prof_rep < c->cfg.profile_reps) return;
-    double t_base = c->base_sum / c->base_n;
-    double t = c->rep_sum / (c->cfg.profile_reps - 1);
-    c->prof_ranks[c->n_prof] = c->prof_rank;
-    c->prof_ms[c->n_prof] = t;
-    c->n_prof++;
-    c->prof_rep = 0;
-    c->rep_sum = 0.0;
-    int at_cap = c->rank_cap < 1 || c->prof_rank >= c->rank_cap || c->n_prof == c->cap_prof;
-    if (t <= t_base && !at_cap) {
-        c->prof_rank *= 2;
-        return;
+    double pred = edgc__profiler_predict(&c->prof, c->prev_rank);
+    if (isfinite(o->prev_sync_ms) && o->prev_sync_ms >= 0.0 && isfinite(pred)) {
+        c->win_sync_sum += o->prev_sync_ms;
+        c->win_pred_sum += pred;
+        c->win_sync_n++;
     }
-    c->profiling = 0;
-    if (c->n_prof == 1 && t > t_base) {
-        /* The smallest rank tried is already slower than dense: no rank is "still faster than
-         * uncompressed" (spec 5.4), so compressing would only cost time. Stay dense; a user who
-         * wants compression regardless sets r_max. */
-        c->r_min = c->r_max = 0;
-        return;
-    }
-    int r_max = 1;
-    edgc_rmax_from_profile(c->prof_ranks, c->prof_ms, c->n_prof, t_base, &r_max);
-    set_bounds(c, r_max);
 }
 
 edgc_status edgc_controller_commit(edgc_controller* c, const edgc_observation* obs)
@@ -236,8 +291,15 @@ edgc_status edgc_controller_commit(edgc_controller* c, const edgc_observation* o
         }
         c->hist[c->n_hist++] = obs->entropy;
     }
-    if (p->timed) record_profile(c, obs->sync_ms);
+    record_previous(c, obs);
+    int r_max;
+    if (p->timed && edgc__profiler_record(&c->prof, &c->cfg, c->worth_cap, c->rank_cap,
+                                          obs->sync_ms, obs->compute_ms, &r_max)) {
+        set_bounds(c, r_max);
+        c->rank_cur = c->r_max; /* a re-profile restarts compression at the new r_max */
+    }
     c->prev_rank = p->rank;
+    c->prev_steady = p->phase != EDGC_PHASE_PROFILE;
     c->step++;
     c->planned = 0;
     return EDGC_OK;
@@ -246,8 +308,20 @@ edgc_status edgc_controller_commit(edgc_controller* c, const edgc_observation* o
 edgc_status edgc_controller_bounds(const edgc_controller* c, int* r_min, int* r_max)
 {
     EDGC_RETURN_IF(c == NULL || r_min == NULL || r_max == NULL, EDGC_ERR_INVALID_ARG);
-    *r_min = c->profiling ? 0 : c->r_min;
-    *r_max = c->profiling ? 0 : c->r_max;
+    int unknown = c->prof.active && c->prof.count == 0;
+    *r_min = unknown ? 0 : c->r_min;
+    *r_max = unknown ? 0 : c->r_max;
+    return EDGC_OK;
+}
+
+edgc_status edgc_controller_profiled(const edgc_controller* c, double* dense_ms,
+                                     double* compute_ms, int* profiles)
+{
+    EDGC_RETURN_IF(c == NULL || dense_ms == NULL || compute_ms == NULL || profiles == NULL,
+                   EDGC_ERR_INVALID_ARG);
+    *dense_ms = c->prof.base_ms;
+    *compute_ms = c->prof.compute_ms;
+    *profiles = c->prof.count;
     return EDGC_OK;
 }
 
@@ -260,7 +334,7 @@ edgc_status edgc_controller_bounds(const edgc_controller* c, int* r_min, int* r_
 
 edgc_status edgc__controller_save(const edgc_controller* c, edgc__writer* w)
 {
-    uint64_t n_hist = c->n_hist, n_prof = c->n_prof;
+    uint64_t n_hist = c->n_hist;
     int32_t phase = (int32_t)c->plan.phase;
     PUT(c->step);
     PUT(c->planned);
@@ -271,29 +345,29 @@ edgc_status edgc__controller_save(const edgc_controller* c, edgc__writer* w)
     PUT(c->plan.timed);
     PUT(c->plan.rank_changed);
     PUT(c->prev_rank);
+    PUT(c->prev_steady);
     PUT(n_hist);
     edgc__put(w, c->hist, c->n_hist * sizeof *c->hist);
-    PUT(c->profiling);
-    PUT(c->base_sum);
-    PUT(c->base_n);
-    PUT(c->prof_rank);
-    PUT(c->prof_rep);
-    PUT(c->rep_sum);
-    PUT(n_prof);
-    edgc__put(w, c->prof_ranks, c->n_prof * sizeof *c->prof_ranks);
-    edgc__put(w, c->prof_ms, c->n_prof * sizeof *c->prof_ms);
+    edgc__profiler_save(&c->prof, w);
     PUT(c->r_min);
     PUT(c->r_max);
     PUT(c->compressing);
     PUT(c->compress_start);
     PUT(c->rank_cur);
     PUT(c->h_ref);
+    PUT(c->win_err_sum);
+    PUT(c->win_sync_sum);
+    PUT(c->win_pred_sum);
+    PUT(c->win_err_n);
+    PUT(c->win_sync_n);
+    PUT(c->err_ref);
+    PUT(c->drift_ref);
     return EDGC_OK;
 }
 
 edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r)
 {
-    uint64_t n_hist = 0, n_prof = 0;
+    uint64_t n_hist = 0;
     int32_t phase = 0;
     GET(c->step);
     GET(c->planned);
@@ -305,6 +379,7 @@ edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r)
     GET(c->plan.timed);
     GET(c->plan.rank_changed);
     GET(c->prev_rank);
+    GET(c->prev_steady);
     GET(n_hist);
     if (r->bad || n_hist > (r->len - r->at) / sizeof(double)) return EDGC_ERR_CORRUPT;
     if (n_hist > c->cap_hist) {
@@ -315,27 +390,24 @@ edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r)
     }
     c->n_hist = (size_t)n_hist;
     edgc__get(r, c->hist, c->n_hist * sizeof *c->hist);
-    GET(c->profiling);
-    GET(c->base_sum);
-    GET(c->base_n);
-    GET(c->prof_rank);
-    GET(c->prof_rep);
-    GET(c->rep_sum);
-    GET(n_prof);
-    if (r->bad || n_prof > c->cap_prof) return EDGC_ERR_CORRUPT;
-    c->n_prof = (size_t)n_prof;
-    edgc__get(r, c->prof_ranks, c->n_prof * sizeof *c->prof_ranks);
-    edgc__get(r, c->prof_ms, c->n_prof * sizeof *c->prof_ms);
+    EDGC_FORWARD(edgc__profiler_load(&c->prof, r));
     GET(c->r_min);
     GET(c->r_max);
     GET(c->compressing);
     GET(c->compress_start);
     GET(c->rank_cur);
     GET(c->h_ref);
+    GET(c->win_err_sum);
+    GET(c->win_sync_sum);
+    GET(c->win_pred_sum);
+    GET(c->win_err_n);
+    GET(c->win_sync_n);
+    GET(c->err_ref);
+    GET(c->drift_ref);
     if (r->bad) return EDGC_ERR_CORRUPT;
     /* A blob that passed its checksum but holds values this code would index with. */
-    if (c->prof_rank < 0 || c->rank_cur < 0 || c->r_max < 0 || c->r_min < 0 ||
-        (c->g_stage != NULL && c->r_max > c->rank_cap))
+    if (c->rank_cur < 0 || c->r_max < 0 || c->r_min < 0 || c->plan.rank < 0 ||
+        c->prev_rank < 0 || (c->g_stage != NULL && c->r_max > c->rank_cap))
         return EDGC_ERR_CORRUPT;
     return EDGC_OK;
 }

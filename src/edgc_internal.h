@@ -102,6 +102,53 @@ edgc_status edgc__mp_error_curve(size_t m, size_t n, double* g);
 edgc_status edgc__mp_stage_curve(const edgc__plan_layout* pl, double** out);
 /* Smallest r in [r_lo, r_hi] with g[r] <= y; r_hi if none qualifies. */
 int edgc__mp_inverse(const double* g, int r_lo, int r_hi, double y);
+/* The error-budget rule: the rank for the next window from the last window's mean measured
+ * compression error `err` at rank `cur`, the budget, and the margin below it that lets the rank
+ * step down (before smoothing). */
+int edgc__error_target(double err, double budget, double margin, int cur, edgc__bounds b);
+
+typedef struct edgc__writer edgc__writer;
+typedef struct edgc__reader edgc__reader;
+
+/* ---------------------------------------------------------------------------------------------
+ * Profiling (profile.c): sync time against rank, and r_max from it.
+ */
+#define EDGC__PROF_MAX         32 /* ranks 2, 4, ... 2^32: more than any layout has */
+#define EDGC__PROF_COMPUTE_MAX 64 /* compute-time samples kept per profile */
+
+typedef struct edgc__profiler {
+    int active;      /* 1 while profiling */
+    uint64_t origin; /* step this profile's untimed settling steps began at */
+    double base_sum; /* dense timed steps so far */
+    int base_n;
+    int rank, rep; /* rank being timed, steps of it so far */
+    double rep_sum;
+    int ranks[EDGC__PROF_MAX]; /* measured ranks, increasing, and their mean sync times */
+    double ms[EDGC__PROF_MAX];
+    size_t n;
+    double compute[EDGC__PROF_COMPUTE_MAX]; /* compute time of each timed step */
+    size_t n_compute;
+    double base_ms, compute_ms; /* results of the last finished profile; NaN before */
+    int count;                  /* profiles finished */
+} edgc__profiler;
+
+/* Starts a profile (keeping the last one's results and the count). */
+void edgc__profiler_start(edgc__profiler* p, uint64_t origin, int first_rank);
+/* Records one timed step. Returns 1 when the profile is finished, with *r_max set (0: stay
+ * dense). worth_cap: the largest rank still sending at most half the dense bytes. */
+int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, int worth_cap, int rank_cap,
+                          double sync_ms, double compute_ms, int* r_max);
+/* Sync time at `rank` interpolated over the measured ranks and clamped to them; rank 0: T_base. */
+double edgc__profiler_predict(const edgc__profiler* p, int rank);
+void edgc__profiler_save(const edgc__profiler* p, edgc__writer* w);
+edgc_status edgc__profiler_load(edgc__profiler* p, edgc__reader* r);
+/* The budget rule over a (partial) table: *r_max is the largest measured rank whose step time
+ * compute + ms is within slack of the best saving over dense (0 when the best saves less than
+ * min_saving); *more (may be NULL) is 1 when the last rank is still inside, i.e. profiling should
+ * go on. compute_ms NaN or <= 0 counts as 0. */
+edgc_status edgc__rmax_budget(const int* ranks, const double* ms, size_t n, double base_ms,
+                              double compute_ms, double slack, double min_saving, int* r_max,
+                              int* more);
 
 /* ---------------------------------------------------------------------------------------------
  * Engine internals exposed for tests and state (powersgd.c)
@@ -118,16 +165,16 @@ edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_
  * State serialisation (state_io.c). A writer with buf == NULL only counts bytes; a reader sets
  * `bad` instead of reading past the end, so parsing code checks once at the end.
  */
-typedef struct edgc__writer {
+struct edgc__writer {
     uint8_t* buf;
     size_t cap, len;
-} edgc__writer;
+};
 
-typedef struct edgc__reader {
+struct edgc__reader {
     const uint8_t* p;
     size_t len, at;
     int bad;
-} edgc__reader;
+};
 
 void edgc__put(edgc__writer* w, const void* p, size_t n);
 void edgc__get(edgc__reader* r, void* p, size_t n);

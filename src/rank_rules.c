@@ -1,6 +1,7 @@
 /*
- * rank_rules.c - from entropy history to rank: the trend map of the authors' code (spec 5.5),
- * the smoothing every rule shares (spec 5.4), and r_max from a timing profile (spec 5.4).
+ * rank_rules.c - from entropy history to rank: the trend map of the authors' code, the error
+ * budget, the smoothing every rule shares, r_max from a timing profile by the authors' rule, and
+ * the pipeline-stage alignment (docs/ALGORITHM.md).
  * Pure functions; the controller owns the state they are applied to.
  */
 #include "edgc_internal.h"
@@ -31,6 +32,16 @@ int edgc__trend_target(const double* h, size_t n, size_t n_w, edgc__bounds b)
     double r = (double)b.r_min + (double)(b.r_max - b.r_min) * x;
     if (!(r < (double)b.r_max)) return b.r_max;
     return clamp_int((int)lround(r), b.r_min, b.r_max);
+}
+
+int edgc__error_target(double err, double budget, double margin, int cur, edgc__bounds b)
+{
+    if (!isfinite(err) || !isfinite(budget)) return cur;
+    /* Over budget: the compression loses more than it did at r_max once the entropy is
+     * accounted for; go up. Comfortably under: the gradient has become easier to compress. */
+    if (err > budget) return cur + b.step;
+    if (err < (1.0 - margin) * budget) return cur - b.step;
+    return cur;
 }
 
 int edgc__smooth_rank(int target, int prev, edgc__bounds b)

@@ -19,7 +19,7 @@
 #include <time.h>
 
 #define BLOB_MAGIC   "EDGCRED1"
-#define BLOB_VERSION 1u
+#define BLOB_VERSION 2u
 #define BLOB_BOM     0x01020304u
 #define BLOB_HEADER  (8 + 4 + 4 + 8 + 8)
 
@@ -34,6 +34,10 @@ struct edgc_reducer {
     edgc_gds* gds;
     uint64_t step; /* dense / powersgd modes (edgc mode: the controller's) */
     uint64_t total_sent, total_dense;
+    /* local timings of the previous step, agreed in the next step's agreement (no extra
+     * collective): the controller's drift detection and error rule read them */
+    double last_end_ms; /* when the previous step returned; 0 before the first */
+    double prev_sync_ms, prev_error;
     FILE* log;
     char err[256];
     void* owned; /* freed with owned_free at free(): e.g. the MPI communicator it was made with */
@@ -130,6 +134,7 @@ edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layout* layou
     }
     memcpy(r->tensors, layout->tensors, layout->n_tensors * sizeof *r->tensors);
     r->layout = (edgc_layout){r->tensors, layout->n_tensors, layout->total};
+    r->prev_sync_ms = r->prev_error = NAN;
     st = build_parts(r, &r->ps, &r->ctl);
     if (st == EDGC_OK) st = edgc_gds_create(cfg->beta, cfg->bins, &r->gds);
     /* Creation may still fail on one worker (memory): agree, so all fail together. */
@@ -191,6 +196,17 @@ static edgc_status sync(edgc_reducer* r, float* grad, int rank, edgc_step_stats*
     return EDGC_OK;
 }
 
+/* A non-negative measurement as int32 micro-units for a max-agreement; -1 = unknown. */
+static int32_t micro(double v)
+{
+    return isfinite(v) && v >= 0.0 ? (int32_t)fmin(v * 1e3, 2e9) : -1;
+}
+
+static double from_micro(int32_t v)
+{
+    return v < 0 ? NAN : v * 1e-3;
+}
+
 /* A barrier from the collectives every communicator has. */
 static edgc_status barrier(const edgc_comm* c)
 {
@@ -203,7 +219,7 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     EDGC_RETURN_IF(r == NULL || grad == NULL, EDGC_ERR_INVALID_ARG);
     r->err[0] = '\0';
     edgc_step_stats s = {.mode = r->cfg.mode, .phase = EDGC_PHASE_COMPRESS};
-    s.entropy = s.entropy_scaled = s.compression_error = NAN;
+    s.entropy = s.entropy_scaled = s.compression_error = s.dense_sync_ms = NAN;
     edgc_plan plan = {.step = r->step, .phase = EDGC_PHASE_COMPRESS};
     edgc_status st;
     if (r->cfg.mode == EDGC_MODE_EDGC) {
@@ -216,18 +232,23 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     s.step = plan.step;
     s.phase = plan.phase;
 
-    /* One agreement per step: any non-finite gradient, and the rank (equal on every worker by
-     * construction; the max makes sure nothing diverges). */
+    /* One agreement per step: any non-finite gradient, the rank (equal on every worker by
+     * construction; the max makes sure nothing diverges), and the previous step's sync time (us)
+     * and compression error (x 1e6), which cost nothing extra here. */
+    double t_enter = now_ms();
+    double compute_ms = r->last_end_ms > 0.0 ? t_enter - r->last_end_ms : NAN;
     int bad_here = r->cfg.check_finite && has_nonfinite(grad, r->layout.total);
     /* Room for a higher rank is allocated now, before anything changes, so a worker that runs out
      * of memory says so in the agreement instead of leaving the others in a collective. */
     int nomem_here = plan.rank > 0 && edgc__powersgd_reserve(r->ps, plan.rank) != EDGC_OK;
-    int32_t v[3] = {bad_here, plan.rank, nomem_here};
-    if ((st = agree_max(&r->comm, v, 3)) != EDGC_OK) return fail(r, st, "agreement");
+    int32_t v[5] = {bad_here, plan.rank, nomem_here, micro(r->prev_sync_ms),
+                    micro(r->prev_error * 1e3)};
+    if ((st = agree_max(&r->comm, v, 5)) != EDGC_OK) return fail(r, st, "agreement");
     if (v[0]) {
         snprintf(r->err, sizeof r->err,
                  "step %llu: non-finite gradient on %s worker; step skipped, state unchanged",
                  (unsigned long long)plan.step, bad_here ? "this" : "another");
+        r->last_end_ms = now_ms();
         return EDGC_ERR_NONFINITE;
     }
     if (v[2]) {
@@ -240,12 +261,17 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     if ((st = sync(r, grad, v[1], &s)) != EDGC_OK) return fail(r, st, "synchronisation");
     s.sync_ms = now_ms() - t0;
 
-    edgc_observation obs = {0};
-    if (plan.timed) { /* the slowest worker's time, so every worker profiles the same table */
-        int32_t us = (int32_t)fmin(s.sync_ms * 1e3, 2e9);
-        if ((st = agree_max(&r->comm, &us, 1)) != EDGC_OK) return fail(r, st, "timing");
-        obs.sync_ms = us * 1e-3;
+    edgc_observation obs = {.compute_ms = NAN,
+                            .prev_sync_ms = from_micro(v[3]),
+                            .prev_error = from_micro(v[4]) * 1e-3};
+    if (plan.timed) { /* the slowest worker's times, so every worker profiles the same table */
+        int32_t t[2] = {micro(s.sync_ms), micro(compute_ms)};
+        if ((st = agree_max(&r->comm, t, 2)) != EDGC_OK) return fail(r, st, "timing");
+        obs.sync_ms = from_micro(t[0]);
+        obs.compute_ms = from_micro(t[1]);
     }
+    r->prev_sync_ms = s.sync_ms;
+    r->prev_error = s.compression_error;
     if (plan.sample_entropy) {
         edgc_entropy e;
         edgc_gds_entropy(r->gds, grad, r->layout.total, &e);
@@ -259,6 +285,9 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     if (r->cfg.mode == EDGC_MODE_EDGC) {
         if ((st = edgc_controller_commit(r->ctl, &obs)) != EDGC_OK) return fail(r, st, "commit");
         edgc_controller_bounds(r->ctl, &s.r_min, &s.r_max);
+        double compute;
+        int profiles;
+        edgc_controller_profiled(r->ctl, &s.dense_sync_ms, &compute, &profiles);
     } else {
         r->step++;
     }
@@ -271,6 +300,7 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
         if (edgc_stats_json(&s, line, sizeof line) == EDGC_OK) fputs(line, r->log);
     }
     if (stats != NULL) *stats = s;
+    r->last_end_ms = now_ms();
     return EDGC_OK;
 }
 
@@ -297,18 +327,20 @@ static void json_num(char* out, size_t cap, double v)
 edgc_status edgc_stats_json(const edgc_step_stats* s, char* buf, size_t cap)
 {
     EDGC_RETURN_IF(s == NULL || buf == NULL, EDGC_ERR_INVALID_ARG);
-    char sync[32], h[32], hs[32], err[32];
+    char sync[32], h[32], hs[32], err[32], dms[32];
     json_num(sync, sizeof sync, s->sync_ms);
     json_num(h, sizeof h, s->entropy_sampled ? s->entropy : NAN);
     json_num(hs, sizeof hs, s->entropy_sampled ? s->entropy_scaled : NAN);
     json_num(err, sizeof err, s->compression_error);
+    json_num(dms, sizeof dms, s->dense_sync_ms);
     int n = snprintf(buf, cap,
                      "{\"step\":%llu,\"mode\":\"%s\",\"phase\":\"%s\",\"rank\":%d,\"r_min\":%d,"
                      "\"r_max\":%d,\"bytes_sent\":%llu,\"bytes_dense\":%llu,\"sync_ms\":%s,"
-                     "\"entropy\":%s,\"entropy_scaled\":%s,\"compression_error\":%s}\n",
+                     "\"entropy\":%s,\"entropy_scaled\":%s,\"compression_error\":%s,"
+                     "\"dense_sync_ms\":%s}\n",
                      (unsigned long long)s->step, mode_name(s->mode), phase_name(s->phase), s->rank,
                      s->r_min, s->r_max, (unsigned long long)s->bytes_sent,
-                     (unsigned long long)s->bytes_dense, sync, h, hs, err);
+                     (unsigned long long)s->bytes_dense, sync, h, hs, err, dms);
     if (n < 0 || (size_t)n >= cap) {
         if (cap > 0) buf[0] = '\0';
         return EDGC_ERR_BUFFER_SMALL;
@@ -341,6 +373,8 @@ static void save_payload(const edgc_reducer* r, edgc__writer* w)
     edgc__put(w, &r->step, sizeof r->step);
     edgc__put(w, &r->total_sent, sizeof r->total_sent);
     edgc__put(w, &r->total_dense, sizeof r->total_dense);
+    edgc__put(w, &r->prev_sync_ms, sizeof r->prev_sync_ms);
+    edgc__put(w, &r->prev_error, sizeof r->prev_error);
     if (r->ps != NULL) edgc__powersgd_save(r->ps, w);
     if (r->ctl != NULL) edgc__controller_save(r->ctl, w);
 }
@@ -421,12 +455,15 @@ edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t len)
     edgc_powersgd* ps = NULL;
     edgc_controller* ctl = NULL;
     uint64_t step = 0, sent = 0, dense = 0;
+    double prev_sync = NAN, prev_err = NAN;
     if (st == EDGC_OK) st = build_parts(r, &ps, &ctl);
     if (st == EDGC_OK) {
         edgc__reader rd = {b + BLOB_HEADER, len - BLOB_HEADER - 8, 0, 0};
         edgc__get(&rd, &step, sizeof step);
         edgc__get(&rd, &sent, sizeof sent);
         edgc__get(&rd, &dense, sizeof dense);
+        edgc__get(&rd, &prev_sync, sizeof prev_sync);
+        edgc__get(&rd, &prev_err, sizeof prev_err);
         if (ps != NULL) st = edgc__powersgd_load(ps, &rd);
         if (st == EDGC_OK && ctl != NULL) st = edgc__controller_load(ctl, &rd);
         if (st == EDGC_OK && (rd.bad || rd.at != rd.len)) st = EDGC_ERR_CORRUPT;
@@ -456,6 +493,9 @@ edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t len)
     r->step = step;
     r->total_sent = sent;
     r->total_dense = dense;
+    r->prev_sync_ms = prev_sync;
+    r->prev_error = prev_err;
+    r->last_end_ms = 0.0; /* the time since the save is no compute time */
     return EDGC_OK;
 }
 

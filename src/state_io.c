@@ -40,6 +40,7 @@ uint64_t edgc__config_layout_hash(const edgc_config* c, const edgc_layout* l)
 {
     uint64_t h = EDGC__FNV_SEED;
     int32_t mode = (int32_t)c->mode, rule = (int32_t)c->rule;
+    int32_t rmax_rule = (int32_t)c->rmax_rule, warmup_sync = (int32_t)c->warmup_sync;
     HASH(mode);
     HASH(c->rank);
     HASH(c->total_steps);
@@ -62,6 +63,12 @@ uint64_t edgc__config_layout_hash(const edgc_config* c, const edgc_layout* l)
     HASH(c->seed);
     HASH(c->check_finite);
     HASH(c->pipeline_stages);
+    HASH(rmax_rule);
+    HASH(c->rmax_slack);
+    HASH(c->min_saving);
+    HASH(warmup_sync);
+    HASH(c->error_margin);
+    HASH(c->reprofile_factor);
     /* pipeline_stage differs between stages by design: not hashed */
     uint64_t n = l->n_tensors, total = l->total;
     HASH(n);

@@ -40,8 +40,10 @@ typedef struct options {
     /* compression */
     edgc_mode mode;
     int rank, r_max, window;
-    double alpha, beta, edgc_warmup;
+    double alpha, beta, edgc_warmup, rmax_slack;
     edgc_rank_rule rule;
+    edgc_rmax_rule rmax_rule;
+    edgc_warmup_sync warmup_sync;
 } options;
 
 static int g_rank = 0, g_world = 1;
@@ -115,10 +117,17 @@ static void usage(FILE* f)
         "compression\n"
         "  --compress M         dense | powersgd:R | edgc (default edgc)\n"
         "  --rmax R             EDGC rank ceiling; 0 = profile it at start-up (default 0)\n"
-        "  --window W           EDGC window: steps between rank decisions (default 1000)\n"
+        "  --rmax-rule R        how profiling picks r_max: budget (the largest measured rank whose\n"
+        "                       step is within --rmax-slack of the best saving; default) | paper\n"
+        "                       (the largest rank still faster than dense, interpolated)\n"
+        "  --rmax-slack X       budget rule: share of the best step-time saving traded for rank\n"
+        "                       (default 0.2)\n"
+        "  --window W           EDGC window: steps between rank decisions (default 0: --steps / 20,\n"
+        "                       at most 1000)\n"
         "  --alpha A --beta B   EDGC entropy sampling rates ISR and GSR (default 0.1, 0.25)\n"
-        "  --edgc-warmup F      fraction of the run synchronised dense first (default 0.1)\n"
-        "  --rule R             trend | cqm (default trend)\n"
+        "  --edgc-warmup F      fraction of the run before the rank adapts (default 0.1)\n"
+        "  --warmup-sync S      warm-up synchronisation: rmax (compressed at r_max; default) | dense\n"
+        "  --rule R             error | trend | cqm (default error)\n"
         "output\n"
         "  --eval-every N       validation loss every N steps (default 100; 0 = only at the end)\n"
         "  --eval-batches N     validation batches, from the start of the validation data (default "
@@ -194,11 +203,13 @@ static options parse_options(int argc, char** argv)
                  .data = "data/kjv.txt",
                  .mode = EDGC_MODE_EDGC,
                  .rank = 4,
-                 .window = 1000,
+                 .window = 0,
+                 .rmax_slack = 0.2,
+                 .rule = EDGC_RULE_ERROR,
                  .alpha = 0.1,
                  .beta = 0.25,
                  .edgc_warmup = 0.1,
-                 .rule = EDGC_RULE_TREND};
+                 };
     enum {
         O_LAYERS = 256,
         O_DIM,
@@ -233,7 +244,10 @@ static options parse_options(int argc, char** argv)
         O_SAMPLE,
         O_NAN,
         O_PRESET,
-        O_STOP
+        O_STOP,
+        O_RMAX_RULE,
+        O_RMAX_SLACK,
+        O_WARM_SYNC
     };
     static const struct option longopts[] = {{"preset", required_argument, 0, O_PRESET},
                                              {"layers", required_argument, 0, O_LAYERS},
@@ -258,6 +272,9 @@ static options parse_options(int argc, char** argv)
                                              {"beta", required_argument, 0, O_BETA},
                                              {"edgc-warmup", required_argument, 0, O_EWARM},
                                              {"rule", required_argument, 0, O_RULE},
+                                             {"rmax-rule", required_argument, 0, O_RMAX_RULE},
+                                             {"rmax-slack", required_argument, 0, O_RMAX_SLACK},
+                                             {"warmup-sync", required_argument, 0, O_WARM_SYNC},
                                              {"eval-every", required_argument, 0, O_EVAL},
                                              {"eval-batches", required_argument, 0, O_EVALB},
                                              {"print-every", required_argument, 0, O_PRINT},
@@ -335,7 +352,8 @@ static options parse_options(int argc, char** argv)
             o.r_max = (int)parse_long("--rmax", optarg, 0, 65536);
             break;
         case O_WINDOW:
-            o.window = (int)parse_long("--window", optarg, 2, 1 << 30);
+            o.window = (int)parse_long("--window", optarg, 0, 1 << 30);
+            if (o.window == 1) die("--window 1: expected 0 (derived) or at least 2");
             break;
         case O_ALPHA:
             o.alpha = parse_double("--alpha", optarg, 1e-9, 1.0);
@@ -351,8 +369,29 @@ static options parse_options(int argc, char** argv)
                 o.rule = EDGC_RULE_TREND;
             else if (strcmp(optarg, "cqm") == 0)
                 o.rule = EDGC_RULE_CQM;
+            else if (strcmp(optarg, "error") == 0)
+                o.rule = EDGC_RULE_ERROR;
             else
-                die("--rule %s: expected trend or cqm", optarg);
+                die("--rule %s: expected error, trend or cqm", optarg);
+            break;
+        case O_RMAX_RULE:
+            if (strcmp(optarg, "budget") == 0)
+                o.rmax_rule = EDGC_RMAX_BUDGET;
+            else if (strcmp(optarg, "paper") == 0)
+                o.rmax_rule = EDGC_RMAX_PAPER;
+            else
+                die("--rmax-rule %s: expected budget or paper", optarg);
+            break;
+        case O_RMAX_SLACK:
+            o.rmax_slack = parse_double("--rmax-slack", optarg, 0.0, 1.0);
+            break;
+        case O_WARM_SYNC:
+            if (strcmp(optarg, "rmax") == 0)
+                o.warmup_sync = EDGC_WARMUP_RMAX;
+            else if (strcmp(optarg, "dense") == 0)
+                o.warmup_sync = EDGC_WARMUP_DENSE;
+            else
+                die("--warmup-sync %s: expected rmax or dense", optarg);
             break;
         case O_EVAL:
             o.eval_every = (int)parse_long("--eval-every", optarg, 0, 1 << 30);
@@ -635,6 +674,9 @@ int main(int argc, char** argv)
     rc.beta = o.beta;
     rc.warmup_fraction = o.edgc_warmup;
     rc.rule = o.rule;
+    rc.rmax_rule = o.rmax_rule;
+    rc.rmax_slack = o.rmax_slack;
+    rc.warmup_sync = o.warmup_sync;
     rc.seed = 714;
     if (edgc_config_check(&rc, &layout, why, sizeof why) != EDGC_OK) die("compression: %s", why);
     edgc_reducer* red = NULL;
@@ -695,15 +737,19 @@ int main(int argc, char** argv)
                            : o.mode == EDGC_MODE_POWERSGD ? "powersgd"
                                                           : "edgc");
     if (o.mode == EDGC_MODE_POWERSGD) say(" rank %d", o.rank);
+    int window = edgc_config_window(&rc);
     if (o.mode == EDGC_MODE_EDGC)
-        say(" (rule %s, r_max %s, window %d, warm-up %.0f%%)",
-            o.rule == EDGC_RULE_TREND ? "trend" : "cqm", o.r_max ? "given" : "profiled", o.window,
-            o.edgc_warmup * 100);
+        say(" (rule %s, r_max %s, window %d%s, warm-up %.0f%% %s)",
+            o.rule == EDGC_RULE_TREND ? "trend" : o.rule == EDGC_RULE_CQM ? "cqm" : "error",
+            o.r_max ? "given" : o.rmax_rule == EDGC_RMAX_BUDGET ? "profiled, budget rule"
+                                                                : "profiled, paper rule",
+            window, o.window ? "" : " from --steps", o.edgc_warmup * 100,
+            o.warmup_sync == EDGC_WARMUP_RMAX ? "at r_max" : "dense");
     say("\n");
-    if (o.mode == EDGC_MODE_EDGC && (double)o.steps * (1.0 - o.edgc_warmup) < 2.0 * o.window)
+    if (o.mode == EDGC_MODE_EDGC && (double)o.steps * (1.0 - o.edgc_warmup) < 2.0 * window)
         say("note: fewer than 2 windows of %d steps after warm-up: the rank will stay at r_max "
             "(pass a smaller --window)\n",
-            o.window);
+            window);
 
     FILE* log = NULL;
     if (o.log != NULL && g_rank == 0) {
@@ -716,7 +762,8 @@ int main(int argc, char** argv)
     if (!log_ok) die("cannot write --log %s", o.log);
 
     adamw_config ac = {0.9f, 0.95f, 1e-8f, o.weight_decay};
-    double t_fwd = 0, t_bwd = 0, t_sync = 0, t_opt = 0, t_begin = now_s();
+    double t_fwd = 0, t_bwd = 0, t_sync = 0, t_opt = 0, t_eval = 0, t_begin = now_s();
+    int r_max_seen = -1, profiles_seen = 0;
     double val_loss = NAN;
     edgc_step_stats s = {0};
     uint64_t sent_total = 0, dense_total = 0;
@@ -759,20 +806,38 @@ int main(int argc, char** argv)
         if (o.hash_every > 0 && ((step + 1) % o.hash_every == 0 || last))
             check_weights_agree(&model, step + 1);
         int eval_now = (o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last;
-        if (eval_now) val_loss = evaluate(&model, &val, B, T, o.eval_batches, inputs, targets);
+        if (eval_now) {
+            double te = now_s();
+            val_loss = evaluate(&model, &val, B, T, o.eval_batches, inputs, targets);
+            t_eval += now_s() - te;
+        }
+        if (o.mode == EDGC_MODE_EDGC && s.phase != EDGC_PHASE_PROFILE &&
+            (s.r_max != r_max_seen || profiles_seen == 0)) {
+            say("step %5d/%d | profiled: dense sync %.1f ms -> r_max %d%s\n", step + 1, o.steps,
+                s.dense_sync_ms, s.r_max,
+                s.r_max == 0 ? " (no rank saves time on this link: staying dense)" : "");
+            r_max_seen = s.r_max;
+            profiles_seen = 1;
+        }
         if (log != NULL) {
             char h[32] = "null";
             if (s.entropy_sampled) snprintf(h, sizeof h, "%.6g", s.entropy);
             char vl[32] = "null";
             if (eval_now) snprintf(vl, sizeof vl, "%.6g", val_loss);
+            char ce[32] = "null";
+            if (isfinite(s.compression_error)) snprintf(ce, sizeof ce, "%.4g", s.compression_error);
+            /* time_s: training time so far, evaluation excluded, for time-to-quality plots */
             fprintf(log,
                     "{\"step\":%d,\"loss\":%.6g,\"val_loss\":%s,\"lr\":%.6g,\"grad_norm\":%.6g,"
-                    "\"rank\":%d,\"phase\":\"%s\",\"entropy\":%s,\"bytes_sent\":%llu,"
-                    "\"bytes_dense\":%llu,\"sync_ms\":%.4g,\"forward_ms\":%.4g,"
-                    "\"backward_ms\":%.4g,\"optimizer_ms\":%.4g}\n",
-                    step + 1, loss, vl, lr, norm, s.rank, phase_name(&s), h,
+                    "\"rank\":%d,\"phase\":\"%s\",\"entropy\":%s,\"compression_error\":%s,"
+                    "\"bytes_sent\":%llu,\"bytes_dense\":%llu,\"total_sent\":%llu,"
+                    "\"sync_ms\":%.4g,\"forward_ms\":%.4g,\"backward_ms\":%.4g,"
+                    "\"optimizer_ms\":%.4g,\"time_s\":%.4f}\n",
+                    step + 1, loss, vl, lr, norm, s.rank, phase_name(&s), h, ce,
                     (unsigned long long)s.bytes_sent, (unsigned long long)s.bytes_dense,
-                    (t2 - t1) * 1e3, (tf - t0) * 1e3, (t1 - tf) * 1e3, (t3 - t2) * 1e3);
+                    (unsigned long long)s.total_sent, (t2 - t1) * 1e3, (tf - t0) * 1e3,
+                    (t1 - tf) * 1e3, (t3 - t2) * 1e3,
+                    elapsed_before + now_s() - t_begin - t_eval);
             fflush(log);
         }
         if ((step + 1) % o.print_every == 0 || last || step == start) {
@@ -812,11 +877,20 @@ int main(int argc, char** argv)
         t_fwd, 100 * t_fwd / busy, t_bwd, 100 * t_bwd / busy, t_sync, 100 * t_sync / busy, t_opt,
         100 * t_opt / busy);
     say("throughput: %.0f tokens/s, %.2f GFLOP/s (model flops)\n", tok_s, gflops);
+    if (o.mode == EDGC_MODE_EDGC && isfinite(s.dense_sync_ms)) {
+        /* the profile timed dense steps on this very link: what a dense run would have paid */
+        double dense_sync = s.dense_sync_ms * 1e-3 * (o.steps - start);
+        say("dense would have spent %.1f s in sync at the measured %.1f ms per step (this run: "
+            "%.1f s): %.1f s, %.0f%% of the dense run's time, saved\n",
+            dense_sync, s.dense_sync_ms, t_sync, dense_sync - t_sync,
+            100 * (dense_sync - t_sync) / (busy - t_sync + dense_sync));
+    }
     /* one machine-readable line for scripts */
     say("summary: steps=%d val_loss=%.5f sent_mb=%.3f dense_mb=%.3f tok_s=%.1f gflops=%.3f "
-        "fwd_pct=%.1f bwd_pct=%.1f sync_pct=%.1f opt_pct=%.1f\n",
+        "fwd_pct=%.1f bwd_pct=%.1f sync_pct=%.1f opt_pct=%.1f train_s=%.2f\n",
         o.steps - start, val_loss, sent_total / 1e6, dense_total / 1e6, tok_s, gflops,
-        100 * t_fwd / busy, 100 * t_bwd / busy, 100 * t_sync / busy, 100 * t_opt / busy);
+        100 * t_fwd / busy, 100 * t_bwd / busy, 100 * t_sync / busy, 100 * t_opt / busy,
+        total_s - t_eval);
     generate(&model, o.sample_len, o.seed);
 
     edgc_reducer_free(red);

@@ -1,0 +1,189 @@
+/*
+ * profile.c - measuring sync time against rank and choosing r_max from it (docs/ALGORITHM.md,
+ * "Profiling"). A profile is: a few dense steps timed for T_base, then ranks 2, 4, 8, ... timed
+ * for profile_reps steps each (the first dropped: it pays for allocation and a cold Q). The
+ * compute time per step (what the caller does between two synchronisations) is collected on the
+ * same steps, so the budget rule can weigh the sync time against the whole step.
+ *
+ * Two rules pick r_max:
+ *  - budget (default): the largest *measured* rank whose step time C + T(r) is within
+ *    rmax_slack of the best saving any rank achieved, never a rank sending more than half the
+ *    dense bytes; profiling stops at the first rank past that threshold. If even the best rank
+ *    saves less than min_saving of a dense step, the run stays dense.
+ *  - paper: the largest rank whose interpolated (or extrapolated) sync time is below T_base.
+ * Pure logic: the caller measures and agrees the times across workers.
+ */
+#include "edgc_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void edgc__profiler_start(edgc__profiler* p, uint64_t origin, int first_rank)
+{
+    int count = p->count;
+    double base = p->base_ms, compute = p->compute_ms;
+    memset(p, 0, sizeof *p);
+    p->active = 1;
+    p->origin = origin;
+    p->rank = first_rank < 1 ? 1 : first_rank;
+    p->count = count;
+    /* the last profile's results stay readable until this one finishes */
+    p->base_ms = base;
+    p->compute_ms = compute;
+}
+
+static int cmp_double(const void* a, const void* b)
+{
+    double x = *(const double*)a, y = *(const double*)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of the finite values; NaN when there are none. */
+static double median(const double* v, size_t n)
+{
+    double s[EDGC__PROF_COMPUTE_MAX];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < EDGC__PROF_COMPUTE_MAX; i++)
+        if (isfinite(v[i])) s[k++] = v[i];
+    if (k == 0) return NAN;
+    qsort(s, k, sizeof *s, cmp_double);
+    return k % 2 ? s[k / 2] : 0.5 * (s[k / 2 - 1] + s[k / 2]);
+}
+
+edgc_status edgc__rmax_budget(const int* ranks, const double* ms, size_t n, double base_ms,
+                              double compute_ms, double slack, double min_saving, int* r_max,
+                              int* more)
+{
+    EDGC_RETURN_IF(ranks == NULL || ms == NULL || r_max == NULL || n < 1 || !isfinite(base_ms),
+                   EDGC_ERR_INVALID_ARG);
+    double c = isfinite(compute_ms) && compute_ms > 0.0 ? compute_ms : 0.0;
+    double dense = c + base_ms, best = INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        EDGC_RETURN_IF(!isfinite(ms[i]) || ranks[i] < 1 || (i > 0 && ranks[i] <= ranks[i - 1]),
+                       EDGC_ERR_INVALID_ARG);
+        if (c + ms[i] < best) best = c + ms[i];
+    }
+    /* Give up `slack` of the best saving for quality: a higher rank is worth its time only while
+     * the step stays this close to the fastest one. */
+    double threshold = best + slack * (dense - best);
+    int r = 0;
+    for (size_t i = 0; i < n && c + ms[i] <= threshold; i++)
+        r = ranks[i];
+    if (best > (1.0 - min_saving) * dense) r = 0; /* nothing saves enough: stay dense */
+    *r_max = r;
+    if (more != NULL) *more = r > 0 && r == ranks[n - 1] && ms[n - 1] < base_ms;
+    return EDGC_OK;
+}
+
+int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, int worth_cap, int rank_cap,
+                          double sync_ms, double compute_ms, int* r_max)
+{
+    if (p->n_compute < EDGC__PROF_COMPUTE_MAX) p->compute[p->n_compute++] = compute_ms;
+    if (p->base_n < cfg->profile_base_steps) {
+        p->base_sum += sync_ms;
+        p->base_n++;
+        return 0;
+    }
+    if (p->rep++ > 0) p->rep_sum += sync_ms;
+    if (p->rep < cfg->profile_reps) return 0;
+    double t_base = p->base_sum / p->base_n;
+    double t = p->rep_sum / (cfg->profile_reps - 1);
+    p->ranks[p->n] = p->rank;
+    p->ms[p->n] = t;
+    p->n++;
+    p->rep = 0;
+    p->rep_sum = 0.0;
+    double compute = median(p->compute, p->n_compute);
+    int next = 2 * p->rank;
+    int at_cap = rank_cap < 1 || p->rank >= rank_cap || p->n == EDGC__PROF_MAX;
+    int r = 0;
+    if (cfg->rmax_rule == EDGC_RMAX_BUDGET) {
+        int more = 0;
+        edgc__rmax_budget(p->ranks, p->ms, p->n, t_base, compute, cfg->rmax_slack,
+                          cfg->min_saving, &r, &more);
+        /* A single point cannot show the saving yet: always time the next rank too. */
+        if ((more || p->n == 1) && !at_cap && next <= worth_cap) {
+            p->rank = next;
+            return 0;
+        }
+    } else {
+        if (t <= t_base && !at_cap) {
+            p->rank = next;
+            return 0;
+        }
+        /* The smallest rank tried is already slower than dense: nothing to gain, stay dense. */
+        if (!(p->n == 1 && t > t_base)) edgc_rmax_from_profile(p->ranks, p->ms, p->n, t_base, &r);
+    }
+    p->active = 0;
+    p->base_ms = t_base;
+    p->compute_ms = compute;
+    p->count++;
+    *r_max = r;
+    return 1;
+}
+
+double edgc__profiler_predict(const edgc__profiler* p, int rank)
+{
+    if (rank == 0) return p->base_ms;
+    if (p->n == 0) return NAN;
+    /* within what was measured only: a rank outside takes the nearest end's time */
+    double r = rank < p->ranks[0] ? p->ranks[0] : rank > p->ranks[p->n - 1] ? p->ranks[p->n - 1] : rank;
+    edgc_profile prof = {p->ranks, p->ms, p->n, p->base_ms};
+    double ms = NAN;
+    edgc_profile_time_at(&prof, r, &ms);
+    return ms;
+}
+
+#define PUT(x) edgc__put(w, &(x), sizeof(x))
+#define GET(x) edgc__get(r, &(x), sizeof(x))
+
+void edgc__profiler_save(const edgc__profiler* p, edgc__writer* w)
+{
+    uint64_t n = p->n, n_compute = p->n_compute;
+    PUT(p->active);
+    PUT(p->origin);
+    PUT(p->base_sum);
+    PUT(p->base_n);
+    PUT(p->rank);
+    PUT(p->rep);
+    PUT(p->rep_sum);
+    PUT(n);
+    edgc__put(w, p->ranks, p->n * sizeof *p->ranks);
+    edgc__put(w, p->ms, p->n * sizeof *p->ms);
+    PUT(n_compute);
+    edgc__put(w, p->compute, p->n_compute * sizeof *p->compute);
+    PUT(p->base_ms);
+    PUT(p->compute_ms);
+    PUT(p->count);
+}
+
+edgc_status edgc__profiler_load(edgc__profiler* p, edgc__reader* r)
+{
+    uint64_t n = 0, n_compute = 0;
+    GET(p->active);
+    GET(p->origin);
+    GET(p->base_sum);
+    GET(p->base_n);
+    GET(p->rank);
+    GET(p->rep);
+    GET(p->rep_sum);
+    GET(n);
+    if (r->bad || n > EDGC__PROF_MAX) return EDGC_ERR_CORRUPT;
+    p->n = (size_t)n;
+    edgc__get(r, p->ranks, p->n * sizeof *p->ranks);
+    edgc__get(r, p->ms, p->n * sizeof *p->ms);
+    GET(n_compute);
+    if (r->bad || n_compute > EDGC__PROF_COMPUTE_MAX) return EDGC_ERR_CORRUPT;
+    p->n_compute = (size_t)n_compute;
+    edgc__get(r, p->compute, p->n_compute * sizeof *p->compute);
+    GET(p->base_ms);
+    GET(p->compute_ms);
+    GET(p->count);
+    if (r->bad) return EDGC_ERR_CORRUPT;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->ranks[i] < 1 || (i > 0 && p->ranks[i] <= p->ranks[i - 1])) return EDGC_ERR_CORRUPT;
+    if (p->rank < 1 || p->base_n < 0 || p->rep < 0 || (p->active != 0 && p->active != 1))
+        return EDGC_ERR_CORRUPT;
+    return EDGC_OK;
+}
