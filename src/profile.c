@@ -183,7 +183,7 @@ edgc_status edgc__profiler_load(edgc__profiler* p, edgc__reader* r)
     if (r->bad) return EDGC_ERR_CORRUPT;
     for (size_t i = 0; i < p->n; i++)
         if (p->ranks[i] < 1 || (i > 0 && p->ranks[i] <= p->ranks[i - 1])) return EDGC_ERR_CORRUPT;
-    if (p->rank < 1 || p->base_n < 0 || p->rep < 0 || (p->active != 0 && p->active != 1))
+    if (p->rank < 0 || p->base_n < 0 || p->rep < 0 || (p->active != 0 && p->active != 1))
         return EDGC_ERR_CORRUPT;
     return EDGC_OK;
 }

@@ -1,4 +1,5 @@
-/* test_config.c - defaults are the spec's constants; every bad field is rejected by name. */
+/* test_config.c - defaults are the documented constants; the window derived from the run length;
+ * every bad field is rejected by name. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,23 +19,49 @@ static edgc_config valid(void)
     return c;
 }
 
-static void test_defaults_are_the_spec(void** state)
+static void test_defaults_are_documented(void** state)
 {
     (void)state;
     edgc_config c = edgc_config_default();
     assert_int_equal(c.mode, EDGC_MODE_EDGC);
     assert_true(c.alpha == 0.1 && c.beta == 0.25 && c.warmup_fraction == 0.1);
-    assert_int_equal(c.window, 1000);
+    assert_int_equal(c.window, 0); /* derived from total_steps */
     assert_int_equal(c.bins, 1000);
     assert_int_equal(c.rank_step, 4);
     assert_int_equal(c.seed, 714);
-    assert_int_equal(c.rule, EDGC_RULE_TREND);
+    assert_int_equal(c.rule, EDGC_RULE_ERROR);
+    assert_int_equal(c.rmax_rule, EDGC_RMAX_BUDGET);
+    assert_int_equal(c.warmup_sync, EDGC_WARMUP_RMAX);
+    assert_true(c.rmax_slack == 0.2 && c.min_saving == 0.05 && c.reprofile_factor == 2.0);
     assert_int_equal(c.r_max, 0); /* profiled */
-    assert_int_equal(c.profile_start, 10);
+    assert_int_equal(c.profile_start, 3);
     assert_true(c.orth_eps == 1e-5f);
     c.total_steps = 100;
     char why[128];
     assert_int_equal(edgc_config_check(&c, &k_layout, why, sizeof why), EDGC_OK);
+}
+
+/* The window scales with the run: a twentieth of it, in whole entropy strides, between two strides
+ * and the authors' 1000; an explicit window is kept. */
+static void test_window_derived_from_run_length(void** state)
+{
+    (void)state;
+    edgc_config c = edgc_config_default();
+    const struct {
+        uint64_t steps;
+        int window;
+    } want[] = {{600, 30}, {300, 20}, {100, 20}, {1, 20}, {2000, 100}, {20000, 1000},
+                {230000, 1000}, {12345, 610}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        c.total_steps = want[i].steps;
+        assert_int_equal(edgc_config_window(&c), want[i].window);
+    }
+    c.alpha = 0.5; /* stride 2 */
+    c.total_steps = 610;
+    assert_int_equal(edgc_config_window(&c), 30);
+    c.window = 7;
+    assert_int_equal(edgc_config_window(&c), 7);
+    assert_int_equal(edgc_config_window(NULL), 0);
 }
 
 /* Applies `edit` to a valid config and expects EDGC_ERR_CONFIG with `field` in the message. */
@@ -58,6 +85,16 @@ static void test_bad_fields_are_named(void** state)
     EXPECT_REJECTED(c.bins = 1, "bins");
     EXPECT_REJECTED(c.rank = 0, "rank");
     EXPECT_REJECTED(c.window = 1, "window");
+    EXPECT_REJECTED(c.window = -5, "window");
+    EXPECT_REJECTED(c.rule = (edgc_rank_rule)7, "rule");
+    EXPECT_REJECTED(c.rmax_rule = (edgc_rmax_rule)2, "rmax_rule");
+    EXPECT_REJECTED(c.rmax_slack = 1.5, "rmax_slack");
+    EXPECT_REJECTED(c.rmax_slack = NAN, "rmax_slack");
+    EXPECT_REJECTED(c.min_saving = 1.0, "min_saving");
+    EXPECT_REJECTED(c.warmup_sync = (edgc_warmup_sync)3, "warmup_sync");
+    EXPECT_REJECTED(c.error_margin = -0.1, "error_margin");
+    EXPECT_REJECTED(c.reprofile_factor = 1.0, "reprofile_factor");
+    EXPECT_REJECTED(c.reprofile_factor = INFINITY, "reprofile_factor");
     EXPECT_REJECTED((c.window = 5, c.alpha = 0.1), "window"); /* no sample fits a window */
     EXPECT_REJECTED((c.r_max = 4, c.r_min = 8), "r_min");
     EXPECT_REJECTED(c.r_max = -1, "r_max");
@@ -106,7 +143,8 @@ static void test_tiny_message_buffer_is_terminated(void** state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults_are_the_spec),
+        cmocka_unit_test(test_defaults_are_documented),
+        cmocka_unit_test(test_window_derived_from_run_length),
         cmocka_unit_test(test_bad_fields_are_named),
         cmocka_unit_test(test_total_steps_only_needed_for_edgc),
         cmocka_unit_test(test_null_config),

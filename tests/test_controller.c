@@ -3,6 +3,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -26,6 +29,10 @@ static edgc_config short_run(void)
     c.window = 20;
     c.alpha = 0.5; /* 10 samples per window */
     c.r_max = 16;
+    /* the authors' behaviour; the defaults have tests of their own below */
+    c.rule = EDGC_RULE_TREND;
+    c.rmax_rule = EDGC_RMAX_PAPER;
+    c.warmup_sync = EDGC_WARMUP_DENSE;
     return c;
 }
 
@@ -374,6 +381,289 @@ static void test_timed_step_needs_valid_time(void** state)
     edgc_controller_free(ctl);
 }
 
+
+/* ---------------------------------------------------------------------------------------------
+ * The defaults: budget r_max, warm-up at r_max, the error rule, drift re-profiling. A simulated
+ * link gives every observation: sync time by rank, a fixed compute time, and a compression error
+ * by rank and step, reported one step late as the reducer does.
+ */
+typedef struct sim {
+    double dense_ms, per_rank_ms, fixed_ms, compute_ms;
+    double (*error)(int rank, uint64_t step); /* NULL: NaN */
+    uint64_t slow_from;                       /* from this step the link is `slow` times slower */
+    double slow;
+} sim;
+
+static double sim_sync(const sim* m, int rank, uint64_t t)
+{
+    double f = t >= m->slow_from ? m->slow : 1.0;
+    return rank == 0 ? f * m->dense_ms : m->fixed_ms + f * m->per_rank_ms * rank;
+}
+
+static edgc_config defaults_run(uint64_t steps)
+{
+    edgc_config c = edgc_config_default();
+    c.total_steps = steps;
+    c.alpha = 0.5;
+    return c;
+}
+
+/* Runs `steps` steps against the simulated link, from wherever ctl is; returns the plans. */
+static void simulate(edgc_controller* ctl, const sim* m, uint64_t steps, edgc_plan* plans)
+{
+    int prev_rank = -1;
+    uint64_t prev_t = 0;
+    for (uint64_t i = 0; i < steps; i++) {
+        edgc_plan p;
+        assert_int_equal(edgc_controller_plan(ctl, &p), EDGC_OK);
+        edgc_observation o = {.entropy = 5.0,
+                              .sync_ms = sim_sync(m, p.rank, p.step),
+                              .compute_ms = m->compute_ms,
+                              .prev_sync_ms = NAN,
+                              .prev_error = NAN};
+        if (prev_rank >= 0) {
+            o.prev_sync_ms = sim_sync(m, prev_rank, prev_t);
+            if (prev_rank > 0 && m->error != NULL) o.prev_error = m->error(prev_rank, prev_t);
+        }
+        assert_int_equal(edgc_controller_commit(ctl, &o), EDGC_OK);
+        prev_rank = p.rank;
+        prev_t = p.step;
+        plans[i] = p;
+    }
+}
+
+/* A slow link (dense 300 ms) under a 100 ms compute step: rank r costs 2 + 3r ms. The fastest
+ * step is rank 2's 108 ms; with 20 % of the 292 ms saving given back the step may take 166 ms,
+ * so ranks up to 16 (150 ms) qualify and 32 (198 ms) does not. */
+static const sim k_slow = {300.0, 3.0, 2.0, 100.0, NULL, UINT64_MAX, 1.0};
+
+static void test_budget_profile_and_warmup_at_r_max(void** state)
+{
+    (void)state;
+    edgc_config c = defaults_run(400);
+    edgc_controller* ctl = make(c);
+    edgc_plan plans[400];
+    simulate(ctl, &k_slow, 400, plans);
+    /* 3 settling steps, 2 dense timed, then ranks 2, 4, 8 (16 > the layout's worth cap of 12) */
+    const int want[] = {0, 0, 0, 0, 0, 2, 2, 2, 4, 4, 4, 8, 8, 8};
+    for (int t = 0; t < 14; t++) {
+        assert_int_equal(plans[t].phase, EDGC_PHASE_PROFILE);
+        assert_int_equal(plans[t].rank, want[t]);
+        assert_int_equal(plans[t].timed, t >= 3);
+    }
+    int lo, hi;
+    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+    assert_int_equal(hi, 8); /* the narrow layout caps it before the time budget does */
+    assert_int_equal(lo, 2);
+    /* warm-up (to step 40) runs at r_max, not dense */
+    for (int t = 14; t < 40; t++) {
+        assert_int_equal(plans[t].phase, EDGC_PHASE_WARMUP);
+        assert_int_equal(plans[t].rank, 8);
+    }
+    assert_int_equal(plans[40].phase, EDGC_PHASE_COMPRESS);
+    double dense_ms, compute_ms;
+    int profiles;
+    assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles), EDGC_OK);
+    assert_true(dense_ms == 300.0 && compute_ms == 100.0);
+    assert_int_equal(profiles, 1);
+    edgc_controller_free(ctl);
+
+    c.warmup_sync = EDGC_WARMUP_DENSE;
+    ctl = make(c);
+    simulate(ctl, &k_slow, 60, plans);
+    for (int t = 14; t < 40; t++)
+        assert_int_equal(plans[t].rank, 0);
+    assert_int_equal(plans[40].rank, 8);
+    edgc_controller_free(ctl);
+}
+
+/* Wide matrices, so that the time budget binds and not the bytes. */
+static const edgc_tensor k_wide_tensors[] = {{0, 256, 256}, {65536, 256, 1}};
+static const edgc_layout k_wide = {k_wide_tensors, 2, 65536 + 256};
+
+static void test_budget_stops_where_time_stops_paying(void** state)
+{
+    (void)state;
+    edgc_config c = defaults_run(400);
+    edgc_controller* ctl = NULL;
+    assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
+    edgc_plan plans[100];
+    simulate(ctl, &k_slow, 100, plans);
+    int lo, hi;
+    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+    assert_int_equal(hi, 16);
+    assert_int_equal(lo, 4);
+    /* rank 32 was timed (it ended profiling), rank 64 never was */
+    int saw32 = 0;
+    for (int t = 0; t < 100; t++) {
+        saw32 |= plans[t].rank == 32;
+        assert_true(plans[t].rank <= 32);
+    }
+    assert_true(saw32);
+    edgc_controller_free(ctl);
+
+    /* the same link under the paper's rule: every rank "beats dense", r_max goes to the cap */
+    c.rmax_rule = EDGC_RMAX_PAPER;
+    assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
+    simulate(ctl, &k_slow, 100, plans);
+    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+    assert_int_equal(hi, 96); /* 300 ms interpolated between 64 (194 ms) and 128 (386 ms) */
+    edgc_controller_free(ctl);
+}
+
+/* Shared memory: compression costs more than it saves, so the run stays dense from profiling on,
+ * warm-up included. */
+static void test_budget_stays_dense_when_nothing_pays(void** state)
+{
+    (void)state;
+    const sim shm = {1.0, 0.05, 1.0, 100.0, NULL, UINT64_MAX, 1.0};
+    edgc_config c = defaults_run(400);
+    edgc_controller* ctl = make(c);
+    edgc_plan plans[400];
+    simulate(ctl, &shm, 400, plans);
+    int lo, hi;
+    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+    assert_int_equal(hi, 0);
+    int compressed = 0;
+    for (int t = 0; t < 400; t++)
+        compressed += plans[t].phase != EDGC_PHASE_PROFILE && plans[t].rank != 0;
+    assert_int_equal(compressed, 0);
+    edgc_controller_free(ctl);
+}
+
+/* Error falls with the step (training settles), and rises with lower rank. */
+static double err_settling(int rank, uint64_t t)
+{
+    return (t < 150 ? 0.8 : 0.4) * (1.0 + 2.0 / rank);
+}
+
+static void test_error_rule_follows_the_budget(void** state)
+{
+    (void)state;
+    edgc_config c = defaults_run(400);
+    c.r_max = 16; /* window 20 */
+    sim m = k_slow;
+    m.error = err_settling;
+    edgc_controller* ctl = make(c);
+    edgc_plan plans[400];
+    simulate(ctl, &m, 400, plans);
+    /* compression from step 40 at r_max; the budget is set over the first window at 16 */
+    for (int t = 40; t < 80; t++)
+        assert_int_equal(plans[t].rank, 16);
+    /* until step 150 the error at 16 equals the budget and any lower rank would exceed it */
+    for (int t = 40; t < 150; t++)
+        assert_true(plans[t].rank >= 12);
+    /* then the error halves: the rank steps down, 4 per window, to r_min */
+    assert_int_equal(plans[399].rank, 4);
+    for (int t = 41; t < 400; t++) {
+        assert_true(abs(plans[t].rank - plans[t - 1].rank) <= 4);
+        if (plans[t].rank != plans[t - 1].rank) assert_int_equal(t % 20, 0);
+    }
+    edgc_controller_free(ctl);
+}
+
+static double err_worse_below_16(int rank, uint64_t t)
+{
+    (void)t;
+    return rank >= 16 ? 0.5 : 0.9;
+}
+
+static void test_error_rule_goes_back_up(void** state)
+{
+    (void)state;
+    edgc_config c = defaults_run(400);
+    c.r_max = 16;
+    sim m = k_slow;
+    m.error = err_worse_below_16;
+    edgc_controller* ctl = make(c);
+    edgc_plan plans[400];
+    simulate(ctl, &m, 400, plans);
+    /* at 16 the error sits at the budget (no step down); it never settles below 16 for long */
+    int below = 0;
+    for (int t = 40; t < 400; t++)
+        below += plans[t].rank < 16;
+    assert_int_equal(below, 0);
+    edgc_controller_free(ctl);
+}
+
+/* The link slows down 5x at step 200: the next window boundaries see sync times far above the
+ * profile's prediction, a new profile runs, and r_max moves. */
+static void test_link_slowing_down_triggers_a_new_profile(void** state)
+{
+    (void)state;
+    edgc_config c = defaults_run(600);
+    sim m = {300.0, 3.0, 2.0, 100.0, NULL, 200, 5.0};
+    edgc_controller* ctl = NULL;
+    assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
+    edgc_plan plans[600];
+    simulate(ctl, &m, 600, plans);
+    int reprofiled_at = -1;
+    for (int t = 200; t < 600 && reprofiled_at < 0; t++)
+        if (plans[t].phase == EDGC_PHASE_PROFILE) reprofiled_at = t;
+    assert_true(reprofiled_at >= 200 && reprofiled_at <= 260);
+    assert_int_equal(reprofiled_at % 30, 0); /* at a window boundary (window 30) */
+    double dense_ms, compute_ms;
+    int profiles;
+    assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles), EDGC_OK);
+    assert_int_equal(profiles, 2);
+    assert_true(dense_ms == 1500.0);
+    /* slower link: 1500 ms dense, rank r 2 + 15r: budget 117 + 0.2 * 1483 -> T <= 314 -> 16 */
+    int lo, hi;
+    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+    assert_int_equal(hi, 16);
+    assert_int_equal(plans[599].phase, EDGC_PHASE_COMPRESS);
+    edgc_controller_free(ctl);
+
+    /* a steady link never re-profiles; reprofile_factor 0 disables it */
+    m.slow = 1.0;
+    for (int pass = 0; pass < 2; pass++) {
+        c.reprofile_factor = pass ? 0.0 : 2.0;
+        if (pass) m.slow = 5.0;
+        assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
+        simulate(ctl, &m, 600, plans);
+        assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles),
+                         EDGC_OK);
+        assert_int_equal(profiles, 1);
+        edgc_controller_free(ctl);
+    }
+}
+
+/* Save mid-run (mid-profile and mid-window), load into a fresh controller: both continue with
+ * the same plans, every new field included. */
+static void test_state_round_trip_continues_identically(void** state)
+{
+    (void)state;
+    edgc_config c = defaults_run(600);
+    sim m = {300.0, 3.0, 2.0, 100.0, err_settling, 200, 5.0};
+    const uint64_t cut[] = {9, 100, 215, 250};
+    for (size_t k = 0; k < sizeof cut / sizeof cut[0]; k++) {
+        edgc_controller *a = NULL, *b = NULL;
+        assert_int_equal(edgc_controller_create(&c, &k_wide, &a), EDGC_OK);
+        assert_int_equal(edgc_controller_create(&c, &k_wide, &b), EDGC_OK);
+        edgc_plan pa[600], pb[600];
+        simulate(a, &m, cut[k], pa);
+        edgc_plan pending;
+        assert_int_equal(edgc_controller_plan(a, &pending), EDGC_OK); /* saved with a plan */
+        edgc__writer w = {0};
+        edgc__controller_save(a, &w);
+        uint8_t* buf = malloc(w.len);
+        assert_non_null(buf);
+        edgc__writer w2 = {buf, w.len, 0};
+        edgc__controller_save(a, &w2);
+        edgc__reader r = {buf, w.len, 0, 0};
+        assert_int_equal(edgc__controller_load(b, &r), EDGC_OK);
+        assert_int_equal(r.at, w.len);
+        free(buf);
+        /* the simulator's one-step-late values restart with the first step on both */
+        simulate(a, &m, 600 - cut[k], pa);
+        simulate(b, &m, 600 - cut[k], pb);
+        for (uint64_t t = 0; t < 600 - cut[k]; t++)
+            assert_plan_equal(&pa[t], &pb[t]);
+        edgc_controller_free(a);
+        edgc_controller_free(b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +680,13 @@ int main(void)
         cmocka_unit_test(test_same_inputs_same_decisions),
         cmocka_unit_test(test_misuse),
         cmocka_unit_test(test_timed_step_needs_valid_time),
+        cmocka_unit_test(test_budget_profile_and_warmup_at_r_max),
+        cmocka_unit_test(test_budget_stops_where_time_stops_paying),
+        cmocka_unit_test(test_budget_stays_dense_when_nothing_pays),
+        cmocka_unit_test(test_error_rule_follows_the_budget),
+        cmocka_unit_test(test_error_rule_goes_back_up),
+        cmocka_unit_test(test_link_slowing_down_triggers_a_new_profile),
+        cmocka_unit_test(test_state_round_trip_continues_identically),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,9 @@
-/* test_rank_rules.c - the trend map (spec 5.5), the shared smoothing (spec 5.4) and r_max from a
- * timing profile. */
+/* test_rank_rules.c - the trend map, the error budget, the shared smoothing, and r_max from a
+ * timing profile by the budget and the authors' rules. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -113,6 +114,78 @@ static void test_rmax_from_profile(void** state)
     assert_int_equal(edgc_rmax_from_profile(ranks, ms, 2, NAN, &r), EDGC_ERR_INVALID_ARG);
 }
 
+/* Budget rule over synthetic tables: compute 100 ms, dense sync 200 ms. */
+static void test_rmax_budget(void** state)
+{
+    (void)state;
+    const int ranks[] = {2, 4, 8, 16, 32};
+    int r = -1, more = -1;
+    /* best step 105, dense 300: 20 % of the saving back allows 144 ms, so T <= 44: rank 16 */
+    const double rising[] = {5, 8, 14, 26, 50};
+    assert_int_equal(edgc__rmax_budget(ranks, rising, 5, 200, 100, 0.2, 0.05, &r, &more), EDGC_OK);
+    assert_int_equal(r, 16);
+    assert_int_equal(more, 0);
+    /* the partial table up to 16 is still inside: profiling goes on */
+    assert_int_equal(edgc__rmax_budget(ranks, rising, 4, 200, 100, 0.2, 0.05, &r, &more), EDGC_OK);
+    assert_int_equal(r, 16);
+    assert_int_equal(more, 1);
+    /* slack 0: only the fastest qualifies; slack 1: everything faster than dense */
+    assert_int_equal(edgc__rmax_budget(ranks, rising, 5, 200, 100, 0.0, 0.05, &r, NULL), EDGC_OK);
+    assert_int_equal(r, 2);
+    assert_int_equal(edgc__rmax_budget(ranks, rising, 5, 200, 100, 1.0, 0.05, &r, NULL), EDGC_OK);
+    assert_int_equal(r, 32);
+    /* a flat curve (latency-bound link): every rank costs the same, the largest measured wins */
+    const double flat[] = {10, 10, 10, 10, 10};
+    assert_int_equal(edgc__rmax_budget(ranks, flat, 5, 200, 100, 0.2, 0.05, &r, &more), EDGC_OK);
+    assert_int_equal(r, 32);
+    assert_int_equal(more, 1);
+    /* noise: a spike at rank 4 ends the table there, even though 8 is fast again */
+    const double noisy[] = {5, 60, 9, 12, 15};
+    assert_int_equal(edgc__rmax_budget(ranks, noisy, 5, 200, 100, 0.2, 0.05, &r, &more), EDGC_OK);
+    assert_int_equal(r, 2);
+    assert_int_equal(more, 0);
+    /* shared memory: the best rank saves under 5 % of a dense step: stay dense */
+    const double shm[] = {1.2, 1.5, 2, 3, 5};
+    assert_int_equal(edgc__rmax_budget(ranks, shm, 5, 1.0, 100, 0.2, 0.05, &r, &more), EDGC_OK);
+    assert_int_equal(r, 0);
+    assert_int_equal(more, 0);
+    /* ... but with no compute time known, the sync times alone decide */
+    const double faster[] = {0.5, 0.6, 0.8, 1.5, 3};
+    assert_int_equal(edgc__rmax_budget(ranks, faster, 5, 1.0, NAN, 0.2, 0.05, &r, NULL), EDGC_OK);
+    assert_int_equal(r, 4); /* threshold 0.5 + 0.2 * 0.5 = 0.6: rank 4 is at it, and counts */
+    assert_int_equal(edgc__rmax_budget(ranks, faster, 5, 1.0, 0.0, 0.6, 0.05, &r, NULL), EDGC_OK);
+    assert_int_equal(r, 8);
+    /* never past what was measured, and bad tables are refused */
+    assert_int_equal(edgc__rmax_budget(ranks, rising, 1, 200, 100, 0.2, 0.05, &r, &more), EDGC_OK);
+    assert_int_equal(r, 2);
+    const int unsorted[] = {4, 2};
+    assert_int_equal(edgc__rmax_budget(unsorted, rising, 2, 200, 100, 0.2, 0.05, &r, NULL),
+                     EDGC_ERR_INVALID_ARG);
+    const double nan_ms[] = {1, NAN};
+    assert_int_equal(edgc__rmax_budget(ranks, nan_ms, 2, 200, 100, 0.2, 0.05, &r, NULL),
+                     EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc__rmax_budget(ranks, rising, 0, 200, 100, 0.2, 0.05, &r, NULL),
+                     EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc__rmax_budget(ranks, rising, 2, NAN, 100, 0.2, 0.05, &r, NULL),
+                     EDGC_ERR_INVALID_ARG);
+}
+
+static void test_error_target(void** state)
+{
+    (void)state;
+    /* over budget: up; comfortably under: down; within the margin: hold */
+    assert_int_equal(edgc__error_target(0.70, 0.60, 0.05, 8, B), 12);
+    assert_int_equal(edgc__error_target(0.50, 0.60, 0.05, 8, B), 4);
+    assert_int_equal(edgc__error_target(0.58, 0.60, 0.05, 8, B), 8);
+    assert_int_equal(edgc__error_target(0.60, 0.60, 0.05, 8, B), 8);
+    /* unknown error or budget: hold */
+    assert_int_equal(edgc__error_target(NAN, 0.60, 0.05, 8, B), 8);
+    assert_int_equal(edgc__error_target(0.5, NAN, 0.05, 8, B), 8);
+    /* the smoothing then clamps to the bounds */
+    assert_int_equal(edgc__smooth_rank(edgc__error_target(0.9, 0.5, 0.05, 16, B), 16, B), 16);
+    assert_int_equal(edgc__smooth_rank(edgc__error_target(0.1, 0.5, 0.05, 4, B), 4, B), 4);
+}
+
 static void test_profile_time_and_wam_alignment(void** state)
 {
     (void)state;
@@ -162,6 +235,8 @@ int main(void)
         cmocka_unit_test(test_trend_flat_reference_no_division_by_zero),
         cmocka_unit_test(test_smooth_even_step_and_bounds),
         cmocka_unit_test(test_rmax_from_profile),
+        cmocka_unit_test(test_rmax_budget),
+        cmocka_unit_test(test_error_target),
         cmocka_unit_test(test_profile_time_and_wam_alignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -159,61 +159,78 @@ static void test_powersgd_bytes_and_identity(void)
 
 static void test_edgc_lifecycle(void)
 {
-    edgc_config c = config(EDGC_MODE_EDGC);
-    edgc_reducer* r = make(&c);
-    int prev_rank = -1;
-    for (int step = 0; step < 60; step++) {
-        float g[TOTAL];
-        gradient(g_rank, step, g);
-        edgc_step_stats s;
-        CHECK_ST(edgc_reducer_step(r, g, &s), EDGC_OK);
-        CHECK(s.step == (uint64_t)step);
-        if (step < 12) {
-            CHECK(s.phase == EDGC_PHASE_WARMUP && s.rank == 0);
-        } else {
-            CHECK(s.phase == EDGC_PHASE_COMPRESS);
-            CHECK(s.rank >= 3 && s.rank <= 12);
-            if (step == 12) CHECK(s.rank == 12);
-            if (step > 12 && s.rank != prev_rank) CHECK(step % 10 == 0);
+    /* every rank rule, with the warm-up compressed at r_max (the default) and dense */
+    const edgc_rank_rule rules[] = {EDGC_RULE_ERROR, EDGC_RULE_TREND, EDGC_RULE_CQM};
+    for (int k = 0; k < 6; k++) {
+        edgc_config c = config(EDGC_MODE_EDGC);
+        c.rule = rules[k % 3];
+        c.warmup_sync = k < 3 ? EDGC_WARMUP_RMAX : EDGC_WARMUP_DENSE;
+        edgc_reducer* r = make(&c);
+        int prev_rank = -1;
+        for (int step = 0; step < 60; step++) {
+            float g[TOTAL];
+            gradient(g_rank, step, g);
+            edgc_step_stats s;
+            CHECK_ST(edgc_reducer_step(r, g, &s), EDGC_OK);
+            CHECK(s.step == (uint64_t)step);
+            if (step < 12) {
+                CHECK(s.phase == EDGC_PHASE_WARMUP);
+                CHECK(s.rank == (c.warmup_sync == EDGC_WARMUP_RMAX ? 12 : 0));
+            } else {
+                CHECK(s.phase == EDGC_PHASE_COMPRESS);
+                CHECK(s.rank >= 3 && s.rank <= 12);
+                if (step == 12) CHECK(s.rank == 12);
+                if (step > 12 && s.rank != prev_rank) CHECK(step % 10 == 0);
+            }
+            CHECK(s.entropy_sampled == (step % 2 == 0));
+            if (s.entropy_sampled) CHECK(isfinite(s.entropy) && s.entropy > 0);
+            CHECK(same_everywhere((uint64_t)s.rank));
+            CHECK(same_everywhere(fnv(g, sizeof g)));
+            prev_rank = s.rank;
         }
-        CHECK(s.entropy_sampled == (step % 2 == 0));
-        if (s.entropy_sampled) CHECK(isfinite(s.entropy) && s.entropy > 0);
-        CHECK(same_everywhere((uint64_t)s.rank));
-        CHECK(same_everywhere(fnv(g, sizeof g)));
-        prev_rank = s.rank;
+        edgc_reducer_free(r);
     }
-    edgc_reducer_free(r);
 }
 
 static void test_edgc_profiling_agrees(void)
 {
-    edgc_config c = config(EDGC_MODE_EDGC);
-    c.r_max = 0;
-    c.profile_start = 1;
-    c.profile_base_steps = 2;
-    c.total_steps = 80;
-    edgc_reducer* r = make(&c);
-    edgc_phase last = EDGC_PHASE_PROFILE;
-    edgc_step_stats s = {0};
-    int profiled = 0;
-    for (int step = 0; step < 80; step++) {
-        float g[TOTAL];
-        gradient(g_rank, step, g);
-        CHECK_ST(edgc_reducer_step(r, g, &s), EDGC_OK);
-        CHECK(s.phase >= last); /* profile -> warm-up -> compress, never back */
-        last = s.phase;
-        profiled += s.phase == EDGC_PHASE_PROFILE && s.rank > 0;
-        CHECK(same_everywhere((uint64_t)s.rank));
+    /* both r_max rules; with re-profiling off the phases only move forward, and with it on
+     * (timings here are noisy) every rank still holds the same rank and bounds at every step */
+    for (int k = 0; k < 4; k++) {
+        edgc_config c = config(EDGC_MODE_EDGC);
+        c.r_max = 0;
+        c.profile_start = 1;
+        c.profile_base_steps = 2;
+        c.total_steps = 80;
+        c.rmax_rule = k % 2 ? EDGC_RMAX_PAPER : EDGC_RMAX_BUDGET;
+        c.reprofile_factor = k < 2 ? 0.0 : 2.0;
+        edgc_reducer* r = make(&c);
+        edgc_phase last = EDGC_PHASE_PROFILE;
+        edgc_step_stats s = {0};
+        int profiled = 0;
+        for (int step = 0; step < 80; step++) {
+            float g[TOTAL];
+            gradient(g_rank, step, g);
+            CHECK_ST(edgc_reducer_step(r, g, &s), EDGC_OK);
+            if (c.reprofile_factor == 0.0) CHECK(s.phase >= last); /* never back */
+            last = s.phase;
+            profiled += s.phase == EDGC_PHASE_PROFILE && s.rank > 0;
+            CHECK(same_everywhere((uint64_t)s.rank));
+            CHECK(same_everywhere((uint64_t)s.r_max));
+            CHECK(same_everywhere((uint64_t)s.r_min));
+        }
+        CHECK(profiled >= 3);
+        if (c.reprofile_factor == 0.0) CHECK(s.phase == EDGC_PHASE_COMPRESS);
+        /* r_max depends on this machine's timings; 0 means no rank paid and the run stays
+         * dense. Either way every rank must hold the same value. */
+        CHECK(s.r_max >= 0 && s.r_max <= CAP);
+        if (s.phase == EDGC_PHASE_COMPRESS && s.r_max == 0) CHECK(s.rank == 0);
+        if (s.phase == EDGC_PHASE_COMPRESS && s.r_max > 0)
+            CHECK(s.rank >= s.r_min && s.rank <= s.r_max);
+        CHECK(isfinite(s.dense_sync_ms) && s.dense_sync_ms >= 0);
+        CHECK(same_everywhere((uint64_t)(s.dense_sync_ms * 1e3)));
+        edgc_reducer_free(r);
     }
-    CHECK(profiled >= 3);
-    CHECK(s.phase == EDGC_PHASE_COMPRESS);
-    /* r_max depends on this machine's timings; 0 means no rank beat dense and the run stays
-     * dense. Either way every rank must hold the same value. */
-    CHECK(s.r_max >= 0 && s.r_max <= CAP);
-    if (s.r_max == 0) CHECK(s.rank == 0);
-    if (s.r_max > 0) CHECK(s.rank >= s.r_min && s.rank <= s.r_max);
-    CHECK(same_everywhere((uint64_t)s.r_max));
-    edgc_reducer_free(r);
 }
 
 /* save at step 20 -> load into a fresh reducer -> continue: bit-identical to no interruption. */
