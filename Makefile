@@ -20,10 +20,12 @@ export OMPI_MCA_rmaps_base_oversubscribe = 1
 
 .PHONY: all deps build data run test test-asan bench valgrind format format-check install clean
 
-# make run's settings; override on the command line, e.g. make run STEPS=2000 NP=4
+# make run's settings; override on the command line, e.g. make run STEPS=2000 NP=4 LINK=1gbit
+# (LINK=shm: shared memory, no emulated link)
 NP        ?= 2
-STEPS     ?= 600
-RUN_FLAGS ?= --preset tiny --steps $(STEPS) --compress edgc --rmax 16 --window 50 --eval-every 100
+STEPS     ?= 400
+LINK      ?= 100mbit
+RUN_FLAGS ?= --preset tiny --steps $(STEPS) --compress edgc --eval-every 100
 
 all: build
 
@@ -55,9 +57,7 @@ data/kjv.txt: | deps
 	bible -f Gen1:1-Rev22:21 | sed 's/^[^ ]* //' > $@.tmp && mv $@.tmp $@
 
 run: build data/kjv.txt
-	mkdir -p out
-	mpirun -np $(NP) build/apps/edgc-train/edgc-train $(RUN_FLAGS) --data data/kjv.txt \
-	    --log out/run.jsonl --out out/run
+	bash scripts/run.sh $(BUILD) $(NP) $(LINK) $(RUN_FLAGS)
 
 bench: build
 	bash scripts/bench.sh $(BUILD)

@@ -117,7 +117,8 @@ typedef enum {
     EDGC_RULE_CQM = 1,   /* g^-1(exp(H_ref - H_k) g(r_ref)), Marchenko-Pastur g */
     EDGC_RULE_ERROR = 2  /* error budget: the measured compression error is held at its value at
                             r_max when compression began, relaxed by exp(H_ref - H_k) as entropy
-                            falls; the rank steps down while the error stays under the budget */
+                            falls; the rank steps down while the error stays under the budget.
+                            Lost to the trend rule on our benchmark; kept as an option */
 } edgc_rank_rule;
 
 typedef enum {
@@ -151,8 +152,8 @@ typedef struct edgc_config {
     double beta;             /* GSR: every floor(1/beta)-th element sampled, (0, 1]; 0.25 */
     int bins;                /* histogram bins, >= 2; default 1000 */
     int scale_aware_entropy; /* 0: plain histogram entropy (authors' code); 1: add ln(bin
-                                width), a differential-entropy estimate (spec 5.2); default 0 */
-    edgc_rank_rule rule;     /* default EDGC_RULE_ERROR */
+                                width), a differential-entropy estimate; default 0 */
+    edgc_rank_rule rule;     /* default EDGC_RULE_TREND */
     int rank_step;           /* largest rank change per window, >= 1; default 4 */
     int r_max;               /* 0: profile it with rmax_rule (if no rank pays, stay dense);
                                 else the rank ceiling, >= 1 */
@@ -171,23 +172,23 @@ typedef struct edgc_config {
                                 worker (costs one read pass); default 1 */
     int pipeline_stage;      /* WAM: this worker's pipeline stage, 0 <= stage < stages; default 0 */
     int pipeline_stages;     /* WAM: number of pipeline stages, >= 1; default 1 */
-    edgc_rmax_rule rmax_rule;      /* how profiling picks r_max; default EDGC_RMAX_BUDGET */
-    double rmax_slack;             /* budget rule: share of the best achievable step-time saving
+    edgc_rmax_rule rmax_rule;     /* how profiling picks r_max; default EDGC_RMAX_BUDGET */
+    double rmax_slack;            /* budget rule: share of the best achievable step-time saving
                                       given up for a higher rank, [0, 1]; default 0.2 */
-    double min_saving;             /* budget rule: compress only if the fastest compressed step
+    double min_saving;            /* budget rule: compress only if the fastest compressed step
                                       is at least this much shorter than a dense one, [0, 1);
                                       default 0.05 (below it, timing noise decides) */
-    edgc_warmup_sync warmup_sync;  /* default EDGC_WARMUP_RMAX */
-    double error_margin;           /* error rule: step the rank down only while the window's
+    edgc_warmup_sync warmup_sync; /* default EDGC_WARMUP_RMAX */
+    double error_margin;          /* error rule: step the rank down only while the window's
                                       error is below (1 - margin) x the budget, [0, 1);
                                       default 0.05 */
-    double reprofile_factor;       /* re-profile when the sync time measured over a window, relative
+    double reprofile_factor;      /* re-profile when the sync time measured over a window, relative
                                       to the profile's prediction, moves by more than this factor
                                       from its value in the first window; 0 = never, else > 1;
                                       default 2 */
 } edgc_config;
 
-/** Every field at the spec's default (see edgc_config). Cannot fail. */
+/** Every field at its documented default (docs/ALGORITHM.md, section 9). Cannot fail. */
 EDGC_API edgc_config edgc_config_default(void);
 
 /** Validates cfg and, when layout is not NULL, the layout against it.
@@ -230,7 +231,7 @@ EDGC_API edgc_status edgc_inproc_comm(edgc_inproc* group, int rank, edgc_comm* o
 EDGC_API void edgc_inproc_free(edgc_inproc* group);
 
 /* ---------------------------------------------------------------------------------------------
- * GDS: the Gradient Data Sampler (spec 4). Histogram entropy in nats over every k-th finite
+ * GDS: the Gradient Data Sampler (docs/ALGORITHM.md, 2). Histogram entropy in nats over every k-th finite
  * element (k = floor(1/beta)), `bins` equal-width bins over the sample's [min, max].
  */
 typedef struct edgc_entropy {
@@ -253,7 +254,7 @@ EDGC_API edgc_status edgc_gds_sample_step(double alpha, uint64_t step, int* yes)
 EDGC_API void edgc_gds_free(edgc_gds* gds);
 
 /* ---------------------------------------------------------------------------------------------
- * PowerSGD engine (spec 7): error feedback, warm-started Q from a shared seed, one flat P and one
+ * PowerSGD engine (docs/ALGORITHM.md, 3): error feedback, warm-started Q from a shared seed, one flat P and one
  * flat Q allreduce per step, the 1-D tensors averaged densely alongside.
  */
 typedef struct edgc_step_bytes {
@@ -286,7 +287,7 @@ EDGC_API edgc_status edgc_powersgd_rank_cap(const edgc_powersgd* ps, int* cap);
 EDGC_API void edgc_powersgd_free(edgc_powersgd* ps);
 
 /* ---------------------------------------------------------------------------------------------
- * EDGC controller (spec 3, 5, 6): pure, deterministic logic, no communication. Each step, plan()
+ * EDGC controller (docs/ALGORITHM.md, 1 and 4-6): pure, deterministic logic, no communication. Each step, plan()
  * says what to do and commit() records what happened. Given the same inputs on every worker
  * (entropy of the averaged gradient, agreed sync times) every worker takes the same decisions.
  */
@@ -333,7 +334,7 @@ EDGC_API edgc_status edgc_controller_profiled(const edgc_controller* ctl, double
                                               double* compute_ms, int* profiles);
 EDGC_API void edgc_controller_free(edgc_controller* ctl);
 
-/** r_max from a profile (spec 5.4): 4 * floor(r* / 4) where r* interpolates (extrapolates) the
+/** r_max by the authors' rule (docs/ALGORITHM.md, 4.3): 4 * floor(r* / 4) where r* interpolates (extrapolates) the
  *  measured (ms[i], ranks[i]) points at base_ms; ranks below 4 are kept as they are (at least 1).
  *  Points must have increasing ranks. @return EDGC_OK, EDGC_ERR_INVALID_ARG (n < 1, unsorted or
  *  non-finite input). */
@@ -341,7 +342,7 @@ EDGC_API edgc_status edgc_rmax_from_profile(const int* ranks, const double* ms, 
                                             double base_ms, int* r_max);
 
 /* ---------------------------------------------------------------------------------------------
- * WAM stage alignment (spec 6.2). Stage 0's rank r0 gives a predicted sync time
+ * WAM stage alignment (docs/ALGORITHM.md, 7). Stage 0's rank r0 gives a predicted sync time
  * T0 = interp_{r->T}(r0) from its profile; stage p > 0 then has the budget T0 + p * t_mb and takes
  * the largest rank that fits (rounded up to a multiple of 4), or no compression at all.
  */

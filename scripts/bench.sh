@@ -174,13 +174,13 @@ converge_table() { # time to dense's quality on emulated links: docs/BENCHMARKS.
     echo "validation loss + 1 %; \"time to target\" is the training time at the first evaluation"
     echo "that reaches it. Network links: one rank per namespace, TCP through tbf (\`scripts/netsim.sh\`)."
     echo "edgc rows without flags use every default (r_max profiled by the budget rule, window from"
-    echo "--steps, warm-up at r_max, error rule); the others change one setting each."
+    echo "--steps, warm-up at r_max, trend rule); the others change one setting each."
     echo
     local modes100=(dense powersgd:2 powersgd:4 powersgd:8 powersgd:16 powersgd:32 edgc
-        edgc+--rule+trend edgc+--rule+cqm edgc+--rmax-rule+paper edgc+--warmup-sync+dense)
+        edgc+--rule+error edgc+--rule+cqm edgc+--rmax-rule+paper edgc+--warmup-sync+dense)
     group tiny-100mbit-np2 100mbit 2 tiny 600 8 "${modes100[@]}"
-    group tiny-shm-np2 shm 2 tiny 600 8 dense powersgd:8 edgc edgc+--rule+trend
-    group mini-1gbit-np2 1gbit 2 mini 300 4 dense powersgd:8 powersgd:32 edgc edgc+--rule+trend
+    group tiny-shm-np2 shm 2 tiny 600 8 dense powersgd:8 edgc edgc+--rule+error
+    group mini-1gbit-np2 1gbit 2 mini 300 4 dense powersgd:8 powersgd:32 edgc edgc+--rule+error
 }
 
 for w in $which; do

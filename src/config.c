@@ -1,5 +1,5 @@
 /*
- * config.c - the configuration's defaults (the spec's constants) and its validation. Every
+ * config.c - the configuration's defaults (docs/ALGORITHM.md, section 9) and its validation. Every
  * rejection names the field, its value and the accepted range.
  */
 #include "edgc_internal.h"
@@ -12,14 +12,14 @@ edgc_config edgc_config_default(void)
     c.mode = EDGC_MODE_EDGC;
     c.rank = 4;
     c.total_steps = 0;
-    c.warmup_fraction = 0.1; /* spec 6.3 */
-    c.window = 0;            /* derived from total_steps; 1000 for runs of 20k steps and more */
-    c.alpha = 0.1;           /* spec 4.1, ISR */
-    c.beta = 0.25;           /* spec 4.1, GSR */
-    c.bins = 1000;           /* spec 4.2 */
+    c.warmup_fraction = 0.1;
+    c.window = 0;  /* derived from total_steps; 1000 for runs of 20k steps and more */
+    c.alpha = 0.1; /* ISR */
+    c.beta = 0.25; /* GSR */
+    c.bins = 1000;
     c.scale_aware_entropy = 0;
-    c.rule = EDGC_RULE_ERROR; /* won the time-to-quality benchmark (docs/BENCHMARKS.md) */
-    c.rank_step = 4;          /* spec 5.4 */
+    c.rule = EDGC_RULE_TREND; /* won the time-to-quality benchmark (docs/BENCHMARKS.md) */
+    c.rank_step = 4;
     c.r_max = 0;
     c.r_min = 0;
     c.profile_start = 3; /* after the first steps' page faults; every dense step is slow on a
@@ -28,8 +28,8 @@ edgc_config edgc_config_default(void)
     c.profile_reps = 3;
     c.error_feedback = 1;
     c.orthonormalize_q = 1;
-    c.orth_eps = 1e-5f; /* relative; spec 7's absolute 1e-8 fails at small scales (linalg.c) */
-    c.seed = 714;       /* spec 7 */
+    c.orth_eps = 1e-5f; /* relative; the authors' absolute 1e-8 fails at small scales (linalg.c) */
+    c.seed = 714;       /* the authors' seed */
     c.check_finite = 1;
     c.pipeline_stage = 0;
     c.pipeline_stages = 1;
@@ -112,7 +112,8 @@ edgc_status edgc_config_check(const edgc_config* c, const edgc_layout* layout, c
           "warmup_sync = %d: must be EDGC_WARMUP_RMAX or EDGC_WARMUP_DENSE", (int)c->warmup_sync);
     CHECK(isfinite(c->error_margin) && c->error_margin >= 0.0 && c->error_margin < 1.0,
           "error_margin = %g: must be in [0, 1)", c->error_margin);
-    CHECK(c->reprofile_factor == 0.0 || (isfinite(c->reprofile_factor) && c->reprofile_factor > 1.0),
+    CHECK(c->reprofile_factor == 0.0 ||
+              (isfinite(c->reprofile_factor) && c->reprofile_factor > 1.0),
           "reprofile_factor = %g: must be 0 (never) or > 1", c->reprofile_factor);
     CHECK(c->rank_step >= 1, "rank_step = %d: must be >= 1", c->rank_step);
     CHECK(c->r_max >= 0, "r_max = %d: must be >= 1, or 0 to profile it", c->r_max);

@@ -24,8 +24,8 @@ struct edgc_controller {
     uint64_t step;
     int planned;
     edgc_plan plan;
-    int prev_rank;        /* rank of the previous step, 0 = dense */
-    int prev_steady;      /* 1: the previous step was a warm-up or compress step, not profiling */
+    int prev_rank;   /* rank of the previous step, 0 = dense */
+    int prev_steady; /* 1: the previous step was a warm-up or compress step, not profiling */
 
     double* hist; /* entropy samples, one per sampled step, in order */
     size_t n_hist, cap_hist;
@@ -314,8 +314,8 @@ edgc_status edgc_controller_bounds(const edgc_controller* c, int* r_min, int* r_
     return EDGC_OK;
 }
 
-edgc_status edgc_controller_profiled(const edgc_controller* c, double* dense_ms,
-                                     double* compute_ms, int* profiles)
+edgc_status edgc_controller_profiled(const edgc_controller* c, double* dense_ms, double* compute_ms,
+                                     int* profiles)
 {
     EDGC_RETURN_IF(c == NULL || dense_ms == NULL || compute_ms == NULL || profiles == NULL,
                    EDGC_ERR_INVALID_ARG);
@@ -406,8 +406,8 @@ edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r)
     GET(c->drift_ref);
     if (r->bad) return EDGC_ERR_CORRUPT;
     /* A blob that passed its checksum but holds values this code would index with. */
-    if (c->rank_cur < 0 || c->r_max < 0 || c->r_min < 0 || c->plan.rank < 0 ||
-        c->prev_rank < 0 || (c->g_stage != NULL && c->r_max > c->rank_cap))
+    if (c->rank_cur < 0 || c->r_max < 0 || c->r_min < 0 || c->plan.rank < 0 || c->prev_rank < 0 ||
+        (c->g_stage != NULL && c->r_max > c->rank_cap))
         return EDGC_ERR_CORRUPT;
     return EDGC_OK;
 }

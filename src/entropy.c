@@ -1,7 +1,7 @@
 /*
- * entropy.c - GDS, the Gradient Data Sampler (spec 4.2, 4.4): histogram entropy of a strided
+ * entropy.c - GDS, the Gradient Data Sampler (docs/ALGORITHM.md, 2): histogram entropy of a strided
  * sample of the gradient. Deliberately the authors' estimator (strided, not random; bins over the
- * sample's own [min, max]; torch.histc edge rule), plus the scale-aware variant of spec 5.2.
+ * sample's own [min, max]; torch.histc edge rule), plus a scale-aware variant.
  * Two passes over the sample and no allocation per call: the histogram lives in the object.
  */
 #include "edgc_internal.h"

@@ -1,5 +1,5 @@
 /*
- * powersgd.c - the compression engine (spec 7; Vogels et al. 2019, Alg. 1-2): error feedback,
+ * powersgd.c - the compression engine (docs/ALGORITHM.md, 3; Vogels et al. 2019, Alg. 1-2): error feedback,
  * a warm-started Q drawn from a seed shared by all workers, one power iteration per step with one
  * flat P allreduce and one flat Q allreduce for all matrices, the 1-D tensors averaged densely
  * alongside (non-blocking when the communicator can, polled between the products).

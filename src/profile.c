@@ -100,8 +100,8 @@ int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, int worth_c
     int r = 0;
     if (cfg->rmax_rule == EDGC_RMAX_BUDGET) {
         int more = 0;
-        edgc__rmax_budget(p->ranks, p->ms, p->n, t_base, compute, cfg->rmax_slack,
-                          cfg->min_saving, &r, &more);
+        edgc__rmax_budget(p->ranks, p->ms, p->n, t_base, compute, cfg->rmax_slack, cfg->min_saving,
+                          &r, &more);
         /* A single point cannot show the saving yet: always time the next rank too. */
         if ((more || p->n == 1) && !at_cap && next <= worth_cap) {
             p->rank = next;
@@ -128,7 +128,9 @@ double edgc__profiler_predict(const edgc__profiler* p, int rank)
     if (rank == 0) return p->base_ms;
     if (p->n == 0) return NAN;
     /* within what was measured only: a rank outside takes the nearest end's time */
-    double r = rank < p->ranks[0] ? p->ranks[0] : rank > p->ranks[p->n - 1] ? p->ranks[p->n - 1] : rank;
+    double r = rank < p->ranks[0]          ? p->ranks[0]
+               : rank > p->ranks[p->n - 1] ? p->ranks[p->n - 1]
+                                           : rank;
     edgc_profile prof = {p->ranks, p->ms, p->n, p->base_ms};
     double ms = NAN;
     edgc_profile_time_at(&prof, r, &ms);

@@ -26,7 +26,7 @@ int edgc__trend_target(const double* h, size_t n, size_t n_w, edgc__bounds b)
     if (n_w == 0 || n < 2 * n_w) return b.r_max;
     double d_now = fabs(edgc__mean(h + n - n_w, n_w) - edgc__mean(h + n - 2 * n_w, n_w));
     double d_ref = fabs(edgc__mean(h, n_w) - edgc__mean(h + n_w, n_w));
-    /* The authors' code divides by d_ref unguarded (spec 11.3). A flat reference with a change
+    /* The authors' code divides by d_ref unguarded. A flat reference with a change
      * now means "changing faster than ever seen": the top of the range. */
     double x = d_ref > 0.0 ? d_now / d_ref : (d_now > 0.0 ? INFINITY : 0.0);
     double r = (double)b.r_min + (double)(b.r_max - b.r_min) * x;
@@ -47,7 +47,7 @@ int edgc__error_target(double err, double budget, double margin, int cur, edgc__
 int edgc__smooth_rank(int target, int prev, edgc__bounds b)
 {
     int r = clamp_int(target, b.r_min, b.r_max);
-    if (r >= 2) r &= ~1; /* even ranks, spec 5.4 */
+    if (r >= 2) r &= ~1; /* even ranks, as the authors' code */
     r = clamp_int(r, b.r_min, b.r_max);
     r = prev + clamp_int(r - prev, -b.step, b.step);
     return clamp_int(r, b.r_min, b.r_max);

@@ -1,6 +1,6 @@
 /*
  * reducer.c - one call per training step: dense, static PowerSGD, or the full EDGC life cycle
- * (spec 3, 8) over any edgc_comm. It owns the agreement between workers: config + layout hash at
+ * (docs/ALGORITHM.md) over any edgc_comm. It owns the agreement between workers: config + layout hash at
  * creation, the non-finite flag and the rank each step, the profiling times, and the outcome of a
  * state load, so that every worker takes the same branch and none is left waiting in a
  * collective. It never talks to MPI directly (see comm_mpi.c).
@@ -261,9 +261,8 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     if ((st = sync(r, grad, v[1], &s)) != EDGC_OK) return fail(r, st, "synchronisation");
     s.sync_ms = now_ms() - t0;
 
-    edgc_observation obs = {.compute_ms = NAN,
-                            .prev_sync_ms = from_micro(v[3]),
-                            .prev_error = from_micro(v[4]) * 1e-3};
+    edgc_observation obs = {
+        .compute_ms = NAN, .prev_sync_ms = from_micro(v[3]), .prev_error = from_micro(v[4]) * 1e-3};
     if (plan.timed) { /* the slowest worker's times, so every worker profiles the same table */
         int32_t t[2] = {micro(s.sync_ms), micro(compute_ms)};
         if ((st = agree_max(&r->comm, t, 2)) != EDGC_OK) return fail(r, st, "timing");

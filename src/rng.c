@@ -1,7 +1,7 @@
 /*
  * rng.c - the library's only random source: xoshiro256** (Blackman & Vigna) seeded through
  * splitmix64, and Box-Muller normals. Every worker seeds it identically, so the Gaussian Q of
- * PowerSGD is the same everywhere without any communication (spec 7).
+ * PowerSGD is the same everywhere without any communication.
  */
 #include "edgc_internal.h"
 

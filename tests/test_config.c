@@ -29,7 +29,7 @@ static void test_defaults_are_documented(void** state)
     assert_int_equal(c.bins, 1000);
     assert_int_equal(c.rank_step, 4);
     assert_int_equal(c.seed, 714);
-    assert_int_equal(c.rule, EDGC_RULE_ERROR);
+    assert_int_equal(c.rule, EDGC_RULE_TREND);
     assert_int_equal(c.rmax_rule, EDGC_RMAX_BUDGET);
     assert_int_equal(c.warmup_sync, EDGC_WARMUP_RMAX);
     assert_true(c.rmax_slack == 0.2 && c.min_saving == 0.05 && c.reprofile_factor == 2.0);
@@ -50,8 +50,8 @@ static void test_window_derived_from_run_length(void** state)
     const struct {
         uint64_t steps;
         int window;
-    } want[] = {{600, 30}, {300, 20}, {100, 20}, {1, 20}, {2000, 100}, {20000, 1000},
-                {230000, 1000}, {12345, 610}};
+    } want[] = {{600, 30},   {300, 20},     {100, 20},      {1, 20},
+                {2000, 100}, {20000, 1000}, {230000, 1000}, {12345, 610}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         c.total_steps = want[i].steps;
         assert_int_equal(edgc_config_window(&c), want[i].window);

@@ -381,7 +381,6 @@ static void test_timed_step_needs_valid_time(void** state)
     edgc_controller_free(ctl);
 }
 
-
 /* ---------------------------------------------------------------------------------------------
  * The defaults: budget r_max, warm-up at r_max, the error rule, drift re-profiling. A simulated
  * link gives every observation: sync time by rank, a fixed compute time, and a compression error
@@ -621,8 +620,7 @@ static void test_link_slowing_down_triggers_a_new_profile(void** state)
         if (pass) m.slow = 5.0;
         assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
         simulate(ctl, &m, 600, plans);
-        assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles),
-                         EDGC_OK);
+        assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles), EDGC_OK);
         assert_int_equal(profiles, 1);
         edgc_controller_free(ctl);
     }

@@ -117,17 +117,20 @@ static void usage(FILE* f)
         "compression\n"
         "  --compress M         dense | powersgd:R | edgc (default edgc)\n"
         "  --rmax R             EDGC rank ceiling; 0 = profile it at start-up (default 0)\n"
-        "  --rmax-rule R        how profiling picks r_max: budget (the largest measured rank whose\n"
+        "  --rmax-rule R        how profiling picks r_max: budget (the largest measured rank "
+        "whose\n"
         "                       step is within --rmax-slack of the best saving; default) | paper\n"
         "                       (the largest rank still faster than dense, interpolated)\n"
         "  --rmax-slack X       budget rule: share of the best step-time saving traded for rank\n"
         "                       (default 0.2)\n"
-        "  --window W           EDGC window: steps between rank decisions (default 0: --steps / 20,\n"
+        "  --window W           EDGC window: steps between rank decisions (default 0: --steps / "
+        "20,\n"
         "                       at most 1000)\n"
         "  --alpha A --beta B   EDGC entropy sampling rates ISR and GSR (default 0.1, 0.25)\n"
         "  --edgc-warmup F      fraction of the run before the rank adapts (default 0.1)\n"
-        "  --warmup-sync S      warm-up synchronisation: rmax (compressed at r_max; default) | dense\n"
-        "  --rule R             error | trend | cqm (default error)\n"
+        "  --warmup-sync S      warm-up synchronisation: rmax (compressed at r_max; default) | "
+        "dense\n"
+        "  --rule R             trend | error | cqm (default trend)\n"
         "output\n"
         "  --eval-every N       validation loss every N steps (default 100; 0 = only at the end)\n"
         "  --eval-batches N     validation batches, from the start of the validation data (default "
@@ -184,32 +187,33 @@ static void parse_compress(options* o, const char* s)
 
 static options parse_options(int argc, char** argv)
 {
-    options o = {.preset = "tiny",
-                 .batch = 8,
-                 .steps = 600,
-                 .warmup = 20,
-                 .eval_every = 100,
-                 .eval_batches = 8,
-                 .print_every = 10,
-                 .hash_every = 50,
-                 .sample_len = 200,
-                 .nan_step = -1,
-                 .stop_after = 0,
-                 .lr = 1e-3f,
-                 .weight_decay = 0.01f,
-                 .grad_clip = 1.0f,
-                 .schedule = LR_COSINE,
-                 .seed = 1337,
-                 .data = "data/kjv.txt",
-                 .mode = EDGC_MODE_EDGC,
-                 .rank = 4,
-                 .window = 0,
-                 .rmax_slack = 0.2,
-                 .rule = EDGC_RULE_ERROR,
-                 .alpha = 0.1,
-                 .beta = 0.25,
-                 .edgc_warmup = 0.1,
-                 };
+    options o = {
+        .preset = "tiny",
+        .batch = 8,
+        .steps = 600,
+        .warmup = 20,
+        .eval_every = 100,
+        .eval_batches = 8,
+        .print_every = 10,
+        .hash_every = 50,
+        .sample_len = 200,
+        .nan_step = -1,
+        .stop_after = 0,
+        .lr = 1e-3f,
+        .weight_decay = 0.01f,
+        .grad_clip = 1.0f,
+        .schedule = LR_COSINE,
+        .seed = 1337,
+        .data = "data/kjv.txt",
+        .mode = EDGC_MODE_EDGC,
+        .rank = 4,
+        .window = 0,
+        .rmax_slack = 0.2,
+        .rule = EDGC_RULE_TREND,
+        .alpha = 0.1,
+        .beta = 0.25,
+        .edgc_warmup = 0.1,
+    };
     enum {
         O_LAYERS = 256,
         O_DIM,
@@ -740,9 +744,12 @@ int main(int argc, char** argv)
     int window = edgc_config_window(&rc);
     if (o.mode == EDGC_MODE_EDGC)
         say(" (rule %s, r_max %s, window %d%s, warm-up %.0f%% %s)",
-            o.rule == EDGC_RULE_TREND ? "trend" : o.rule == EDGC_RULE_CQM ? "cqm" : "error",
-            o.r_max ? "given" : o.rmax_rule == EDGC_RMAX_BUDGET ? "profiled, budget rule"
-                                                                : "profiled, paper rule",
+            o.rule == EDGC_RULE_TREND ? "trend"
+            : o.rule == EDGC_RULE_CQM ? "cqm"
+                                      : "error",
+            o.r_max                           ? "given"
+            : o.rmax_rule == EDGC_RMAX_BUDGET ? "profiled, budget rule"
+                                              : "profiled, paper rule",
             window, o.window ? "" : " from --steps", o.edgc_warmup * 100,
             o.warmup_sync == EDGC_WARMUP_RMAX ? "at r_max" : "dense");
     say("\n");
@@ -836,8 +843,7 @@ int main(int argc, char** argv)
                     step + 1, loss, vl, lr, norm, s.rank, phase_name(&s), h, ce,
                     (unsigned long long)s.bytes_sent, (unsigned long long)s.bytes_dense,
                     (unsigned long long)s.total_sent, (t2 - t1) * 1e3, (tf - t0) * 1e3,
-                    (t1 - tf) * 1e3, (t3 - t2) * 1e3,
-                    elapsed_before + now_s() - t_begin - t_eval);
+                    (t1 - tf) * 1e3, (t3 - t2) * 1e3, elapsed_before + now_s() - t_begin - t_eval);
             fflush(log);
         }
         if ((step + 1) % o.print_every == 0 || last || step == start) {
