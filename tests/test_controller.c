@@ -541,6 +541,7 @@ static void test_error_rule_follows_the_budget(void** state)
     (void)state;
     edgc_config c = defaults_run(400);
     c.r_max = 16; /* window 20 */
+    c.rule = EDGC_RULE_ERROR;
     sim m = k_slow;
     m.error = err_settling;
     edgc_controller* ctl = make(c);
@@ -572,6 +573,7 @@ static void test_error_rule_goes_back_up(void** state)
     (void)state;
     edgc_config c = defaults_run(400);
     c.r_max = 16;
+    c.rule = EDGC_RULE_ERROR;
     sim m = k_slow;
     m.error = err_worse_below_16;
     edgc_controller* ctl = make(c);
