@@ -42,6 +42,11 @@ expect bad-compress "--compress zip" -- --compress zip --data "$work/ok.txt"
 expect bad-preset "--preset huge" -- --preset huge --data "$work/ok.txt"
 expect unknown-flag "unknown option" -- --frobnicate --data "$work/ok.txt"
 expect bad-number "--lr abc" -- --lr abc --data "$work/ok.txt"
+expect bad-rule "expected trend | cqm | error" -- --rule foo --data "$work/ok.txt"
+expect bad-rmax-rule "--rmax-rule x" -- --rmax-rule x --data "$work/ok.txt"
+expect bad-rmax-slack "--rmax-slack 2" -- --rmax-slack 2 --data "$work/ok.txt"
+expect bad-warmup-sync "--warmup-sync x" -- --warmup-sync x --data "$work/ok.txt"
+expect window-one "--window 1" -- --window 1 --data "$work/ok.txt"
 # a checkpoint to corrupt and mismatch
 timeout 120 mpirun -np 2 "$train" "${small[@]}" --data "$work/ok.txt" --steps 2 --out "$work/ck" >/dev/null 2>&1 ||
     { echo "FAIL: could not make a checkpoint"; exit 1; }

@@ -171,6 +171,19 @@ static double parse_double(const char* flag, const char* s, double lo, double hi
     return v;
 }
 
+/* One of a NULL-terminated list of names: its index, or a one-line error naming them all. */
+static int parse_choice(const char* flag, const char* s, const char* const* names)
+{
+    char list[128] = "";
+    for (int i = 0; names[i] != NULL; i++) {
+        if (strcmp(s, names[i]) == 0) return i;
+        size_t at = strlen(list);
+        snprintf(list + at, sizeof list - at, "%s%s", i ? " | " : "", names[i]);
+    }
+    die("%s %s: expected %s", flag, s, list);
+    return -1;
+}
+
 static void parse_compress(options* o, const char* s)
 {
     if (strcmp(s, "dense") == 0) {
@@ -330,12 +343,10 @@ static options parse_options(int argc, char** argv)
             o.lr = (float)parse_double("--lr", optarg, 0.0, 10.0);
             break;
         case O_SCHED:
-            if (strcmp(optarg, "constant") == 0)
-                o.schedule = LR_CONSTANT;
-            else if (strcmp(optarg, "cosine") == 0)
-                o.schedule = LR_COSINE;
-            else
-                die("--lr-schedule %s: expected constant or cosine", optarg);
+            o.schedule = parse_choice("--lr-schedule", optarg,
+                                      (const char*[]){"constant", "cosine", NULL}) == 0
+                             ? LR_CONSTANT
+                             : LR_COSINE;
             break;
         case O_WARMUP:
             o.warmup = (int)parse_long("--warmup", optarg, 0, 1 << 30);
@@ -369,33 +380,20 @@ static options parse_options(int argc, char** argv)
             o.edgc_warmup = parse_double("--edgc-warmup", optarg, 0.0, 0.999);
             break;
         case O_RULE:
-            if (strcmp(optarg, "trend") == 0)
-                o.rule = EDGC_RULE_TREND;
-            else if (strcmp(optarg, "cqm") == 0)
-                o.rule = EDGC_RULE_CQM;
-            else if (strcmp(optarg, "error") == 0)
-                o.rule = EDGC_RULE_ERROR;
-            else
-                die("--rule %s: expected error, trend or cqm", optarg);
+            /* in edgc_rank_rule's order */
+            o.rule = (edgc_rank_rule)parse_choice("--rule", optarg,
+                                                  (const char*[]){"trend", "cqm", "error", NULL});
             break;
         case O_RMAX_RULE:
-            if (strcmp(optarg, "budget") == 0)
-                o.rmax_rule = EDGC_RMAX_BUDGET;
-            else if (strcmp(optarg, "paper") == 0)
-                o.rmax_rule = EDGC_RMAX_PAPER;
-            else
-                die("--rmax-rule %s: expected budget or paper", optarg);
+            o.rmax_rule = (edgc_rmax_rule)parse_choice("--rmax-rule", optarg,
+                                                       (const char*[]){"budget", "paper", NULL});
             break;
         case O_RMAX_SLACK:
             o.rmax_slack = parse_double("--rmax-slack", optarg, 0.0, 1.0);
             break;
         case O_WARM_SYNC:
-            if (strcmp(optarg, "rmax") == 0)
-                o.warmup_sync = EDGC_WARMUP_RMAX;
-            else if (strcmp(optarg, "dense") == 0)
-                o.warmup_sync = EDGC_WARMUP_DENSE;
-            else
-                die("--warmup-sync %s: expected rmax or dense", optarg);
+            o.warmup_sync = (edgc_warmup_sync)parse_choice("--warmup-sync", optarg,
+                                                           (const char*[]){"rmax", "dense", NULL});
             break;
         case O_EVAL:
             o.eval_every = (int)parse_long("--eval-every", optarg, 0, 1 << 30);
