@@ -106,7 +106,7 @@ train_table() { # throughput and convergence of edgc-train
     echo
     echo "### Convergence on the King James Bible (tiny, 2 ranks, 600 steps, same seed)"
     echo
-    echo "edgc runs with \`--rmax 16 --window 50\` (as \`make run\`): on shared memory no rank"
+    echo "edgc runs with a hand-set \`--rmax 16 --window 50\` to show compression at work: on shared memory no rank"
     echo "beats dense sync, so its defaults keep it dense (see the converge section for the defaults)."
     echo "Plots: \`docs/plots/{loss,val_loss,rank,entropy}.png\`, from the logs in \`docs/plots/\`."
     echo
