@@ -231,8 +231,8 @@ EDGC_API edgc_status edgc_inproc_comm(edgc_inproc* group, int rank, edgc_comm* o
 EDGC_API void edgc_inproc_free(edgc_inproc* group);
 
 /* ---------------------------------------------------------------------------------------------
- * GDS: the Gradient Data Sampler (docs/ALGORITHM.md, 2). Histogram entropy in nats over every k-th finite
- * element (k = floor(1/beta)), `bins` equal-width bins over the sample's [min, max].
+ * GDS: the Gradient Data Sampler (docs/ALGORITHM.md, 2). Histogram entropy in nats over every
+ * k-th finite element (k = floor(1/beta)), `bins` equal-width bins over the sample's [min, max].
  */
 typedef struct edgc_entropy {
     double h;        /* Shannon entropy of the histogram, nats, in [0, ln bins]; 0 if degenerate */
@@ -254,8 +254,8 @@ EDGC_API edgc_status edgc_gds_sample_step(double alpha, uint64_t step, int* yes)
 EDGC_API void edgc_gds_free(edgc_gds* gds);
 
 /* ---------------------------------------------------------------------------------------------
- * PowerSGD engine (docs/ALGORITHM.md, 3): error feedback, warm-started Q from a shared seed, one flat P and one
- * flat Q allreduce per step, the 1-D tensors averaged densely alongside.
+ * PowerSGD engine (docs/ALGORITHM.md, 3): error feedback, warm-started Q from a shared seed, one
+ * flat P and one flat Q allreduce per step, the 1-D tensors averaged densely alongside.
  */
 typedef struct edgc_step_bytes {
     uint64_t sent;  /* payload this worker contributed to allreduces this step */
@@ -287,9 +287,10 @@ EDGC_API edgc_status edgc_powersgd_rank_cap(const edgc_powersgd* ps, int* cap);
 EDGC_API void edgc_powersgd_free(edgc_powersgd* ps);
 
 /* ---------------------------------------------------------------------------------------------
- * EDGC controller (docs/ALGORITHM.md, 1 and 4-6): pure, deterministic logic, no communication. Each step, plan()
- * says what to do and commit() records what happened. Given the same inputs on every worker
- * (entropy of the averaged gradient, agreed sync times) every worker takes the same decisions.
+ * EDGC controller (docs/ALGORITHM.md, 1 and 4-6): pure, deterministic logic, no communication.
+ * Each step, plan() says what to do and commit() records what happened. Given the same inputs on
+ * every worker (entropy of the averaged gradient, agreed times) every worker takes the same
+ * decisions.
  */
 typedef struct edgc_plan {
     uint64_t step;
@@ -334,8 +335,9 @@ EDGC_API edgc_status edgc_controller_profiled(const edgc_controller* ctl, double
                                               double* compute_ms, int* profiles);
 EDGC_API void edgc_controller_free(edgc_controller* ctl);
 
-/** r_max by the authors' rule (docs/ALGORITHM.md, 4.3): 4 * floor(r* / 4) where r* interpolates (extrapolates) the
- *  measured (ms[i], ranks[i]) points at base_ms; ranks below 4 are kept as they are (at least 1).
+/** r_max by the authors' rule (docs/ALGORITHM.md, 4.3): 4 * floor(r* / 4) where r* interpolates
+ *  (extrapolates) the measured (ms[i], ranks[i]) points at base_ms; ranks below 4 are kept as
+ *  they are (at least 1).
  *  Points must have increasing ranks. @return EDGC_OK, EDGC_ERR_INVALID_ARG (n < 1, unsorted or
  *  non-finite input). */
 EDGC_API edgc_status edgc_rmax_from_profile(const int* ranks, const double* ms, size_t n,

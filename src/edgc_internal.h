@@ -132,6 +132,8 @@ typedef struct edgc__profiler {
     int count;                  /* profiles finished */
 } edgc__profiler;
 
+/* 1 if a (rank, ms) table is usable: n >= 1, ranks >= 1 and increasing, times finite. */
+int edgc__profile_table_ok(const int* ranks, const double* ms, size_t n);
 /* Starts a profile (keeping the last one's results and the count). */
 void edgc__profiler_start(edgc__profiler* p, uint64_t origin, int first_rank);
 /* Records one timed step. Returns 1 when the profile is finished, with *r_max set (0: stay

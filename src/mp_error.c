@@ -1,6 +1,6 @@
 /*
- * mp_error.c - the CQM error curve (docs/ALGORITHM.md, 6.3): the relative Frobenius error g(r) of the best
- * rank-r approximation of an m x n random matrix whose squared singular values follow the
+ * mp_error.c - the CQM error curve (docs/ALGORITHM.md, 6.3): the relative Frobenius error g(r) of
+ * the best rank-r approximation of an m x n random matrix whose squared singular values follow the
  * Marchenko-Pastur law (Lemma 1), by Eckart-Young-Mirsky (Theorem 1):
  *     g(r)^2 = sum_{j>r} lambda_(j) / sum_j lambda_(j),  lambda descending.
  * The paper draws the lambdas by Monte Carlo; we use the deterministic quantiles

@@ -1,8 +1,8 @@
 /*
- * powersgd.c - the compression engine (docs/ALGORITHM.md, 3; Vogels et al. 2019, Alg. 1-2): error feedback,
- * a warm-started Q drawn from a seed shared by all workers, one power iteration per step with one
- * flat P allreduce and one flat Q allreduce for all matrices, the 1-D tensors averaged densely
- * alongside (non-blocking when the communicator can, polled between the products).
+ * powersgd.c - the compression engine (docs/ALGORITHM.md, 3; Vogels et al. 2019, Alg. 1-2): error
+ * feedback, a warm-started Q drawn from a seed shared by all workers, one power iteration per step
+ * with one flat P allreduce and one flat Q allreduce for all matrices, the 1-D tensors averaged
+ * densely alongside (non-blocking when the communicator can, polled between the products).
  *
  * Storage: for a rows x cols matrix M at rank r the engine keeps Pt = P^T (r x rows) and
  * Qt = Q^T (r x cols), row-major. A column of P or Q is then a contiguous row, which is what

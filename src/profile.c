@@ -55,15 +55,12 @@ edgc_status edgc__rmax_budget(const int* ranks, const double* ms, size_t n, doub
                               double compute_ms, double slack, double min_saving, int* r_max,
                               int* more)
 {
-    EDGC_RETURN_IF(ranks == NULL || ms == NULL || r_max == NULL || n < 1 || !isfinite(base_ms),
+    EDGC_RETURN_IF(r_max == NULL || !edgc__profile_table_ok(ranks, ms, n) || !isfinite(base_ms),
                    EDGC_ERR_INVALID_ARG);
     double c = isfinite(compute_ms) && compute_ms > 0.0 ? compute_ms : 0.0;
     double dense = c + base_ms, best = INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        EDGC_RETURN_IF(!isfinite(ms[i]) || ranks[i] < 1 || (i > 0 && ranks[i] <= ranks[i - 1]),
-                       EDGC_ERR_INVALID_ARG);
+    for (size_t i = 0; i < n; i++)
         if (c + ms[i] < best) best = c + ms[i];
-    }
     /* Give up `slack` of the best saving for quality: a higher rank is worth its time only while
      * the step stays this close to the fastest one. */
     double threshold = best + slack * (dense - best);
@@ -183,8 +180,7 @@ edgc_status edgc__profiler_load(edgc__profiler* p, edgc__reader* r)
     GET(p->compute_ms);
     GET(p->count);
     if (r->bad) return EDGC_ERR_CORRUPT;
-    for (size_t i = 0; i < p->n; i++)
-        if (p->ranks[i] < 1 || (i > 0 && p->ranks[i] <= p->ranks[i - 1])) return EDGC_ERR_CORRUPT;
+    if (p->n > 0 && !edgc__profile_table_ok(p->ranks, p->ms, p->n)) return EDGC_ERR_CORRUPT;
     if (p->rank < 0 || p->base_n < 0 || p->rep < 0 || (p->active != 0 && p->active != 1))
         return EDGC_ERR_CORRUPT;
     return EDGC_OK;

@@ -54,7 +54,7 @@ int edgc__smooth_rank(int target, int prev, edgc__bounds b)
 }
 
 /* Checks a (rank, ms) table: n >= 1, ranks >= 1 and increasing, times finite. */
-static int table_ok(const int* ranks, const double* ms, size_t n)
+int edgc__profile_table_ok(const int* ranks, const double* ms, size_t n)
 {
     if (ranks == NULL || ms == NULL || n < 1) return 0;
     for (size_t i = 0; i < n; i++) {
@@ -85,7 +85,7 @@ static double interp_t_to_r(const int* ranks, const double* ms, size_t n, double
 edgc_status edgc_rmax_from_profile(const int* ranks, const double* ms, size_t n, double base_ms,
                                    int* r_max)
 {
-    EDGC_RETURN_IF(r_max == NULL || !table_ok(ranks, ms, n) || !isfinite(base_ms),
+    EDGC_RETURN_IF(r_max == NULL || !edgc__profile_table_ok(ranks, ms, n) || !isfinite(base_ms),
                    EDGC_ERR_INVALID_ARG);
     double r = interp_t_to_r(ranks, ms, n, base_ms);
     if (!(r < 1e6)) r = 1e6; /* extrapolated far out: the caller clamps to the rank cap */
@@ -96,7 +96,8 @@ edgc_status edgc_rmax_from_profile(const int* ranks, const double* ms, size_t n,
 
 edgc_status edgc_profile_time_at(const edgc_profile* p, double rank, double* ms)
 {
-    EDGC_RETURN_IF(p == NULL || ms == NULL || !table_ok(p->ranks, p->ms, p->n) || !isfinite(rank),
+    EDGC_RETURN_IF(p == NULL || ms == NULL || !edgc__profile_table_ok(p->ranks, p->ms, p->n) ||
+                       !isfinite(rank),
                    EDGC_ERR_INVALID_ARG);
     if (p->n == 1) {
         *ms = p->ms[0];
@@ -113,7 +114,8 @@ edgc_status edgc_profile_time_at(const edgc_profile* p, double rank, double* ms)
 edgc_status edgc_wam_stage_rank(const edgc_profile* own, double t0_ms, int stage, double t_mb_ms,
                                 int r_max, int* rank)
 {
-    EDGC_RETURN_IF(own == NULL || rank == NULL || !table_ok(own->ranks, own->ms, own->n) ||
+    EDGC_RETURN_IF(own == NULL || rank == NULL ||
+                       !edgc__profile_table_ok(own->ranks, own->ms, own->n) ||
                        !isfinite(own->base_ms) || !isfinite(t0_ms) || stage < 1 ||
                        !(isfinite(t_mb_ms) && t_mb_ms >= 0.0) || r_max < 1,
                    EDGC_ERR_INVALID_ARG);

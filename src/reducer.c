@@ -1,8 +1,8 @@
 /*
  * reducer.c - one call per training step: dense, static PowerSGD, or the full EDGC life cycle
- * (docs/ALGORITHM.md) over any edgc_comm. It owns the agreement between workers: config + layout hash at
- * creation, the non-finite flag and the rank each step, the profiling times, and the outcome of a
- * state load, so that every worker takes the same branch and none is left waiting in a
+ * (docs/ALGORITHM.md) over any edgc_comm. It owns the agreement between workers: config + layout
+ * hash at creation, the non-finite flag and the rank each step, the profiling times, and the
+ * outcome of a state load, so that every worker takes the same branch and none is left waiting in a
  * collective. It never talks to MPI directly (see comm_mpi.c).
  *
  * Saved state blob (native byte order, marked):

@@ -768,7 +768,7 @@ int main(int argc, char** argv)
 
     adamw_config ac = {0.9f, 0.95f, 1e-8f, o.weight_decay};
     double t_fwd = 0, t_bwd = 0, t_sync = 0, t_opt = 0, t_eval = 0, t_begin = now_s();
-    int r_max_seen = -1, profiles_seen = 0;
+    int r_max_seen = -1; /* last r_max reported; -1: none yet */
     double val_loss = NAN;
     edgc_step_stats s = {0};
     uint64_t sent_total = 0, dense_total = 0;
@@ -816,13 +816,11 @@ int main(int argc, char** argv)
             val_loss = evaluate(&model, &val, B, T, o.eval_batches, inputs, targets);
             t_eval += now_s() - te;
         }
-        if (o.mode == EDGC_MODE_EDGC && s.phase != EDGC_PHASE_PROFILE &&
-            (s.r_max != r_max_seen || profiles_seen == 0)) {
+        if (o.mode == EDGC_MODE_EDGC && s.phase != EDGC_PHASE_PROFILE && s.r_max != r_max_seen) {
             say("step %5d/%d | profiled: dense sync %.1f ms -> r_max %d%s\n", step + 1, o.steps,
                 s.dense_sync_ms, s.r_max,
                 s.r_max == 0 ? " (no rank saves time on this link: staying dense)" : "");
             r_max_seen = s.r_max;
-            profiles_seen = 1;
         }
         if (log != NULL) {
             char h[32] = "null";
