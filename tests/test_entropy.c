@@ -1,4 +1,4 @@
-/* test_entropy.c - GDS: the histogram entropy estimator and iteration sampling (spec 4). */
+/* test_entropy.c - GDS: the histogram entropy estimator and iteration sampling (docs/ALGORITHM.md §2). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -132,7 +132,8 @@ static void test_nonfinite_skipped(void** state)
 static void test_peaked_lower_than_uniform(void** state)
 {
     (void)state;
-    /* Zero-centralisation (spec 2): a bulk near zero with rare outliers has lower entropy. */
+    /* Gradients concentrate around zero as training goes on: a bulk near zero with rare outliers
+     * must read as lower entropy than a uniform spread (docs/ALGORITHM.md §2). */
     enum { N = 50000 };
     float* u = malloc(N * sizeof *u);
     float* p = malloc(N * sizeof *p);

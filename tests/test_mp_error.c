@@ -1,4 +1,4 @@
-/* test_mp_error.c - the CQM's Marchenko-Pastur error curve g(r; m, n) (spec 5.3). */
+/* test_mp_error.c - the CQM's Marchenko-Pastur error curve g(r; m, n) (docs/ALGORITHM.md §6.3). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +18,7 @@ static void check_curve(size_t m, size_t n)
     for (size_t r = 1; r <= cap; r++)
         if (!(g[r] < g[r - 1]))
             fail_msg("%zux%zu: g(%zu) = %g >= g(%zu) = %g", m, n, r, g[r], r - 1, g[r - 1]);
-    /* Low rank keeps little of a random matrix's energy (spec 5.2 hazard): g(1) is near 1. */
+    /* Low rank keeps little of a random matrix's energy (docs/ALGORITHM.md §6.3): g(1) is near 1. */
     if (cap >= 64) assert_true(g[1] > 0.9);
     free(g);
 }

@@ -1,4 +1,4 @@
-/* test_powersgd.c - the PowerSGD engine (spec 7) against independent oracles: exact low-rank
+/* test_powersgd.c - the PowerSGD engine (docs/ALGORITHM.md §3) against independent oracles: exact low-rank
  * recovery, orthonormal P, error-feedback conservation, full rank = exact average, identical
  * results on every worker, rank changes that keep the error memory, byte accounting. */
 #include <setjmp.h>

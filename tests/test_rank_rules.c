@@ -58,7 +58,7 @@ static void test_trend_flat_reference_no_division_by_zero(void** state)
 {
     (void)state;
     double h[40];
-    windows(h, 10, 5.0, 5.0, 5.0, 5.0); /* warm-up entropies equal: d_ref = 0 (spec 11.3) */
+    windows(h, 10, 5.0, 5.0, 5.0, 5.0); /* warm-up entropies equal: d_ref = 0 (docs/ALGORITHM.md §6.2) */
     assert_int_equal(edgc__trend_target(h, 40, 10, B), 4);
     windows(h, 10, 5.0, 5.0, 5.0, 4.0);
     assert_int_equal(edgc__trend_target(h, 40, 10, B), 16);
@@ -72,7 +72,7 @@ static void test_smooth_even_step_and_bounds(void** state)
     assert_int_equal(edgc__smooth_rank(16, 4, B), 8);  /* step limit +4 */
     assert_int_equal(edgc__smooth_rank(99, 14, B), 16);
     assert_int_equal(edgc__smooth_rank(-5, 6, B), 4);
-    /* first adjustment from r_max: at most r_max - step (spec 5.4) */
+    /* first adjustment from r_max: at most r_max - step (docs/ALGORITHM.md §6.2) */
     assert_int_equal(edgc__smooth_rank(4, 16, B), 12);
     assert_int_equal(edgc__smooth_rank(14, 16, B), 14);
     /* an odd r_min wins over parity; small ranks are not forced even */
