@@ -11,7 +11,7 @@ static int load(const char* p, gpt2* m)
     char why[512];
     gpt2_config c;
     if (ckpt_read_config(p, &c, why, sizeof why) != 0 || gpt2_build(m, &c) != 0 ||
-        ckpt_load_model(p, m, why, sizeof why) != 0) {
+        ckpt_load_model(p, m, NULL, why, sizeof why) != 0) {
         fprintf(stderr, "ckpt_diff: %s\n", why);
         return -1;
     }

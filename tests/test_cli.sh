@@ -47,18 +47,57 @@ expect bad-rmax-rule "--rmax-rule x" -- --rmax-rule x --data "$work/ok.txt"
 expect bad-rmax-slack "--rmax-slack 2" -- --rmax-slack 2 --data "$work/ok.txt"
 expect bad-warmup-sync "--warmup-sync x" -- --warmup-sync x --data "$work/ok.txt"
 expect window-one "--window 1" -- --window 1 --data "$work/ok.txt"
+expect data-directory "is a directory" -- --data "$work" "${small[@]}"
+expect keep-zero "--keep-checkpoints 0" -- --keep-checkpoints 0 --data "$work/ok.txt"
+expect resume-nothing "no checkpoint there" -- "${small[@]}" --data "$work/ok.txt" --resume "$work"
+# an llm.c version-2 shard (uint32 tokens) names no vocabulary: refused without --init
+printf '\x88\xd8\x34\x01\x02\x00\x00\x00\x02\x00\x00\x00' >"$work/v2.bin"
+head -c 1012 /dev/zero >>"$work/v2.bin"
+printf '\x01\x00\x00\x00\x02\x00\x00\x00' >>"$work/v2.bin"
+expect shard-v2-no-init "version-2 shard" -- --data "$work/v2.bin" "${small[@]}"
+
+# Ranks started with different options or data: every rank stops within seconds, rank 0 names
+# the option and the differing rank says what it has. Rank 1 gets the extra arguments.
+mismatch() {
+    local name=$1 words=$2
+    shift 3
+    cases=$((cases + 1))
+    local base=("${small[@]}" --data "$work/ok.txt" --steps 3)
+    timeout 60 mpirun -np 1 "$train" "${base[@]}" : -np 1 "$train" "${base[@]}" "$@" >"$work/out" 2>"$work/err"
+    local rc=$?
+    if [ $rc -eq 0 ] || [ $rc -ge 124 ] || ! grep -q "^edgc-train: $words differs between ranks" "$work/err" ||
+        ! grep -q "^edgc-train: rank 1: $words is" "$work/err"; then
+        echo "FAIL mismatch-$name: exit $rc (wanted both ranks to name '$words')"
+        sed 's/^/    /' "$work/err" | head -5
+        failures=$((failures + 1))
+    else
+        echo "ok   mismatch-$name: $(grep '^edgc-train: rank 1' "$work/err")"
+    fi
+}
+head -c 20000 /dev/urandom | base64 >"$work/other.txt"
+mismatch batch "--batch" -- --batch 3
+mismatch seq "--seq" -- --seq 4
+mismatch seed "--seed" -- --seed 7
+mismatch lr "--lr" -- --lr 0.002
+mismatch schedule "--lr-schedule" -- --lr-schedule constant
+mismatch warmup "--warmup" -- --warmup 3
+mismatch shape "--layers" -- --layers 2
+mismatch compress "--compress" -- --compress powersgd:2
+mismatch rule "--rule" -- --rule cqm
+mismatch data "the training data (--data)" -- --data "$work/other.txt"
 # a checkpoint to corrupt and mismatch
 timeout 120 mpirun -np 2 "$train" "${small[@]}" --data "$work/ok.txt" --steps 2 --out "$work/ck" >/dev/null 2>&1 ||
     { echo "FAIL: could not make a checkpoint"; exit 1; }
 expect resume-other-shape "shape" -- "${small[@]/16/32}" --data "$work/ok.txt" --resume "$work/ck"
-head -c 2000 "$work/ck/model.bin" >"$work/trunc.bin"
+head -c 2000 "$work/ck/latest/model.bin" >"$work/trunc.bin"
 expect init-truncated "truncated" -- --data "$work/ok.txt" --init "$work/trunc.bin" --seq 8 --batch 2
-expect seq-beyond-table "longer than the model's position table" -- --data "$work/ok.txt" --init "$work/ck/model.bin" --seq 64
-cp -r "$work/ck" "$work/ck2"
+expect seq-beyond-table "longer than the model's position table" -- --data "$work/ok.txt" --init "$work/ck/latest/model.bin" --seq 64
+cp -a "$work/ck" "$work/ck2"
 # flip every bit of byte 200 (writing a fixed byte could leave it unchanged)
-b=$(od -An -tu1 -j200 -N1 "$work/ck2/state.rank1.bin" | tr -d ' ')
-printf "\\$(printf '%03o' $((b ^ 255)))" | dd of="$work/ck2/state.rank1.bin" bs=1 seek=200 conv=notrunc 2>/dev/null
-cmp -s "$work/ck/state.rank1.bin" "$work/ck2/state.rank1.bin" && { echo "FAIL: corruption did not change the file"; exit 1; }
+st1="$work/ck2/latest/state.rank1.bin"
+b=$(od -An -tu1 -j200 -N1 "$st1" | tr -d ' ')
+printf "\\$(printf '%03o' $((b ^ 255)))" | dd of="$st1" bs=1 seek=200 conv=notrunc 2>/dev/null
+cmp -s "$work/ck/latest/state.rank1.bin" "$st1" && { echo "FAIL: corruption did not change the file"; exit 1; }
 expect corrupt-state "checksum" -- "${small[@]}" --data "$work/ok.txt" --steps 2 --resume "$work/ck2"
 expect resume-other-world "ranks" -- "${small[@]}" --data "$work/ok.txt" --steps 2 --resume "$work/ck" --batch 3
 expect resume-other-steps "--steps 2" -- "${small[@]}" --data "$work/ok.txt" --steps 4 --resume "$work/ck"

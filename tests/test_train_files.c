@@ -74,11 +74,11 @@ static void test_model_round_trip_and_rejections(void** state)
     gpt2_init_weights(&a, 5);
     char p[256], why[512];
     path(p, "model.bin");
-    assert_int_equal(ckpt_save_model(p, &a, why, sizeof why), 0);
+    assert_int_equal(ckpt_save_model(p, &a, NULL, why, sizeof why), 0);
     gpt2_config c;
     assert_int_equal(ckpt_read_config(p, &c, why, sizeof why), 0);
     assert_memory_equal(&c, &k_cfg, sizeof c);
-    assert_int_equal(ckpt_load_model(p, &b, why, sizeof why), 0);
+    assert_int_equal(ckpt_load_model(p, &b, NULL, why, sizeof why), 0);
     assert_memory_equal(a.params_memory, b.params_memory, a.num_parameters * sizeof(float));
     /* the header is llm.c's: magic, version 3, maxT, V, L, NH, C, Vp */
     FILE* f = fopen(p, "rb");
@@ -91,16 +91,16 @@ static void test_model_round_trip_and_rejections(void** state)
     char t[256];
     path(t, "truncated.bin");
     truncate_copy(p, t, 4);
-    assert_int_not_equal(ckpt_load_model(t, &b, why, sizeof why), 0);
+    assert_int_not_equal(ckpt_load_model(t, &b, NULL, why, sizeof why), 0);
     assert_non_null(strstr(why, "truncated"));
     truncate_copy(p, t, (long)(a.num_parameters * 4 + 1000));
-    assert_int_not_equal(ckpt_load_model(t, &b, why, sizeof why), 0);
+    assert_int_not_equal(ckpt_load_model(t, &b, NULL, why, sizeof why), 0);
 
     gpt2 other;
     gpt2_config oc = k_cfg;
     oc.channels = 8;
     assert_int_equal(gpt2_build(&other, &oc), 0);
-    assert_int_not_equal(ckpt_load_model(p, &other, why, sizeof why), 0);
+    assert_int_not_equal(ckpt_load_model(p, &other, NULL, why, sizeof why), 0);
     assert_non_null(strstr(why, "shape"));
     gpt2_free(&other);
 
@@ -119,7 +119,7 @@ static void test_model_round_trip_and_rejections(void** state)
     path(t, "missing.bin");
     assert_int_not_equal(ckpt_read_config(t, &c, why, sizeof why), 0);
     /* a write that cannot happen leaves nothing behind and says so */
-    assert_int_not_equal(ckpt_save_model("/nonexistent-dir/m.bin", &a, why, sizeof why), 0);
+    assert_int_not_equal(ckpt_save_model("/nonexistent-dir/m.bin", &a, NULL, why, sizeof why), 0);
     gpt2_free(&a);
     gpt2_free(&b);
 }
@@ -144,11 +144,11 @@ static void test_state_round_trip_and_corruption(void** state)
     const char blob[] = "reducer-state-bytes";
     char p[256], why[512];
     path(p, "state.bin");
-    assert_int_equal(ckpt_save_state(p, &st, &a, blob, sizeof blob, why, sizeof why), 0);
+    assert_int_equal(ckpt_save_state(p, &st, &a, blob, sizeof blob, NULL, why, sizeof why), 0);
     train_state got;
     void* gb;
     size_t gl;
-    assert_int_equal(ckpt_load_state(p, &got, &b, &gb, &gl, why, sizeof why), 0);
+    assert_int_equal(ckpt_load_state(p, &got, &b, &gb, &gl, NULL, why, sizeof why), 0);
     assert_int_equal(got.step, 17);
     assert_int_equal(got.world, 2);
     assert_int_equal(got.total_steps, 30);
@@ -173,17 +173,17 @@ static void test_state_round_trip_and_corruption(void** state)
         buf[at] ^= 0x10;
         write_bytes(t, buf, (size_t)n);
         buf[at] ^= 0x10;
-        assert_int_not_equal(ckpt_load_state(t, &got, &b, &gb, &gl, why, sizeof why), 0);
+        assert_int_not_equal(ckpt_load_state(t, &got, &b, &gb, &gl, NULL, why, sizeof why), 0);
     }
     truncate_copy(p, t, 9);
-    assert_int_not_equal(ckpt_load_state(t, &got, &b, &gb, &gl, why, sizeof why), 0);
+    assert_int_not_equal(ckpt_load_state(t, &got, &b, &gb, &gl, NULL, why, sizeof why), 0);
     free(buf);
     /* a state for a model of another size */
     gpt2 other;
     gpt2_config oc = k_cfg;
     oc.num_layers = 3;
     assert_int_equal(gpt2_build(&other, &oc), 0);
-    assert_int_not_equal(ckpt_load_state(p, &got, &other, &gb, &gl, why, sizeof why), 0);
+    assert_int_not_equal(ckpt_load_state(p, &got, &other, &gb, &gl, NULL, why, sizeof why), 0);
     assert_non_null(strstr(why, "parameters"));
     gpt2_free(&other);
     gpt2_free(&a);
@@ -212,7 +212,7 @@ static void test_shards(void** state)
     path(p, "shard.bin");
     write_shard(p, 1000, 1000, -1);
     token_data d;
-    assert_int_equal(data_load(p, &d, why, sizeof why), 0);
+    assert_int_equal(data_load(p, 0, &d, why, sizeof why), 0);
     assert_int_equal(d.n, 1000);
     assert_int_equal(d.vocab_size, 50257);
     int in[4 * 8], tg[4 * 8];
@@ -227,16 +227,16 @@ static void test_shards(void** state)
     data_free(&d);
 
     write_shard(p, 1000, 1001, -1); /* header promises more than the file holds */
-    assert_int_not_equal(data_load(p, &d, why, sizeof why), 0);
+    assert_int_not_equal(data_load(p, 0, &d, why, sizeof why), 0);
     assert_non_null(strstr(why, "truncated"));
     write_shard(p, 1000, 1000, 500);
-    assert_int_not_equal(data_load(p, &d, why, sizeof why), 0);
+    assert_int_not_equal(data_load(p, 0, &d, why, sizeof why), 0);
     assert_non_null(strstr(why, "outside the GPT-2 vocabulary"));
     write_bytes(p, "short", 5);
-    assert_int_not_equal(data_load(p, &d, why, sizeof why), 0);
+    assert_int_not_equal(data_load(p, 0, &d, why, sizeof why), 0);
     int32_t h[256] = {1234, 1, 0};
     write_bytes(p, h, sizeof h);
-    assert_int_not_equal(data_load(p, &d, why, sizeof why), 0);
+    assert_int_not_equal(data_load(p, 0, &d, why, sizeof why), 0);
     assert_non_null(strstr(why, "not an llm.c token shard"));
 }
 
@@ -251,7 +251,7 @@ static void test_text_and_split(void** state)
     text[7] = (char)0xE9; /* non-ASCII bytes are tokens too */
     write_bytes(p, text, sizeof text);
     token_data d, tr, va;
-    assert_int_equal(data_load(p, &d, why, sizeof why), 0);
+    assert_int_equal(data_load(p, 0, &d, why, sizeof why), 0);
     assert_int_equal(d.n, 200);
     assert_int_equal(d.vocab_size, 256);
     assert_int_equal(d.tokens[7], 0xE9);
@@ -265,7 +265,7 @@ static void test_text_and_split(void** state)
     data_free(&tr);
     data_free(&va);
     path(p, "missing.txt");
-    assert_int_not_equal(data_load(p, &d, why, sizeof why), 0);
+    assert_int_not_equal(data_load(p, 0, &d, why, sizeof why), 0);
     assert_non_null(strstr(why, "cannot open"));
 }
 

@@ -21,7 +21,7 @@ field() { grep -o "\"$2\":[^,}]*" "$1" | cut -d: -f2; }
 echo "== 1. two ranks with batch 4 == one rank with batch 8"
 mpirun -np 2 "$train" "${model[@]}" --batch 4 --steps 6 --compress dense --out "$work/r2" --log "$work/r2.jsonl" >/dev/null
 mpirun -np 1 "$train" "${model[@]}" --batch 8 --steps 6 --compress dense --out "$work/r1" --log "$work/r1.jsonl" >/dev/null
-"$diff" "$work/r2/model.bin" "$work/r1/model.bin" 1e-5 || fail "2 x 4 and 1 x 8 differ"
+"$diff" "$work/r2/latest/model.bin" "$work/r1/latest/model.bin" 1e-5 || fail "2 x 4 and 1 x 8 differ"
 paste <(field "$work/r2.jsonl" loss) <(field "$work/r1.jsonl" loss) |
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $2) { print "loss differs: " $0; exit 1 } }' ||
     fail "losses differ"
@@ -31,7 +31,7 @@ common=(--batch 4 --steps 14 --compress edgc --rmax 4 --window 4 --alpha 0.5 --e
 mpirun -np 2 "$train" "${model[@]}" "${common[@]}" --out "$work/full" --log "$work/full.jsonl" >/dev/null
 mpirun -np 2 "$train" "${model[@]}" "${common[@]}" --out "$work/part" --stop-after 7 --log "$work/part.jsonl" >/dev/null
 mpirun -np 2 "$train" "${model[@]}" "${common[@]}" --out "$work/part" --resume "$work/part" --log "$work/part.jsonl" >/dev/null
-"$diff" "$work/full/model.bin" "$work/part/model.bin" 0 || fail "resumed run is not bit-identical"
+"$diff" "$work/full/latest/model.bin" "$work/part/latest/model.bin" 0 || fail "resumed run is not bit-identical"
 cmp <(field "$work/full.jsonl" loss) <(field "$work/part.jsonl" loss) || fail "resumed losses differ"
 [ "$(grep -c '"phase":"compress"' "$work/full.jsonl")" -ge 8 ] || fail "the resume run never compressed"
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define SHARD_MAGIC 20240520
 #define GPT2_VOCAB  50257
@@ -22,97 +23,127 @@ static int ends_with(const char* s, const char* suffix)
 
 static int read_all(const char* path, unsigned char** buf, size_t* len, char* why, size_t wl)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        snprintf(why, wl, "data file '%s' is %s, not a file", path,
+                 S_ISDIR(sb.st_mode) ? "a directory" : "not a regular file");
+        return -1;
+    }
     FILE* f = fopen(path, "rb");
     if (f == NULL) {
         snprintf(why, wl, "cannot open data file '%s': %s", path, strerror(errno));
         return -1;
     }
-    if (fseek(f, 0, SEEK_END) != 0 || ftell(f) < 0) {
-        snprintf(why, wl, "cannot read data file '%s'", path);
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        snprintf(why, wl, "cannot read data file '%s': %s", path, strerror(errno));
         fclose(f);
         return -1;
     }
-    size_t n = (size_t)ftell(f);
-    rewind(f);
-    *buf = malloc(n ? n : 1);
-    if (*buf == NULL || fread(*buf, 1, n, f) != n) {
-        snprintf(why, wl, "cannot read %zu bytes of '%s'", n, path);
+    *buf = malloc(n ? (size_t)n : 1);
+    if (*buf == NULL || fread(*buf, 1, (size_t)n, f) != (size_t)n) {
+        snprintf(why, wl, "cannot read %ld bytes of '%s'", n, path);
         free(*buf);
         *buf = NULL;
         fclose(f);
         return -1;
     }
     fclose(f);
-    *len = n;
+    *len = (size_t)n;
     return 0;
 }
 
-int data_load(const char* path, token_data* out, char* why, size_t wl)
+static int parse_text(const unsigned char* buf, size_t len, token_data* out, char* why, size_t wl)
+{
+    out->tokens = malloc((len ? len : 1) * sizeof(int));
+    if (out->tokens == NULL) {
+        snprintf(why, wl, "out of memory for %zu tokens", len);
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++)
+        out->tokens[i] = buf[i];
+    out->n = len;
+    out->vocab_size = 256;
+    return 0;
+}
+
+/* llm.c shards: version 1 holds uint16 GPT-2 tokens, version 2 uint32 tokens of a vocabulary the
+ * shard does not name (llm.c writes them for LLaMA 3): that one comes from the model. */
+static int parse_shard(const unsigned char* buf, size_t len, int vocab, const char* path,
+                       token_data* out, char* why, size_t wl)
+{
+    int32_t header[256];
+    if (len < sizeof header) {
+        snprintf(why, wl, "'%s': %zu bytes, shorter than the 1024-byte shard header", path, len);
+        return -1;
+    }
+    memcpy(header, buf, sizeof header);
+    if (header[0] != SHARD_MAGIC || (header[1] != 1 && header[1] != 2)) {
+        snprintf(why, wl, "'%s': not an llm.c token shard (magic %d version %d, want %d 1 or 2)",
+                 path, header[0], header[1], SHARD_MAGIC);
+        return -1;
+    }
+    size_t width = header[1] == 1 ? 2 : 4, ntok = (size_t)(uint32_t)header[2];
+    if (header[1] == 2 && vocab == 0) {
+        snprintf(why, wl,
+                 "'%s': an llm.c version-2 shard (uint32 tokens, e.g. LLaMA 3) does not say its "
+                 "vocabulary; give --init with a model of that vocabulary",
+                 path);
+        return -1;
+    }
+    if (vocab == 0) vocab = GPT2_VOCAB;
+    if (header[2] < 0 || (len - sizeof header) / width != ntok || (len - sizeof header) % width) {
+        snprintf(why, wl,
+                 "'%s': header says %d tokens but the file holds %zu bytes of tokens "
+                 "(truncated or corrupted)",
+                 path, header[2], len - sizeof header);
+        return -1;
+    }
+    out->tokens = malloc((ntok ? ntok : 1) * sizeof(int));
+    if (out->tokens == NULL) {
+        snprintf(why, wl, "out of memory for %zu tokens", ntok);
+        return -1;
+    }
+    for (size_t i = 0; i < ntok; i++) {
+        uint32_t t = 0;
+        if (width == 2) {
+            uint16_t t16;
+            memcpy(&t16, buf + sizeof header + 2 * i, 2);
+            t = t16;
+        } else {
+            memcpy(&t, buf + sizeof header + 4 * i, 4);
+        }
+        if (t >= (uint32_t)vocab) {
+            snprintf(why, wl, "'%s': token %u at position %zu is outside the %s vocabulary (%d)",
+                     path, t, i, vocab == GPT2_VOCAB ? "GPT-2" : "model's", vocab);
+            data_free(out);
+            return -1;
+        }
+        out->tokens[i] = (int)t;
+    }
+    out->n = ntok;
+    out->vocab_size = vocab;
+    return 0;
+}
+
+int data_parse(const unsigned char* buf, size_t len, int is_shard, int vocab, const char* path,
+               token_data* out, char* why, size_t wl)
+{
+    memset(out, 0, sizeof *out);
+    return is_shard ? parse_shard(buf, len, vocab, path, out, why, wl)
+                    : parse_text(buf, len, out, why, wl);
+}
+
+int data_load(const char* path, int vocab, token_data* out, char* why, size_t wl)
 {
     memset(out, 0, sizeof *out);
     unsigned char* buf;
     size_t len;
     if (read_all(path, &buf, &len, why, wl) != 0) return -1;
-    if (!ends_with(path, ".bin")) {
-        out->tokens = malloc((len ? len : 1) * sizeof(int));
-        if (out->tokens == NULL) {
-            free(buf);
-            snprintf(why, wl, "out of memory for %zu tokens", len);
-            return -1;
-        }
-        for (size_t i = 0; i < len; i++)
-            out->tokens[i] = buf[i];
-        out->n = len;
-        out->vocab_size = 256;
-        free(buf);
-        return 0;
-    }
-    int32_t header[256];
-    if (len < sizeof header) {
-        snprintf(why, wl, "'%s': %zu bytes, shorter than the 1024-byte shard header", path, len);
-        free(buf);
-        return -1;
-    }
-    memcpy(header, buf, sizeof header);
-    if (header[0] != SHARD_MAGIC || header[1] != 1) {
-        snprintf(why, wl, "'%s': not an llm.c token shard (magic %d version %d, want %d 1)", path,
-                 header[0], header[1], SHARD_MAGIC);
-        free(buf);
-        return -1;
-    }
-    size_t ntok = (size_t)(uint32_t)header[2];
-    if (header[2] < 0 || len != sizeof header + 2 * ntok) {
-        snprintf(why, wl,
-                 "'%s': header says %d tokens but the file holds %zu bytes of tokens "
-                 "(truncated or corrupted)",
-                 path, header[2], len - sizeof header);
-        free(buf);
-        return -1;
-    }
-    out->tokens = malloc((ntok ? ntok : 1) * sizeof(int));
-    if (out->tokens == NULL) {
-        free(buf);
-        snprintf(why, wl, "out of memory for %zu tokens", ntok);
-        return -1;
-    }
-    for (size_t i = 0; i < ntok; i++) {
-        uint16_t t;
-        memcpy(&t, buf + sizeof header + 2 * i, 2);
-        if (t >= GPT2_VOCAB) {
-            snprintf(why, wl,
-                     "'%s': token %u at position %zu is outside the GPT-2 vocabulary "
-                     "(%d)",
-                     path, t, i, GPT2_VOCAB);
-            free(buf);
-            data_free(out);
-            return -1;
-        }
-        out->tokens[i] = t;
-    }
-    out->n = ntok;
-    out->vocab_size = GPT2_VOCAB;
+    int rc = data_parse(buf, len, ends_with(path, ".bin"), vocab, path, out, why, wl);
     free(buf);
-    return 0;
+    return rc;
 }
 
 int data_split(const token_data* src, double fraction, token_data* train, token_data* val)

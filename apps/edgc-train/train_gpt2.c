@@ -10,447 +10,33 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <mpi.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "checkpoint.h"
+#include "checkpoint_dir.h"
 #include "dataloader.h"
 #include "edgc_mpi.h"
 #include "gpt2.h"
 #include "optim.h"
+#include "options.h"
+#include "ranks.h"
 
-// ----------------------------------------------------------------------------
-// options
-
-typedef struct options {
-    const char* preset;
-    int layers, dim, heads, seq; /* 0: from the preset or --init */
-    int batch, steps, warmup, eval_every, eval_batches, print_every, hash_every, ckpt_every;
-    int sample_len, nan_step, stop_after;
-    float lr, weight_decay, grad_clip;
-    lr_schedule schedule;
-    uint64_t seed;
-    const char *data, *val_data, *init, *resume, *out, *log;
-    /* compression */
-    edgc_mode mode;
-    int rank, r_max, window;
-    double alpha, beta, edgc_warmup, rmax_slack;
-    edgc_rank_rule rule;
-    edgc_rmax_rule rmax_rule;
-    edgc_warmup_sync warmup_sync;
-} options;
-
-static int g_rank = 0, g_world = 1;
-
-/* Prints on rank 0 only. */
-static void say(const char* fmt, ...)
-{
-    if (g_rank != 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    fflush(stdout);
-}
-
-/* A fatal error that every rank reached the same way: one line from rank 0, exit 1 everywhere. */
-static void die(const char* fmt, ...)
-{
-    if (g_rank == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        fprintf(stderr, "edgc-train: ");
-        vfprintf(stderr, fmt, ap);
-        fprintf(stderr, "\n");
-        va_end(ap);
-    }
-    MPI_Finalize();
-    exit(1);
-}
-
-/* Agrees on a check that may fail on some ranks only (a file): if it failed anywhere, the first
- * failing rank prints its reason and every rank exits 1. */
-static void check_all(int ok, const char* why)
-{
-    int bad = !ok, first = ok ? g_world : g_rank;
-    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (!bad) return;
-    if (g_rank == first) fprintf(stderr, "edgc-train: %s\n", why);
-    MPI_Finalize();
-    exit(1);
-}
-
-static void usage(FILE* f)
-{
-    fprintf(
-        f,
-        "usage: mpirun -np N edgc-train [options]\n"
-        "Trains a GPT-2 data-parallel over MPI; every gradient goes through edgc_reducer.\n"
-        "\n"
-        "model\n"
-        "  --preset NAME        tiny (L4 C128 NH4 T64, default), mini (L6 C256 NH8 T128),\n"
-        "                       124m (L12 C768 NH12 T1024), 345m (L24 C1024 NH16 T1024)\n"
-        "  --layers L --dim C --heads NH --seq T   override the preset (T is also the position "
-        "table)\n"
-        "  --init FILE          start from an llm.c GPT-2 checkpoint; its header gives the shape\n"
-        "data\n"
-        "  --data FILE          .txt: bytes (vocab 256); .bin: llm.c shard (GPT-2 vocab 50257)\n"
-        "                       default: data/kjv.txt (the King James Bible, made by make run)\n"
-        "  --val-data FILE      validation data; default: the last 10%% of --data\n"
-        "training\n"
-        "  --batch B            sequences per rank per step (default 8)\n"
-        "  --steps N            optimizer steps (default 600)\n"
-        "  --lr X               peak learning rate (default 1e-3)\n"
-        "  --lr-schedule S      constant | cosine (default cosine: to lr/10 at the end)\n"
-        "  --warmup N           linear learning-rate warm-up steps (default 20)\n"
-        "  --weight-decay X     AdamW decoupled decay on matrices and embeddings (default 0.01)\n"
-        "  --grad-clip X        global gradient-norm clip after synchronisation, 0 = off (default "
-        "1)\n"
-        "  --seed N             initialisation and sampling seed (default 1337)\n"
-        "compression\n"
-        "  --compress M         dense | powersgd:R | edgc (default edgc)\n"
-        "  --rmax R             EDGC rank ceiling; 0 = profile it at start-up (default 0)\n"
-        "  --rmax-rule R        how profiling picks r_max: budget (the largest measured rank "
-        "whose\n"
-        "                       step is within --rmax-slack of the best saving; default) | paper\n"
-        "                       (the largest rank still faster than dense, interpolated)\n"
-        "  --rmax-slack X       budget rule: share of the best step-time saving traded for rank\n"
-        "                       (default 0.2)\n"
-        "  --window W           EDGC window: steps between rank decisions (default 0: --steps / "
-        "20,\n"
-        "                       at most 1000)\n"
-        "  --alpha A --beta B   EDGC entropy sampling rates ISR and GSR (default 0.1, 0.25)\n"
-        "  --edgc-warmup F      fraction of the run before the rank adapts (default 0.1)\n"
-        "  --warmup-sync S      warm-up synchronisation: rmax (compressed at r_max; default) | "
-        "dense\n"
-        "  --rule R             trend | error | cqm (default trend)\n"
-        "output\n"
-        "  --eval-every N       validation loss every N steps (default 100; 0 = only at the end)\n"
-        "  --eval-batches N     validation batches, from the start of the validation data (default "
-        "8)\n"
-        "  --print-every N      progress line every N steps (default 10)\n"
-        "  --log FILE.jsonl     one JSON object per step\n"
-        "  --out DIR            write DIR/model.bin and DIR/state.rankR.bin at the end (and every\n"
-        "                       --checkpoint-every N steps)\n"
-        "  --resume DIR         continue from DIR's checkpoint exactly where it stopped (same "
-        "--steps,\n"
-        "                       --batch, --seq and number of ranks)\n"
-        "  --stop-after N       stop after step N with a checkpoint in --out, as a job time limit\n"
-        "                       would; --resume continues it bit-identically\n"
-        "  --hash-every N       compare a hash of the weights across ranks every N steps (default "
-        "50)\n"
-        "  --sample-len N       bytes of text generated at the end (default 200; 0 = none)\n"
-        "  --debug-nan-step S   testing aid: put a NaN into rank 0's gradient at step S\n"
-        "  -h, --help           this text\n");
-}
-
-static long parse_long(const char* flag, const char* s, long lo, long hi)
-{
-    char* end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi)
-        die("%s %s: expected an integer in [%ld, %ld]", flag, s, lo, hi);
-    return v;
-}
-
-static double parse_double(const char* flag, const char* s, double lo, double hi)
-{
-    char* end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (*s == '\0' || *end != '\0' || errno != 0 || !(v >= lo && v <= hi))
-        die("%s %s: expected a number in [%g, %g]", flag, s, lo, hi);
-    return v;
-}
-
-/* One of a NULL-terminated list of names: its index, or a one-line error naming them all. */
-static int parse_choice(const char* flag, const char* s, const char* const* names)
-{
-    char list[128] = "";
-    for (int i = 0; names[i] != NULL; i++) {
-        if (strcmp(s, names[i]) == 0) return i;
-        size_t at = strlen(list);
-        snprintf(list + at, sizeof list - at, "%s%s", i ? " | " : "", names[i]);
-    }
-    die("%s %s: expected %s", flag, s, list);
-    return -1;
-}
-
-static void parse_compress(options* o, const char* s)
-{
-    if (strcmp(s, "dense") == 0) {
-        o->mode = EDGC_MODE_DENSE;
-    } else if (strcmp(s, "edgc") == 0) {
-        o->mode = EDGC_MODE_EDGC;
-    } else if (strncmp(s, "powersgd:", 9) == 0) {
-        o->mode = EDGC_MODE_POWERSGD;
-        o->rank = (int)parse_long("--compress powersgd:R", s + 9, 1, 65536);
-    } else {
-        die("--compress %s: expected dense, powersgd:R or edgc", s);
-    }
-}
-
-static options parse_options(int argc, char** argv)
-{
-    options o = {
-        .preset = "tiny",
-        .batch = 8,
-        .steps = 600,
-        .warmup = 20,
-        .eval_every = 100,
-        .eval_batches = 8,
-        .print_every = 10,
-        .hash_every = 50,
-        .sample_len = 200,
-        .nan_step = -1,
-        .stop_after = 0,
-        .lr = 1e-3f,
-        .weight_decay = 0.01f,
-        .grad_clip = 1.0f,
-        .schedule = LR_COSINE,
-        .seed = 1337,
-        .data = "data/kjv.txt",
-        .mode = EDGC_MODE_EDGC,
-        .rank = 4,
-        .window = 0,
-        .rmax_slack = 0.2,
-        .rule = EDGC_RULE_TREND,
-        .alpha = 0.1,
-        .beta = 0.25,
-        .edgc_warmup = 0.1,
-    };
-    enum {
-        O_LAYERS = 256,
-        O_DIM,
-        O_HEADS,
-        O_SEQ,
-        O_INIT,
-        O_DATA,
-        O_VAL,
-        O_BATCH,
-        O_STEPS,
-        O_LR,
-        O_SCHED,
-        O_WARMUP,
-        O_WD,
-        O_CLIP,
-        O_SEED,
-        O_COMPRESS,
-        O_RMAX,
-        O_WINDOW,
-        O_ALPHA,
-        O_BETA,
-        O_EWARM,
-        O_RULE,
-        O_EVAL,
-        O_EVALB,
-        O_PRINT,
-        O_LOG,
-        O_OUT,
-        O_RESUME,
-        O_HASH,
-        O_CKPT,
-        O_SAMPLE,
-        O_NAN,
-        O_PRESET,
-        O_STOP,
-        O_RMAX_RULE,
-        O_RMAX_SLACK,
-        O_WARM_SYNC
-    };
-    static const struct option longopts[] = {{"preset", required_argument, 0, O_PRESET},
-                                             {"layers", required_argument, 0, O_LAYERS},
-                                             {"dim", required_argument, 0, O_DIM},
-                                             {"heads", required_argument, 0, O_HEADS},
-                                             {"seq", required_argument, 0, O_SEQ},
-                                             {"init", required_argument, 0, O_INIT},
-                                             {"data", required_argument, 0, O_DATA},
-                                             {"val-data", required_argument, 0, O_VAL},
-                                             {"batch", required_argument, 0, O_BATCH},
-                                             {"steps", required_argument, 0, O_STEPS},
-                                             {"lr", required_argument, 0, O_LR},
-                                             {"lr-schedule", required_argument, 0, O_SCHED},
-                                             {"warmup", required_argument, 0, O_WARMUP},
-                                             {"weight-decay", required_argument, 0, O_WD},
-                                             {"grad-clip", required_argument, 0, O_CLIP},
-                                             {"seed", required_argument, 0, O_SEED},
-                                             {"compress", required_argument, 0, O_COMPRESS},
-                                             {"rmax", required_argument, 0, O_RMAX},
-                                             {"window", required_argument, 0, O_WINDOW},
-                                             {"alpha", required_argument, 0, O_ALPHA},
-                                             {"beta", required_argument, 0, O_BETA},
-                                             {"edgc-warmup", required_argument, 0, O_EWARM},
-                                             {"rule", required_argument, 0, O_RULE},
-                                             {"rmax-rule", required_argument, 0, O_RMAX_RULE},
-                                             {"rmax-slack", required_argument, 0, O_RMAX_SLACK},
-                                             {"warmup-sync", required_argument, 0, O_WARM_SYNC},
-                                             {"eval-every", required_argument, 0, O_EVAL},
-                                             {"eval-batches", required_argument, 0, O_EVALB},
-                                             {"print-every", required_argument, 0, O_PRINT},
-                                             {"log", required_argument, 0, O_LOG},
-                                             {"out", required_argument, 0, O_OUT},
-                                             {"resume", required_argument, 0, O_RESUME},
-                                             {"hash-every", required_argument, 0, O_HASH},
-                                             {"checkpoint-every", required_argument, 0, O_CKPT},
-                                             {"sample-len", required_argument, 0, O_SAMPLE},
-                                             {"debug-nan-step", required_argument, 0, O_NAN},
-                                             {"stop-after", required_argument, 0, O_STOP},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_PRESET:
-            o.preset = optarg;
-            break;
-        case O_LAYERS:
-            o.layers = (int)parse_long("--layers", optarg, 1, 1000);
-            break;
-        case O_DIM:
-            o.dim = (int)parse_long("--dim", optarg, 1, 65536);
-            break;
-        case O_HEADS:
-            o.heads = (int)parse_long("--heads", optarg, 1, 65536);
-            break;
-        case O_SEQ:
-            o.seq = (int)parse_long("--seq", optarg, 1, 1 << 20);
-            break;
-        case O_INIT:
-            o.init = optarg;
-            break;
-        case O_DATA:
-            o.data = optarg;
-            break;
-        case O_VAL:
-            o.val_data = optarg;
-            break;
-        case O_BATCH:
-            o.batch = (int)parse_long("--batch", optarg, 1, 1 << 20);
-            break;
-        case O_STEPS:
-            o.steps = (int)parse_long("--steps", optarg, 1, 1 << 30);
-            break;
-        case O_LR:
-            o.lr = (float)parse_double("--lr", optarg, 0.0, 10.0);
-            break;
-        case O_SCHED:
-            o.schedule = parse_choice("--lr-schedule", optarg,
-                                      (const char*[]){"constant", "cosine", NULL}) == 0
-                             ? LR_CONSTANT
-                             : LR_COSINE;
-            break;
-        case O_WARMUP:
-            o.warmup = (int)parse_long("--warmup", optarg, 0, 1 << 30);
-            break;
-        case O_WD:
-            o.weight_decay = (float)parse_double("--weight-decay", optarg, 0.0, 10.0);
-            break;
-        case O_CLIP:
-            o.grad_clip = (float)parse_double("--grad-clip", optarg, 0.0, 1e9);
-            break;
-        case O_SEED:
-            o.seed = (uint64_t)parse_long("--seed", optarg, 0, 0x7fffffffL);
-            break;
-        case O_COMPRESS:
-            parse_compress(&o, optarg);
-            break;
-        case O_RMAX:
-            o.r_max = (int)parse_long("--rmax", optarg, 0, 65536);
-            break;
-        case O_WINDOW:
-            o.window = (int)parse_long("--window", optarg, 0, 1 << 30);
-            if (o.window == 1) die("--window 1: expected 0 (derived) or at least 2");
-            break;
-        case O_ALPHA:
-            o.alpha = parse_double("--alpha", optarg, 1e-9, 1.0);
-            break;
-        case O_BETA:
-            o.beta = parse_double("--beta", optarg, 1e-9, 1.0);
-            break;
-        case O_EWARM:
-            o.edgc_warmup = parse_double("--edgc-warmup", optarg, 0.0, 0.999);
-            break;
-        case O_RULE:
-            /* in edgc_rank_rule's order */
-            o.rule = (edgc_rank_rule)parse_choice("--rule", optarg,
-                                                  (const char*[]){"trend", "cqm", "error", NULL});
-            break;
-        case O_RMAX_RULE:
-            o.rmax_rule = (edgc_rmax_rule)parse_choice("--rmax-rule", optarg,
-                                                       (const char*[]){"budget", "paper", NULL});
-            break;
-        case O_RMAX_SLACK:
-            o.rmax_slack = parse_double("--rmax-slack", optarg, 0.0, 1.0);
-            break;
-        case O_WARM_SYNC:
-            o.warmup_sync = (edgc_warmup_sync)parse_choice("--warmup-sync", optarg,
-                                                           (const char*[]){"rmax", "dense", NULL});
-            break;
-        case O_EVAL:
-            o.eval_every = (int)parse_long("--eval-every", optarg, 0, 1 << 30);
-            break;
-        case O_EVALB:
-            o.eval_batches = (int)parse_long("--eval-batches", optarg, 1, 1 << 20);
-            break;
-        case O_PRINT:
-            o.print_every = (int)parse_long("--print-every", optarg, 1, 1 << 30);
-            break;
-        case O_LOG:
-            o.log = optarg;
-            break;
-        case O_OUT:
-            o.out = optarg;
-            break;
-        case O_RESUME:
-            o.resume = optarg;
-            break;
-        case O_HASH:
-            o.hash_every = (int)parse_long("--hash-every", optarg, 0, 1 << 30);
-            break;
-        case O_CKPT:
-            o.ckpt_every = (int)parse_long("--checkpoint-every", optarg, 0, 1 << 30);
-            break;
-        case O_SAMPLE:
-            o.sample_len = (int)parse_long("--sample-len", optarg, 0, 1 << 20);
-            break;
-        case O_NAN:
-            o.nan_step = (int)parse_long("--debug-nan-step", optarg, 0, 1 << 30);
-            break;
-        case O_STOP:
-            o.stop_after = (int)parse_long("--stop-after", optarg, 1, 1 << 30);
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            die("unknown option or missing value: '%s' (see --help)", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) die("unexpected argument '%s' (see --help)", argv[optind]);
-    return o;
-}
-
-/* The model shape: --init's header, or the preset with explicit overrides. */
-static gpt2_config model_config(const options* o, int vocab)
+/* The model shape: --init's header (init, already read), or the preset with explicit overrides. */
+static gpt2_config model_config(const options* o, const gpt2_config* init, int vocab)
 {
     gpt2_config c = {0};
     char why[512];
-    if (o->init != NULL) {
-        check_all(ckpt_read_config(o->init, &c, why, sizeof why) == 0, why);
+    if (init != NULL) {
         if (o->layers || o->dim || o->heads)
             die("--init takes the model shape from its header; drop --layers/--dim/--heads");
-        if (c.vocab_size != vocab)
-            die("--init %s has vocabulary %d but the data has %d", o->init, c.vocab_size, vocab);
-        return c;
+        if (init->vocab_size != vocab)
+            die("--init %s has vocabulary %d but the data has %d%s", o->init, init->vocab_size,
+                vocab, vocab == 256 ? " (text is read as bytes)" : "");
+        return *init;
     }
     struct {
         const char* name;
@@ -524,27 +110,26 @@ static void check_weights_agree(const gpt2* m, int step)
     if (lo != hi) die("step %d: the weights differ between ranks (hash check failed)", step);
 }
 
-static void state_path(char* out, size_t n, const char* dir, int rank)
+/* Stops every rank when the ranks loaded different data (the names may differ, the tokens not). */
+static void agree_data(const token_data* train, const token_data* val)
 {
-    snprintf(out, n, "%s/state.rank%d.bin", dir, rank);
+    char a[96], b[96];
+    snprintf(a, sizeof a, "%zu tokens of vocabulary %d, hash %016llx", train->n, train->vocab_size,
+             (unsigned long long)ckpt_hash(train->tokens, train->n * sizeof(int)));
+    snprintf(b, sizeof b, "%zu tokens, hash %016llx", val->n,
+             (unsigned long long)ckpt_hash(val->tokens, val->n * sizeof(int)));
+    agree_values((const char*[]){"the training data (--data)", "the validation data"},
+                 (const char*[]){a, b}, 2);
 }
 
 static void save_checkpoint(const options* o, const gpt2* m, edgc_reducer* red, int next_step,
                             double elapsed)
 {
-    char why[8192] = "", path[4096];
-    int ok = mkdir(o->out, 0755) == 0 || errno == EEXIST;
-    if (!ok)
-        snprintf(why, sizeof why, "cannot create --out directory '%s': %s", o->out,
-                 strerror(errno));
     size_t need = 0, wrote = 0;
-    void* blob = NULL;
-    if (ok) {
-        edgc_reducer_state_size(red, &need);
-        blob = malloc(need ? need : 1);
-        ok = blob != NULL && edgc_reducer_save(red, blob, need, &wrote) == EDGC_OK;
-        if (!ok) snprintf(why, sizeof why, "cannot serialise the reducer state");
-    }
+    edgc_reducer_state_size(red, &need);
+    void* blob = malloc(need ? need : 1);
+    int ok = blob != NULL && edgc_reducer_save(red, blob, need, &wrote) == EDGC_OK;
+    check_all(ok, "cannot serialise the reducer state");
     train_state st = {.step = next_step,
                       .total_steps = o->steps,
                       .batch = o->batch,
@@ -553,19 +138,8 @@ static void save_checkpoint(const options* o, const gpt2* m, edgc_reducer* red, 
                       .seed = o->seed,
                       .params_hash = ckpt_hash(m->params_memory, m->num_parameters * 4),
                       .elapsed_s = elapsed};
-    if (ok) {
-        state_path(path, sizeof path, o->out, g_rank);
-        ok = ckpt_save_state(path, &st, m, blob, wrote, why, sizeof why) == 0;
-    }
-    /* the model last: a state file never points at weights that were not written */
-    int all = ok;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (all && g_rank == 0) {
-        snprintf(path, sizeof path, "%s/model.bin", o->out);
-        ok = ckpt_save_model(path, m, why, sizeof why) == 0;
-    }
+    ckdir_save(o->out, o->keep_ckpt, m, &st, blob, wrote);
     free(blob);
-    check_all(ok, why);
 }
 
 /* Samples `len` bytes from the model, rank 0 only (byte-level vocabularies only). */
@@ -616,21 +190,25 @@ int main(int argc, char** argv)
 {
     for (int i = 1; i < argc; i++) /* --help needs no MPI */
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
+            options_usage(stdout);
             return 0;
         }
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_world);
-    options o = parse_options(argc, argv);
+    ranks_init(&argc, &argv);
+    options o = options_parse(argc, argv);
+    options_agree(&o);
     char why[8192] = "";
+
+    /* --init's shape first: token shards take their vocabulary from it */
+    gpt2_config init_cfg;
+    if (o.init != NULL) check_all(ckpt_read_config(o.init, &init_cfg, why, sizeof why) == 0, why);
+    int vocab = o.init != NULL ? init_cfg.vocab_size : 0;
 
     /* data */
     token_data all = {0}, train = {0}, val = {0};
-    check_all(data_load(o.data, &all, why, sizeof why) == 0, why);
+    check_all(data_load(o.data, vocab, &all, why, sizeof why) == 0, why);
     if (o.val_data != NULL) {
         train = all;
-        check_all(data_load(o.val_data, &val, why, sizeof why) == 0, why);
+        check_all(data_load(o.val_data, vocab, &val, why, sizeof why) == 0, why);
         if (val.vocab_size != train.vocab_size)
             die("--val-data %s has vocabulary %d, --data %d", o.val_data, val.vocab_size,
                 train.vocab_size);
@@ -638,7 +216,8 @@ int main(int argc, char** argv)
         if (data_split(&all, 0.1, &train, &val) != 0) die("out of memory splitting the data");
         data_free(&all);
     }
-    gpt2_config cfg = model_config(&o, train.vocab_size);
+    agree_data(&train, &val);
+    gpt2_config cfg = model_config(&o, o.init != NULL ? &init_cfg : NULL, train.vocab_size);
     int B = o.batch, T = o.seq ? o.seq : cfg.max_seq_len;
     if (T > cfg.max_seq_len)
         die("--seq %d is longer than the model's position table (%d)", T, cfg.max_seq_len);
@@ -653,10 +232,11 @@ int main(int argc, char** argv)
     gpt2 model;
     if (gpt2_build(&model, &cfg) != 0) die("out of memory for %d-layer model", cfg.num_layers);
     if (o.init != NULL) {
-        check_all(ckpt_load_model(o.init, &model, why, sizeof why) == 0, why);
+        check_all(ckpt_load_model(o.init, &model, NULL, why, sizeof why) == 0, why);
     } else {
         gpt2_init_weights(&model, o.seed);
     }
+    check_weights_agree(&model, 0); /* e.g. different --init files of the same shape */
     int* inputs = malloc((size_t)B * T * sizeof(int));
     int* targets = malloc((size_t)B * T * sizeof(int));
     if (inputs == NULL || targets == NULL) die("out of memory for a batch of %d x %d", B, T);
@@ -689,46 +269,42 @@ int main(int argc, char** argv)
     int start = 0;
     double elapsed_before = 0.0;
     if (o.resume != NULL) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/model.bin", o.resume);
-        check_all(ckpt_load_model(path, &model, why, sizeof why) == 0, why);
-        state_path(path, sizeof path, o.resume, g_rank);
+        char used[4096];
         train_state ts;
         void* blob = NULL;
         size_t blob_len = 0;
-        int ok = ckpt_load_state(path, &ts, &model, &blob, &blob_len, why, sizeof why) == 0;
-        if (ok && (ts.world != g_world || ts.batch != B || ts.seq != T)) {
+        ckdir_resume(o.resume, &model, &ts, &blob, &blob_len, used, sizeof used);
+        int ok = 1;
+        if (ts.world != g_world || ts.batch != B || ts.seq != T) {
             snprintf(why, sizeof why,
                      "%s was written by %lld ranks with --batch %lld --seq %lld; this run has "
                      "%d, %d, %d",
-                     path, (long long)ts.world, (long long)ts.batch, (long long)ts.seq, g_world, B,
+                     used, (long long)ts.world, (long long)ts.batch, (long long)ts.seq, g_world, B,
                      T);
             ok = 0;
-        }
-        if (ok && ts.total_steps != o.steps) {
+        } else if (ts.total_steps != o.steps) {
             snprintf(
                 why, sizeof why,
                 "%s belongs to a run of --steps %lld; this run has --steps %d (the learning-rate "
                 "schedule and the EDGC warm-up depend on it)",
-                path, (long long)ts.total_steps, o.steps);
+                used, (long long)ts.total_steps, o.steps);
             ok = 0;
-        }
-        if (ok && ts.params_hash != ckpt_hash(model.params_memory, model.num_parameters * 4)) {
-            snprintf(why, sizeof why, "%s does not belong to %s/model.bin (different weights)",
-                     path, o.resume);
+        } else if (ts.params_hash != ckpt_hash(model.params_memory, model.num_parameters * 4)) {
+            snprintf(why, sizeof why, "%s: the training state does not belong to its model.bin",
+                     used);
             ok = 0;
-        }
-        if (ok && ts.step > o.steps) {
-            snprintf(why, sizeof why, "%s is at step %lld, beyond --steps %d", path,
+        } else if (ts.step > o.steps) {
+            snprintf(why, sizeof why, "%s is at step %lld, beyond --steps %d", used,
                      (long long)ts.step, o.steps);
             ok = 0;
         }
         check_all(ok, why);
         st = edgc_reducer_load(red, blob, blob_len);
         free(blob);
-        if (st != EDGC_OK) die("%s: reducer state: %s", path, edgc_reducer_last_error(red));
+        if (st != EDGC_OK) die("%s: reducer state: %s", used, edgc_reducer_last_error(red));
         start = (int)ts.step;
         elapsed_before = ts.elapsed_s;
+        say("resuming from %s (step %d)\n", used, start);
     }
 
     say("edgc-train | %d ranks | model L=%d C=%d NH=%d T=%d V=%d | %.2f M parameters\n", g_world,
