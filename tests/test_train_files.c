@@ -240,6 +240,114 @@ static void test_shards(void** state)
     assert_non_null(strstr(why, "not an llm.c token shard"));
 }
 
+/* Version-2 shards hold uint32 tokens of the model's vocabulary; version 1 checks against the model's
+ * vocabulary when one is given (--init of a model with another vocabulary). */
+static void test_shard_versions_and_vocabulary(void** state)
+{
+    (void)state;
+    char p[256], why[512];
+    path(p, "v2.bin");
+    int32_t h[256] = {20240520, 2, 4};
+    uint32_t t[4] = {0, 70000, 128255, 5};
+    unsigned char buf[sizeof h + sizeof t];
+    memcpy(buf, h, sizeof h);
+    memcpy(buf + sizeof h, t, sizeof t);
+    write_bytes(p, buf, sizeof buf);
+    token_data d;
+    assert_int_not_equal(data_load(p, 0, &d, why, sizeof why), 0); /* no vocabulary given */
+    assert_non_null(strstr(why, "version-2 shard"));
+    assert_int_equal(data_load(p, 128256, &d, why, sizeof why), 0);
+    assert_int_equal(d.n, 4);
+    assert_int_equal(d.vocab_size, 128256);
+    assert_int_equal(d.tokens[1], 70000);
+    assert_int_equal(d.tokens[2], 128255);
+    data_free(&d);
+    assert_int_not_equal(data_load(p, 100000, &d, why, sizeof why), 0); /* 128255 is too big */
+    assert_non_null(strstr(why, "outside the model's vocabulary (100000)"));
+    /* a uint16 count's worth of bytes is not a uint32 shard */
+    assert_int_not_equal(data_parse(buf, sizeof buf - 2, 1, 128256, p, &d, why, sizeof why), 0);
+    assert_non_null(strstr(why, "truncated"));
+
+    path(p, "v1.bin");
+    write_shard(p, 100, 100, -1); /* tokens up to 7 * 99 = 693 */
+    assert_int_equal(data_load(p, 1000, &d, why, sizeof why), 0);
+    assert_int_equal(d.vocab_size, 1000);
+    data_free(&d);
+    assert_int_not_equal(data_load(p, 500, &d, why, sizeof why), 0);
+    assert_non_null(strstr(why, "outside the model's vocabulary (500)"));
+}
+
+/* The manifest: round trip, and every damage refused (the checkpoint is then incomplete). */
+static void test_manifest(void** state)
+{
+    (void)state;
+    char p[256], why[512];
+    path(p, "MANIFEST");
+    ckpt_digest states[3] = {{10, 0x1111}, {20, 0xffffffffffffffffULL}, {30, 0}};
+    ckpt_manifest mf = {.step = 300, .world = 3, .model = {12345, 0xabcdef}, .states = states};
+    assert_int_equal(ckpt_manifest_save(p, &mf, why, sizeof why), 0);
+    ckpt_manifest got;
+    assert_int_equal(ckpt_manifest_load(p, &got, why, sizeof why), 0);
+    assert_int_equal(got.step, 300);
+    assert_int_equal(got.world, 3);
+    assert_int_equal(got.model.size, 12345);
+    assert_int_equal(got.model.hash, 0xabcdef);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(got.states[r].size, states[r].size);
+        assert_true(got.states[r].hash == states[r].hash);
+    }
+    ckpt_manifest_free(&got);
+
+    FILE* f = fopen(p, "rb");
+    char text[1024];
+    size_t n = fread(text, 1, sizeof text, f);
+    fclose(f);
+    char bad[1024];
+    /* every single-byte change and every truncation is refused */
+    for (size_t i = 0; i < n; i++) {
+        memcpy(bad, text, n);
+        bad[i] ^= 0x04;
+        assert_int_not_equal(ckpt_manifest_parse(bad, n, p, &got, why, sizeof why), 0);
+        assert_int_not_equal(ckpt_manifest_parse(text, i, p, &got, why, sizeof why), 0);
+    }
+    assert_int_equal(ckpt_manifest_parse(text, n, p, &got, why, sizeof why), 0);
+    ckpt_manifest_free(&got);
+}
+
+/* The digests the writers report are those of the bytes on disk, and the loaders agree. */
+static void test_digests(void** state)
+{
+    (void)state;
+    char p[256], why[512];
+    gpt2 m;
+    assert_int_equal(gpt2_build(&m, &k_cfg), 0);
+    gpt2_init_weights(&m, 5);
+    ckpt_digest saved, loaded;
+    path(p, "digest_model.bin");
+    assert_int_equal(ckpt_save_model(p, &m, &saved, why, sizeof why), 0);
+    assert_int_equal(ckpt_load_model(p, &m, &loaded, why, sizeof why), 0);
+    FILE* f = fopen(p, "rb");
+    size_t n = 256 * 4 + m.num_parameters * 4;
+    unsigned char* b = malloc(n + 1);
+    assert_int_equal(fread(b, 1, n + 1, f), n);
+    fclose(f);
+    assert_int_equal(saved.size, n);
+    assert_true(saved.hash == ckpt_hash(b, n));
+    assert_true(loaded.hash == saved.hash && loaded.size == saved.size);
+    free(b);
+
+    train_state st = {.step = 3, .world = 1};
+    path(p, "digest_state.bin");
+    assert_int_equal(ckpt_save_state(p, &st, &m, "blob", 4, &saved, why, sizeof why), 0);
+    void* blob;
+    size_t bl;
+    assert_int_equal(ckpt_load_state(p, &st, &m, &blob, &bl, &loaded, why, sizeof why), 0);
+    assert_true(loaded.hash == saved.hash && loaded.size == saved.size);
+    assert_int_equal(bl, 4);
+    free(blob);
+    gpt2_free(&m);
+}
+
 static void test_text_and_split(void** state)
 {
     (void)state;
@@ -276,6 +384,9 @@ int main(void)
         cmocka_unit_test(test_state_round_trip_and_corruption),
         cmocka_unit_test(test_shards),
         cmocka_unit_test(test_text_and_split),
+        cmocka_unit_test(test_shard_versions_and_vocabulary),
+        cmocka_unit_test(test_manifest),
+        cmocka_unit_test(test_digests),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
