@@ -3,10 +3,12 @@
 #                 EDGC, and print what the compression saved
 #   make test   - install missing packages, build with -Werror, run the tests, then again
 #                 under AddressSanitizer + UBSan
-# Other targets: build, data, bench, valgrind, format, format-check, install, clean.
+# Other targets: build, data, bench, valgrind, fuzz, format, format-check, install, clean.
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc)
 PREFIX     ?= /usr/local
 
@@ -18,7 +20,8 @@ export OMPI_ALLOW_RUN_AS_ROOT = 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = 1
 export OMPI_MCA_rmaps_base_oversubscribe = 1
 
-.PHONY: all deps build data run test test-asan bench valgrind format format-check install clean
+.PHONY: all deps build data run test test-asan fuzz fuzz-seeds bench valgrind format format-check \
+        install clean
 
 # make run's settings; override on the command line, e.g. make run STEPS=2000 NP=4 LINK=1gbit
 # (LINK=shm: shared memory, no emulated link)
@@ -41,6 +44,8 @@ build: deps $(BUILD)/CMakeCache.txt
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 300
 	$(MAKE) --no-print-directory test-asan
+	@if command -v clang >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \
+	else echo "make test: no clang, so no libFuzzer run (the seed corpora were replayed above)"; fi
 
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DEDGC_WERROR=ON \
@@ -48,6 +53,20 @@ test-asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	    ctest --output-on-failure --timeout 600
+
+# libFuzzer on the readers of untrusted files, FUZZ_SECONDS per harness (clang is installed for
+# this target only).
+fuzz:
+	@EDGC_WITH_FUZZ=1 bash scripts/install-deps.sh
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DEDGC_FUZZ=ON -DEDGC_WITH_MPI=OFF -DEDGC_BUILD_TESTS=OFF -DEDGC_BUILD_BENCH=OFF \
+	    -DEDGC_BUILD_EXAMPLES=OFF >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# Rewrites the fuzz seed corpus from the current file formats.
+fuzz-seeds: build
+	rm -rf tests/fuzz/corpus && $(BUILD)/tests/fuzz/make_seeds tests/fuzz/corpus
 
 data: data/kjv.txt
 
@@ -75,4 +94,4 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

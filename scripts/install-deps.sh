@@ -6,6 +6,8 @@ set -euo pipefail
 pkgs="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev
 libcmocka-dev bible-kjv bible-kjv-text gnuplot-nox iproute2"
 [ "${EDGC_WITH_TORCH:-0}" = 1 ] && pkgs="$pkgs python3-torch"
+# make fuzz: clang with libFuzzer (Debian's clang package ships it)
+[ "${EDGC_WITH_FUZZ:-0}" = 1 ] && pkgs="$pkgs clang"
 
 # shellcheck disable=SC2086
 if dpkg -s $pkgs >/dev/null 2>&1; then

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer harness of a `make fuzz` build for SECONDS each, starting from the seed
+# corpus in tests/fuzz/corpus/ (new inputs go to BUILD/fuzz-corpus/, never into the repository).
+# Prints executions and crashes per harness; exits non-zero if any harness crashed, with the
+# crashing input in BUILD/fuzz-artifacts/ (replay it: BUILD/tests/fuzz/fuzz_NAME FILE).
+#   scripts/fuzz.sh BUILD SECONDS
+set -uo pipefail
+build=$1 secs=${2:-60}
+crashed=0
+mkdir -p "$build/fuzz-artifacts"
+for h in state_blob checkpoint token_shard; do
+    bin="$build/tests/fuzz/fuzz_$h"
+    mkdir -p "$build/fuzz-corpus/$h"
+    log="$build/fuzz-$h.log"
+    "$bin" -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$build/fuzz-artifacts/$h-" "$build/fuzz-corpus/$h" "tests/fuzz/corpus/$h" \
+        >"$log" 2>&1
+    rc=$?
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
+    if [ $rc -ne 0 ]; then
+        crashed=1
+        echo "fuzz $h: CRASH after ${execs:-?} executions (exit $rc); see $log"
+        grep -m 5 -E 'ERROR|SUMMARY|Test unit written' "$log" | sed 's/^/    /'
+    else
+        echo "fuzz $h: ${execs:-?} executions in ${secs}s, coverage ${cov:-?} edges, 0 crashes"
+    fi
+done
+exit $crashed
