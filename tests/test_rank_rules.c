@@ -58,7 +58,8 @@ static void test_trend_flat_reference_no_division_by_zero(void** state)
 {
     (void)state;
     double h[40];
-    windows(h, 10, 5.0, 5.0, 5.0, 5.0); /* warm-up entropies equal: d_ref = 0 (docs/ALGORITHM.md §6.2) */
+    windows(h, 10, 5.0, 5.0, 5.0,
+            5.0); /* warm-up entropies equal: d_ref = 0 (docs/ALGORITHM.md §6.2) */
     assert_int_equal(edgc__trend_target(h, 40, 10, B), 4);
     windows(h, 10, 5.0, 5.0, 5.0, 4.0);
     assert_int_equal(edgc__trend_target(h, 40, 10, B), 16);

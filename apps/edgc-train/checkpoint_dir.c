@@ -124,8 +124,7 @@ static void prune(const char* dir, long long current, int keep)
 }
 
 /* Rank 0: writes the manifest into sdir and points DIR/latest at it. 0 or -1 with a reason. */
-static int publish(const char* dir, const char* sdir, const ckpt_manifest* mf, char* why,
-                   size_t wl)
+static int publish(const char* dir, const char* sdir, const ckpt_manifest* mf, char* why, size_t wl)
 {
     char p[PATH_LEN + 96], tmp[PATH_LEN + 96];
     snprintf(p, sizeof p, "%s/MANIFEST", sdir);
@@ -200,8 +199,7 @@ static int try_load(const char* sdir, gpt2* m, train_state* st, void** blob, siz
     if (ckpt_manifest_load(path, &mf, why, wl) != 0) return -1;
     int rc = 0;
     if (mf.world != g_world) {
-        snprintf(why, wl, "'%s' was written by %d ranks; this run has %d", sdir, mf.world,
-                 g_world);
+        snprintf(why, wl, "'%s' was written by %d ranks; this run has %d", sdir, mf.world, g_world);
         rc = -2;
     }
     snprintf(path, sizeof path, "%s/model.bin", sdir);
@@ -221,8 +219,8 @@ static int try_load(const char* sdir, gpt2* m, train_state* st, void** blob, siz
         rc = -1;
     }
     if (rc == 0 && st->step != mf.step) {
-        snprintf(why, wl, "'%s' is at step %lld, its manifest says %lld", path,
-                 (long long)st->step, (long long)mf.step);
+        snprintf(why, wl, "'%s' is at step %lld, its manifest says %lld", path, (long long)st->step,
+                 (long long)mf.step);
         rc = -1;
     }
     if (rc != 0) {
@@ -296,8 +294,9 @@ void ckdir_resume(const char* dir, gpt2* m, train_state* st, void** blob, size_t
         *blob_len = 0;
         int last = i + 1 == count || worst == -2;
         if (g_rank == first)
-            fprintf(stderr, "edgc-train: %s%s%s\n", last ? "" : "skipping an incomplete checkpoint: ",
-                    why, last && worst == -1 ? " (no older complete checkpoint to fall back on)" : "");
+            fprintf(stderr, "edgc-train: %s%s%s\n",
+                    last ? "" : "skipping an incomplete checkpoint: ", why,
+                    last && worst == -1 ? " (no older complete checkpoint to fall back on)" : "");
         if (last) {
             free(list);
             MPI_Finalize();

@@ -254,7 +254,7 @@ options options_parse(int argc, char** argv)
                                              {"sample-len", required_argument, 0, O_SAMPLE},
                                              {"debug-nan-step", required_argument, 0, O_NAN},
                                              {"stop-after", required_argument, 0, O_STOP},
-{"keep-checkpoints", required_argument, 0, O_KEEP},
+                                             {"keep-checkpoints", required_argument, 0, O_KEEP},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     opterr = 0;
@@ -333,19 +333,16 @@ options options_parse(int argc, char** argv)
             break;
         case O_RULE:
             /* in edgc_rank_rule's order */
-            o.rule = (edgc_rank_rule)parse_choice("--rule", optarg,
-                                                  RULES);
+            o.rule = (edgc_rank_rule)parse_choice("--rule", optarg, RULES);
             break;
         case O_RMAX_RULE:
-            o.rmax_rule = (edgc_rmax_rule)parse_choice("--rmax-rule", optarg,
-                                                       RMAX_RULES);
+            o.rmax_rule = (edgc_rmax_rule)parse_choice("--rmax-rule", optarg, RMAX_RULES);
             break;
         case O_RMAX_SLACK:
             o.rmax_slack = parse_double("--rmax-slack", optarg, 0.0, 1.0);
             break;
         case O_WARM_SYNC:
-            o.warmup_sync = (edgc_warmup_sync)parse_choice("--warmup-sync", optarg,
-                                                           WARMUP_SYNCS);
+            o.warmup_sync = (edgc_warmup_sync)parse_choice("--warmup-sync", optarg, WARMUP_SYNCS);
             break;
         case O_EVAL:
             o.eval_every = (int)parse_long("--eval-every", optarg, 0, 1 << 30);
@@ -394,7 +391,6 @@ options options_parse(int argc, char** argv)
     check_all(parse_error[0] == '\0', parse_error);
     return o;
 }
-
 
 static const char* mode_text(const options* o, char* buf, size_t n)
 {

@@ -49,10 +49,12 @@ static void fuzz_manifest(uint8_t* p, size_t n, int repair)
     memcpy(text, p, n);
     if (repair) { /* recompute the last "checksum" line over the text before it */
         size_t at = n;
-        while (at > 0 && !(text[at - 1] == '\n' && n - at >= 9 && memcmp(text + at, "checksum ", 9) == 0))
+        while (at > 0 &&
+               !(text[at - 1] == '\n' && n - at >= 9 && memcmp(text + at, "checksum ", 9) == 0))
             at--;
-        if (at > 0) n = at + (size_t)sprintf(text + at, "checksum %016llx\n",
-                                             (unsigned long long)fuzz_fnv1a((uint8_t*)text, at));
+        if (at > 0)
+            n = at + (size_t)sprintf(text + at, "checksum %016llx\n",
+                                     (unsigned long long)fuzz_fnv1a((uint8_t*)text, at));
     }
     ckpt_manifest mf;
     char why[512];
