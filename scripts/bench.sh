@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their figures, with the command that reproduces them, to
 # docs/bench/<name>.md; then assembles docs/BENCHMARKS.md from those sections.
-#   scripts/bench.sh [BUILD_DIR] [core|sync|train|converge ...]   (default: all of them)
+#   scripts/bench.sh [BUILD_DIR] [core|sync|train|converge|converge4|reliability ...]
+#   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
-which=${*:-core sync train converge}
+which=${*:-core sync train converge converge4 reliability}
 mkdir -p docs/bench
 
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
@@ -32,6 +33,10 @@ section() { # name, command...
             echo "Reproduce with: \`scripts/bench.sh $build sync\` (root: it creates network namespaces)"
         elif [ "$1" = converge_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 35 min)"
+        elif [ "$1" = converge4_table ]; then
+            echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 40 min)"
+        elif [ "$1" = reliability_table ]; then
+            echo "Reproduce with: \`scripts/bench.sh $build reliability\` (about 20 min; the fuzz part needs clang)"
         elif [ "$1" = train_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build train\`"
         else
@@ -132,43 +137,47 @@ train_table() { # throughput and convergence of edgc-train
         docs/plots/powersgd16.jsonl docs/plots/edgc.jsonl >&2
 }
 
-converge_table() { # time to dense's quality on emulated links: docs/BENCHMARKS.md, converge
-    local t=$PWD/$build/apps/edgc-train/edgc-train
+converge_setup() {
+    t=$PWD/$build/apps/edgc-train/edgc-train
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
     [ -f data/kjv.txt ] || make --no-print-directory data/kjv.txt >&2
-    local dir=docs/plots/converge
+    dir=docs/plots/converge
     mkdir -p "$dir"
-    # group link np preset steps batch modes...; a mode is a --compress value plus flags, '+' for
-    # spaces ("edgc+--rule+trend")
-    group() {
-        local name=$1 link=$2 np=$3 preset=$4 steps=$5 batch=$6
-        shift 6
-        local specs=()
-        [ "$link" = shm ] || scripts/netsim.sh up "$np" "$link"
-        for mode in "$@"; do
-            local args=(${mode//+/ }) label=${mode//+--/ }
-            label=${label//+/ }
-            local log="$dir/$name-$(echo "$label" | tr ' :' '_-').jsonl"
-            rm -f "$log"
-            echo "bench: converge $name: $label" >&2
-            local cmd=("$t" --preset "$preset" --steps "$steps" --batch "$batch" --compress "${args[@]}"
-                --data "$PWD/data/kjv.txt" --eval-every 25 --eval-batches 8 --sample-len 0
-                --hash-every 0 --print-every 100 --log "$PWD/$log")
-            if [ "$link" = shm ]; then
-                mpirun -x OPENBLAS_NUM_THREADS -x GLIBC_TUNABLES -np "$np" "${cmd[@]}" >&2
-            else
-                scripts/netsim.sh mpirun "$np" "${cmd[@]}" >&2
-            fi
-            specs+=("$label=$log")
-        done
-        [ "$link" = shm ] || scripts/netsim.sh down "$np"
-        echo "### $name: $preset, $np ranks, $link, $steps steps of batch $batch x seq"
-        echo
-        python3 scripts/converge_table.py --plots docs/plots --name "$name" "${specs[@]}"
-        echo
-        echo "Plots: \`docs/plots/$name-time.png\`, \`docs/plots/$name-bytes.png\`; logs in \`$dir/\`."
-        echo
-    }
+}
+
+# group name link np preset steps batch modes...: one side-by-side table; a mode is a --compress
+# value plus flags, '+' for spaces ("edgc+--rule+trend")
+group() {
+    local name=$1 link=$2 np=$3 preset=$4 steps=$5 batch=$6
+    shift 6
+    local specs=()
+    [ "$link" = shm ] || scripts/netsim.sh up "$np" "$link"
+    for mode in "$@"; do
+        local args=(${mode//+/ }) label=${mode//+--/ }
+        label=${label//+/ }
+        local log="$dir/$name-$(echo "$label" | tr ' :' '_-').jsonl"
+        rm -f "$log"
+        echo "bench: converge $name: $label" >&2
+        local cmd=("$t" --preset "$preset" --steps "$steps" --batch "$batch" --compress "${args[@]}"
+            --data "$PWD/data/kjv.txt" --eval-every 25 --eval-batches 8 --sample-len 0
+            --hash-every 0 --print-every 100 --log "$PWD/$log")
+        if [ "$link" = shm ]; then
+            mpirun -x OPENBLAS_NUM_THREADS -x GLIBC_TUNABLES -np "$np" "${cmd[@]}" >&2
+        else
+            scripts/netsim.sh mpirun "$np" "${cmd[@]}" >&2
+        fi
+        specs+=("$label=$log")
+    done
+    [ "$link" = shm ] || scripts/netsim.sh down "$np"
+    echo "### $name: $preset, $np ranks, $link, $steps steps of batch $batch x seq"
+    echo
+    python3 scripts/converge_table.py --plots docs/plots --name "$name" "${specs[@]}"
+    echo
+    echo "Plots: \`docs/plots/$name-time.png\`, \`docs/plots/$name-bytes.png\`; logs in \`$dir/\`."
+    echo
+}
+
+converge_about() {
     echo "Every run trains from the same seed on the same data; validation loss every 25 steps"
     echo "(8 batches, evaluation time excluded from the times). The target is dense's final"
     echo "validation loss + 1 %; \"time to target\" is the training time at the first evaluation"
@@ -176,11 +185,70 @@ converge_table() { # time to dense's quality on emulated links: docs/BENCHMARKS.
     echo "edgc rows without flags use every default (r_max profiled by the budget rule, window from"
     echo "--steps, warm-up at r_max, trend rule); the others change one setting each."
     echo
+}
+
+converge_table() { # time to dense's quality on emulated links: docs/BENCHMARKS.md, converge
+    converge_setup
+    converge_about
     local modes100=(dense powersgd:2 powersgd:4 powersgd:8 powersgd:16 powersgd:32 edgc
         edgc+--rule+error edgc+--rule+cqm edgc+--rmax-rule+paper edgc+--warmup-sync+dense)
     group tiny-100mbit-np2 100mbit 2 tiny 600 8 "${modes100[@]}"
     group tiny-shm-np2 shm 2 tiny 600 8 dense powersgd:8 edgc edgc+--rule+error
     group mini-1gbit-np2 1gbit 2 mini 300 4 dense powersgd:8 powersgd:32 edgc edgc+--rule+error
+}
+
+converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own dense baseline
+    converge_setup
+    converge_about
+    echo "4 ranks share the 2 cores here, so compute takes about twice as long per step as at 2"
+    echo "ranks and the sync share is lower than on 4 real machines."
+    echo
+    group mini-1gbit-np4 1gbit 4 mini 300 4 dense powersgd:8 powersgd:32 edgc
+}
+
+reliability_table() { # crash safety, fuzzing, bad input, a long run's memory
+    local t=$PWD/$build/apps/edgc-train/edgc-train
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+    [ -f data/kjv.txt ] || make --no-print-directory data/kjv.txt >&2
+    local tries=${RELIABILITY_TRIES:-30} secs=${FUZZ_SECONDS:-60} steps=${SOAK_STEPS:-20000} out
+    echo "### Kill and resume"
+    echo
+    echo "\`TRIES=$tries tests/test_crash_resume.sh\`: a 2-rank EDGC run checkpointing every 4 steps is"
+    echo "killed with SIGKILL (the whole job) at a random moment, then resumed to the end; the final"
+    echo "model must equal an uninterrupted run's byte for byte."
+    echo
+    out=$(TRIES=$tries bash tests/test_crash_resume.sh "$t" 2>&1 || true)
+    echo '```'
+    echo "$out" | tail -n 4
+    echo '```'
+    echo
+    echo "### Fuzzing"
+    echo
+    if command -v clang >/dev/null 2>&1; then
+        echo "\`make fuzz FUZZ_SECONDS=$secs\` (libFuzzer + ASan + UBSan, from the seed corpus in \`tests/fuzz/corpus/\`):"
+        echo
+        echo '```'
+        make --no-print-directory fuzz FUZZ_SECONDS="$secs" 2>&1 | grep '^fuzz ' || true
+        echo '```'
+    else
+        echo "clang is not installed: not measured (\`make fuzz\` installs it)."
+    fi
+    echo
+    echo "### Bad input"
+    echo
+    out=$(bash tests/test_cli.sh "$t" 2>&1 || true)
+    echo "\`tests/test_cli.sh\`: $(echo "$out" | tail -n 1) (malformed flags, files, checkpoints, and"
+    echo "ranks started with different options or data; each must end every rank with one line"
+    echo "naming the problem, within the test's timeout)."
+    echo
+    echo "### Soak"
+    echo
+    echo "\`scripts/soak.sh $build $steps\`: 2 ranks, tiny preset, batch 2, EDGC with r_max 16,"
+    echo "a checkpoint every 1000 steps; resident memory of each rank sampled every 10 s:"
+    echo
+    echo '```'
+    bash scripts/soak.sh "$build" "$steps" out/soak 2>&1 | tail -n 4
+    echo '```'
 }
 
 for w in $which; do
@@ -189,6 +257,8 @@ for w in $which; do
     sync) section sync sync_table ;;
     train) section train train_table ;;
     converge) section converge converge_table ;;
+    converge4) section converge4 converge4_table ;;
+    reliability) section reliability reliability_table ;;
     *) echo "bench: unknown benchmark '$w'" >&2; exit 2 ;;
     esac
 done

@@ -392,7 +392,8 @@ int main(int argc, char** argv)
             val_loss = evaluate(&model, &val, B, T, o.eval_batches, inputs, targets);
             t_eval += now_s() - te;
         }
-        if (o.mode == EDGC_MODE_EDGC && s.phase != EDGC_PHASE_PROFILE && s.r_max != r_max_seen) {
+        if (o.mode == EDGC_MODE_EDGC && o.r_max == 0 && s.phase != EDGC_PHASE_PROFILE &&
+            s.r_max != r_max_seen) {
             say("step %5d/%d | profiled: dense sync %.1f ms -> r_max %d%s\n", step + 1, o.steps,
                 s.dense_sync_ms, s.r_max,
                 s.r_max == 0 ? " (no rank saves time on this link: staying dense)" : "");
