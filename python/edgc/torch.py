@@ -1,0 +1,345 @@
+"""A DistributedDataParallel communication hook backed by libedgc.
+
+    from edgc.torch import EDGCState, edgc_hook
+    state = EDGCState(process_group=None, mode="edgc", total_steps=10_000)
+    ddp.register_comm_hook(state, edgc_hook)
+
+Each DDP bucket gets its own libedgc reducer, created on the bucket's first call with the bucket's
+tensors as its layout (a tensor of two or more dimensions is compressed as shape[0] x rest, as
+torch's powerSGD_hook does; anything else is averaged exactly). The whole algorithm runs in the C
+library: GDS entropy, profiling, windows, the rank rule, PowerSGD with error feedback, the per-step
+agreement of one rank across the group, and the non-finite check. Its collectives are callbacks
+into torch.distributed on the given process group (gloo or NCCL).
+
+Buckets in float16/bfloat16 are synchronised in float32 and written back in their own type; the
+error memory is float32. Buckets on another device than the CPU are staged through host memory
+in this version (see docs/PYTORCH.md).
+"""
+
+import ctypes
+import math
+
+import torch
+import torch.distributed as dist
+
+from . import _lib
+
+__all__ = ["EDGCState", "edgc_hook"]
+
+_TORCH_KNOBS = ("matrix_approximation_rank", "start_powerSGD_iter", "min_compression_rate",
+                "use_error_feedback", "warm_start", "orthogonalization_epsilon", "random_seed")
+
+
+class _TorchComm:
+    """An edgc_comm whose collectives run on a torch.distributed process group. Keeps the ctypes
+    callbacks alive as long as the reducers that hold copies of the struct."""
+
+    def __init__(self, group):
+        self.group = group
+        self.error = None
+        self.comm = _lib.Comm()
+        self.comm.ctx = None
+        self.comm.rank = dist.get_rank(group)
+        self.comm.size = dist.get_world_size(group)
+        self._f32 = _lib.ALLREDUCE_F32(self._allreduce_f32)
+        self._i32 = _lib.ALLREDUCE_I32(self._allreduce_max_i32)
+        self._bcast = _lib.BROADCAST(self._broadcast)
+        self.comm.allreduce_sum_f32 = self._f32
+        self.comm.allreduce_max_i32 = self._i32
+        self.comm.broadcast = self._bcast
+
+    @staticmethod
+    def _view(ptr, n, ctype, dtype):
+        if n == 0:
+            return None
+        return torch.frombuffer((ctype * n).from_address(ptr), dtype=dtype)
+
+    def _run(self, fn):
+        # An exception must not cross into C: record it, report a communication failure.
+        try:
+            fn()
+            return _lib.OK
+        except Exception as e:  # noqa: BLE001 - re-raised by the hook
+            self.error = e
+            return _lib.ERR_COMM
+
+    def _allreduce_f32(self, _ctx, buf, n):
+        t = self._view(buf, n, ctypes.c_float, torch.float32)
+        return self._run(lambda: t is None or dist.all_reduce(t, group=self.group))
+
+    def _allreduce_max_i32(self, _ctx, buf, n):
+        t = self._view(buf, n, ctypes.c_int32, torch.int32)
+        return self._run(
+            lambda: t is None or dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group))
+
+    def _broadcast(self, _ctx, buf, nbytes, root):
+        t = self._view(buf, nbytes, ctypes.c_uint8, torch.uint8)
+        src = root if self.group is None else dist.distributed_c10d._get_global_rank(self.group, root)
+        return self._run(lambda: t is None or dist.broadcast(t, src=src, group=self.group))
+
+
+class EDGCState:
+    """What the hook keeps between steps: one libedgc reducer per DDP bucket.
+
+    Keyword names that torch's PowerSGDState also has mean the same here, so switching is one
+    line: matrix_approximation_rank (the static rank of mode "powersgd"), start_powerSGD_iter
+    (mode "powersgd": plain all-reduce before this iteration), min_compression_rate (mode
+    "powersgd": a matrix that the rank would not shrink at least this much is sent dense),
+    use_error_feedback, warm_start (libedgc always warm-starts Q; False is refused),
+    orthogonalization_epsilon, random_seed.
+
+    mode: "edgc" (dynamic rank; needs total_steps), "powersgd" (static rank) or "dense".
+    EDGC's own settings are the fields of edgc_config, by name: rule ("trend" | "cqm" | "error"),
+    r_max (0: profiled), r_min, window (0: from total_steps), alpha, beta, warmup_fraction,
+    rmax_rule ("budget" | "paper"), rmax_slack, warmup_sync ("rmax" | "dense"), ... .
+    """
+
+    def __init__(self, process_group=None, mode="edgc", matrix_approximation_rank=1,
+                 start_powerSGD_iter=1000, min_compression_rate=2, use_error_feedback=True,
+                 warm_start=True, orthogonalization_epsilon=0, random_seed=0, total_steps=0,
+                 **edgc_options):
+        if mode not in _lib.MODES:
+            raise ValueError(f"mode {mode!r}: expected one of {sorted(_lib.MODES)}")
+        if not warm_start:
+            raise ValueError("warm_start=False: libedgc always warm-starts Q from the last step")
+        self.process_group = process_group
+        self.mode = mode
+        self.matrix_approximation_rank = int(matrix_approximation_rank)
+        self.start_powerSGD_iter = int(start_powerSGD_iter) if mode == "powersgd" else 0
+        self.min_compression_rate = float(min_compression_rate)
+        self.use_error_feedback = bool(use_error_feedback)
+        self.warm_start = True
+        self.orthogonalization_epsilon = float(orthogonalization_epsilon)
+        self.random_seed = int(random_seed)
+        self.total_steps = int(total_steps)
+        self.edgc_options = dict(edgc_options)
+        self.config = self._make_config()
+        self.iter = 0  # hook calls on bucket 0, as torch's state counts them
+        self.skipped_steps = 0
+        self.last_stats = {}  # bucket index -> edgc_step_stats of its last step
+        self._reducers = {}  # bucket index -> _Bucket
+        self._pending_blobs = {}  # bucket index -> (layout entries, state blob) to restore
+        self._keys = {}  # id(parameter) -> (stable key, parameter)
+        self._comm = None
+
+    # -- configuration -------------------------------------------------------------------
+    def _make_config(self):
+        c = _lib.lib.edgc_config_default()
+        c.mode = _lib.MODES[self.mode]
+        c.rank = self.matrix_approximation_rank
+        c.total_steps = self.total_steps
+        c.error_feedback = int(self.use_error_feedback)
+        # torch's epsilon guards a division; ours decides when a column is dependent. 0 keeps ours.
+        if self.orthogonalization_epsilon > 0:
+            c.orth_eps = self.orthogonalization_epsilon
+        c.seed = self.random_seed or c.seed
+        names = {"rule": _lib.RULES, "rmax_rule": _lib.RMAX_RULES,
+                 "warmup_sync": _lib.WARMUP_SYNCS}
+        fields = {f for f, _ in _lib.Config._fields_}
+        for key, value in self.edgc_options.items():
+            if key not in fields or key in ("mode", "rank", "pipeline_stage", "pipeline_stages"):
+                raise TypeError(f"EDGCState: unknown option {key!r}")
+            if key in names:
+                if value not in names[key]:
+                    raise ValueError(f"{key}={value!r}: expected one of {sorted(names[key])}")
+                value = names[key][value]
+            setattr(c, key, value)
+        why = ctypes.create_string_buffer(512)
+        st = _lib.lib.edgc_config_check(ctypes.byref(c), None, why, len(why))
+        if st != _lib.OK:
+            raise ValueError(f"EDGCState: {why.value.decode()}")
+        return c
+
+    # -- pickling and exact resume -------------------------------------------------------
+    def __getstate__(self):
+        # Like PowerSGDState: everything but the process group (and the live C objects).
+        return {"mode": self.mode, "matrix_approximation_rank": self.matrix_approximation_rank,
+                "start_powerSGD_iter": self.start_powerSGD_iter,
+                "min_compression_rate": self.min_compression_rate,
+                "use_error_feedback": self.use_error_feedback,
+                "orthogonalization_epsilon": self.orthogonalization_epsilon,
+                "random_seed": self.random_seed, "total_steps": self.total_steps,
+                "edgc_options": self.edgc_options, "iter": self.iter,
+                "skipped_steps": self.skipped_steps, "blobs": self._blobs()}
+
+    def __setstate__(self, s):
+        self.__init__(None, s["mode"], s["matrix_approximation_rank"], s["start_powerSGD_iter"],
+                      s["min_compression_rate"], s["use_error_feedback"], True,
+                      s["orthogonalization_epsilon"], s["random_seed"], s["total_steps"],
+                      **s["edgc_options"])
+        self.iter = s["iter"]
+        self.skipped_steps = s["skipped_steps"]
+        self._pending_blobs = dict(s["blobs"])
+
+    def state_dict(self):
+        """Error memory, Q, controller and RNG of every bucket (libedgc's checksummed state
+        blobs), plus the step counters. Pickle-able."""
+        return self.__getstate__()
+
+    def load_state_dict(self, sd):
+        """Restores a state_dict(); each bucket's reducer takes its blob on its next call (the
+        process group stays the one this state was made with)."""
+        group = self.process_group
+        self.free()
+        self.__setstate__(sd)
+        self.process_group = group
+
+    def _blobs(self):
+        out = dict(self._pending_blobs)
+        for index, b in self._reducers.items():
+            size = ctypes.c_size_t()
+            _lib.lib.edgc_reducer_state_size(b.red, ctypes.byref(size))
+            buf = ctypes.create_string_buffer(max(size.value, 1))
+            wrote = ctypes.c_size_t()
+            st = _lib.lib.edgc_reducer_save(b.red, buf, size.value, ctypes.byref(wrote))
+            if st != _lib.OK:
+                raise RuntimeError(f"edgc: saving bucket {index}: {_lib.status_text(st)}")
+            out[index] = (b.entries, buf.raw[:wrote.value])
+        return out
+
+    def free(self):
+        """Frees the C reducers (also done when the state is garbage-collected)."""
+        for b in self._reducers.values():
+            _lib.lib.edgc_reducer_free(b.red)
+        self._reducers = {}
+
+    def __del__(self):
+        try:
+            self.free()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    # -- the reducers --------------------------------------------------------------------
+    def _entries(self, bucket, buf):
+        """The bucket's layout as (key, offset, rows, cols) in buffer order. key names the
+        parameter stably across restarts: (bucket index, position) where DDP first placed it,
+        which is the same in every run of the same model. Gaps (padding) get key None."""
+        base, size = buf.data_ptr(), buf.element_size()
+        items, at = [], 0
+        for pos, (g, p) in enumerate(zip(bucket.gradients(), bucket.parameters())):
+            key = self._keys.setdefault(id(p), ((bucket.index(), pos), p))[0]
+            views = g.device == buf.device and g.dtype == buf.dtype
+            off = (g.data_ptr() - base) // size if views else at
+            items.append((off, key, tuple(g.shape), g.numel()))
+            at = off + g.numel()
+        entries, at = [], 0
+        for off, key, shape, n in sorted(items):
+            if off > at:
+                entries.append((None, at, off - at, 1))
+            rows, cols = (shape[0], n // shape[0]) if len(shape) >= 2 else (n, 1)
+            if cols > 1 and self.mode == "powersgd":
+                r = self.matrix_approximation_rank
+                if rows * cols < self.min_compression_rate * r * (rows + cols):
+                    rows, cols = n, 1  # not worth compressing: averaged exactly
+            entries.append((key, off, rows, cols))
+            at = off + n
+        if at < buf.numel():
+            entries.append((None, at, buf.numel() - at, 1))
+        return entries
+
+    def _create(self, index, entries, total, blob=None):
+        if self._comm is None:
+            self._comm = _TorchComm(self.process_group)
+        arr = (_lib.Tensor * len(entries))(*[_lib.Tensor(o, r, c) for _, o, r, c in entries])
+        layout = _lib.Layout(arr, len(entries), total)
+        red = ctypes.c_void_p()
+        st = _lib.lib.edgc_reducer_create(ctypes.byref(self.config), ctypes.byref(layout),
+                                          ctypes.byref(self._comm.comm), ctypes.byref(red))
+        if st != _lib.OK:
+            raise RuntimeError(f"edgc: bucket {index}: cannot create the reducer: "
+                               f"{_lib.status_text(st)}"
+                               + (" (check that every process uses the same EDGCState options "
+                                  "and model)" if st == _lib.ERR_MISMATCH else ""))
+        b = _Bucket(red, entries, loaded=blob is not None)
+        self._reducers[index] = b
+        if blob is not None:
+            st = _lib.lib.edgc_reducer_load(red, blob, len(blob))
+            if st != _lib.OK:
+                msg = _lib.lib.edgc_reducer_last_error(red).decode()
+                raise RuntimeError(f"edgc: bucket {index}: cannot load its state: {msg}")
+        return b
+
+    def _bucket(self, bucket):
+        """The reducer of this bucket, and whether the live buffer order differs from its layout
+        (then the step goes through a copy in the reducer's order)."""
+        index, buf = bucket.index(), bucket.buffer()
+        live = self._entries(bucket, buf)
+        b = self._reducers.get(index)
+        if b is None and index in self._pending_blobs:
+            entries, blob = self._pending_blobs.pop(index)
+            b = self._create(index, entries, buf.numel(), blob)
+        if b is None:
+            return self._create(index, live, buf.numel()), live
+        if b.entries != live and not b.loaded and b.steps <= 1:
+            # DDP rebuilds its buckets after the first iteration (every process alike): a fresh
+            # run takes the new order from now on
+            _lib.lib.edgc_reducer_free(b.red)
+            del self._reducers[index]
+            b = self._create(index, live, buf.numel())
+        return b, live
+
+    def step(self, bucket, flat):
+        """Synchronises the float32 CPU buffer flat in place. Returns False when the step was
+        skipped (a non-finite gradient on some process: flat is then all NaN everywhere)."""
+        b, live = self._bucket(bucket)
+        work = flat
+        if b.entries != live:  # a restored state meets DDP's first-iteration order
+            where = {key: (off, r * c) for key, off, r, c in live if key is not None}
+            work = torch.zeros_like(flat)
+            moves = [(where[key][0], off, where[key][1])
+                     for key, off, _, _ in b.entries if key is not None]
+            for src, dst, n in moves:
+                work[dst:dst + n] = flat[src:src + n]
+        stats = _lib.StepStats()
+        self._comm.error = None
+        st = _lib.lib.edgc_reducer_step(b.red, ctypes.c_void_p(work.data_ptr()),
+                                        ctypes.byref(stats))
+        if self._comm.error is not None:
+            raise RuntimeError(f"edgc: bucket {bucket.index()}: collective failed") \
+                from self._comm.error
+        if st == _lib.ERR_NONFINITE:
+            # nothing in the reducer moved; NaN everywhere makes every process skip the update
+            # the same way (torch.cuda.amp.GradScaler and finite checks catch it)
+            flat.fill_(math.nan)
+            return False
+        if st != _lib.OK:
+            msg = _lib.lib.edgc_reducer_last_error(b.red).decode()
+            raise RuntimeError(f"edgc: bucket {bucket.index()}: {_lib.status_text(st)}: {msg}")
+        if work is not flat:
+            for src, dst, n in moves:
+                flat[src:src + n] = work[dst:dst + n]
+        b.steps += 1
+        self.last_stats[bucket.index()] = stats
+        return True
+
+
+class _Bucket:
+    """One bucket's reducer and the layout it was made with."""
+
+    def __init__(self, red, entries, loaded):
+        self.red = red
+        self.entries = entries
+        self.loaded = loaded
+        self.steps = 0
+
+
+def edgc_hook(state: EDGCState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """The DDP communication hook: register with ddp.register_comm_hook(state, edgc_hook)."""
+    buf = bucket.buffer()
+    if bucket.index() == 0:
+        state.iter += 1
+    if state.mode == "powersgd" and state.iter <= state.start_powerSGD_iter:
+        # torch's behaviour: plain averaged all-reduce before start_powerSGD_iter
+        world = dist.get_world_size(state.process_group)
+        fut = dist.all_reduce(buf, group=state.process_group, async_op=True).get_future()
+        return fut.then(lambda f: f.value()[0].div_(world))
+    staged = buf.dtype != torch.float32 or buf.device.type != "cpu" or not buf.is_contiguous()
+    flat = buf.detach().to(device="cpu", dtype=torch.float32).contiguous() if staged else buf
+    ok = state.step(bucket, flat)
+    if not ok and bucket.index() == 0:
+        state.skipped_steps += 1
+    if staged:
+        buf.copy_(flat)
+    fut = torch.futures.Future()
+    fut.set_result(buf)
+    return fut

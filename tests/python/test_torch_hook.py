@@ -1,0 +1,251 @@
+"""edgc.torch's DDP communication hook, 2 processes over gloo (each test bounded by a timeout).
+
+The model is a list of matrices whose loss is sum_i <W_i, G_i>: its gradient is exactly G_i, so
+every test chooses the gradients each process contributes, and the hook's output can be compared
+with the true average.
+"""
+
+import os
+import pickle
+import socket
+import sys
+import tempfile
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+from edgc.torch import EDGCState, edgc_hook  # noqa: E402
+
+SHAPES = [(64, 32), (32, 48), (40,)]  # two matrices and a vector (a bias: averaged exactly)
+TIMEOUT = 120
+
+
+class Probe(torch.nn.Module):
+    """loss = sum_i <W_i, G_i>, so dloss/dW_i = G_i."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.zeros(s)) for s in SHAPES])
+
+    def forward(self, grads):
+        return sum((w * g).sum() for w, g in zip(self.w, grads))
+
+
+def grads_for(rank, step, lowrank=4):
+    """Gradients with a shared low-rank part plus per-process noise, fixed by (rank, step)."""
+    g = torch.Generator().manual_seed(1000 * step + rank)
+    shared = torch.Generator().manual_seed(7)
+    out = []
+    for s in SHAPES:
+        if len(s) == 2:
+            u = torch.randn(s[0], lowrank, generator=shared)
+            v = torch.randn(lowrank, s[1], generator=shared)
+            out.append(u @ v + 0.1 * torch.randn(s, generator=g))
+        else:
+            out.append(torch.randn(s, generator=g))
+    return out
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _entry(rank, fn, port, out_dir, kwargs):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    try:
+        result = fn(rank, **kwargs)
+    except Exception as e:  # noqa: BLE001 - the test inspects it
+        result = {"error": f"{type(e).__name__}: {e}"}
+    with open(os.path.join(out_dir, f"{rank}.pkl"), "wb") as f:
+        pickle.dump(result, f)
+    dist.destroy_process_group()
+
+
+def run2(fn, **kwargs):
+    """Runs fn(rank, **kwargs) in 2 processes; returns both results. Fails on timeout."""
+    with tempfile.TemporaryDirectory() as d:
+        ctx = mp.start_processes(_entry, args=(fn, _free_port(), d, kwargs), nprocs=2,
+                                 join=False, start_method="spawn")
+        import time
+        deadline = time.time() + TIMEOUT
+        while not ctx.join(timeout=max(1, deadline - time.time())):
+            if time.time() > deadline:
+                for p in ctx.processes:
+                    p.kill()
+                pytest.fail(f"{fn.__name__}: no result within {TIMEOUT} s (hang)")
+        out = []
+        for r in range(2):
+            with open(os.path.join(d, f"{r}.pkl"), "rb") as f:
+                out.append(pickle.load(f))
+        return out
+
+
+def train(rank, state_kwargs, steps, nan_at=None, state_dict=None, start=1, weights=None):
+    """steps of plain SGD (lr 0.1) through DDP with the hook; returns per-step grads, ranks,
+    final weights and the state_dict."""
+    model = Probe()
+    if weights is not None:
+        with torch.no_grad():
+            for w, v in zip(model.w, weights):
+                w.copy_(v)
+    ddp = DDP(model, bucket_cap_mb=25)
+    state = EDGCState(process_group=None, **state_kwargs)
+    if state_dict is not None:
+        state.load_state_dict(state_dict)
+    ddp.register_comm_hook(state, edgc_hook)
+    out = {"grads": [], "ranks": []}
+    for step in range(start, start + steps):
+        g = grads_for(rank, step)
+        if nan_at == step and rank == 1:
+            g[0][3, 3] = float("nan")
+        ddp.zero_grad()
+        ddp(g).backward()
+        out["grads"].append([p.grad.clone() for p in model.w])
+        st = state.last_stats.get(0)
+        out["ranks"].append(None if st is None else st.rank)
+        with torch.no_grad():
+            for p in model.w:
+                if torch.isfinite(p.grad).all():
+                    p -= 0.1 * p.grad
+    out["weights"] = [p.detach().clone() for p in model.w]
+    out["state"] = pickle.loads(pickle.dumps(state.state_dict()))
+    out["skipped"] = state.skipped_steps
+    del ddp
+    return out
+
+
+def average(step):
+    return [(a + b) / 2 for a, b in zip(grads_for(0, step), grads_for(1, step))]
+
+
+def test_dense_is_the_plain_average_exactly():
+    r = run2(train, state_kwargs={"mode": "dense"}, steps=3)
+    for proc in r:
+        for k, grads in enumerate(proc["grads"]):
+            for got, want in zip(grads, average(k + 1)):
+                assert torch.equal(got, want)
+
+
+def test_powersgd_full_rank_equals_dense():
+    kw = {"mode": "powersgd", "matrix_approximation_rank": 32, "start_powerSGD_iter": 2,
+          "min_compression_rate": 0}
+    r = run2(train, state_kwargs=kw, steps=4)
+    for proc in r:
+        for k, grads in enumerate(proc["grads"]):
+            for got, want in zip(grads, average(k + 1)):
+                assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_edgc_ranks_agree_and_replicas_stay_identical():
+    kw = {"mode": "edgc", "total_steps": 40, "r_max": 8, "window": 4, "alpha": 0.5,
+          "warmup_fraction": 0.2}
+    a, b = run2(train, state_kwargs=kw, steps=40)
+    assert a["ranks"] == b["ranks"]
+    assert any(r and r > 0 for r in a["ranks"]), "never compressed"
+    for x, y in zip(a["weights"], b["weights"]):
+        assert torch.equal(x, y)
+
+
+def torch_powersgd(rank, steps, rank_r):
+    from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as ps
+    model = Probe()
+    ddp = DDP(model, bucket_cap_mb=25)
+    state = ps.PowerSGDState(process_group=None, matrix_approximation_rank=rank_r,
+                             start_powerSGD_iter=2, min_compression_rate=0)
+    ddp.register_comm_hook(state, ps.powerSGD_hook)
+    errs = []
+    for step in range(1, steps + 1):
+        ddp.zero_grad()
+        ddp(grads_for(rank, 1)).backward()
+        want = average(1)
+        errs.append(float(sum((p.grad - w).norm() ** 2 for p, w in zip(model.w, want)).sqrt()
+                          / sum(w.norm() ** 2 for w in want).sqrt()))
+    del ddp
+    return errs
+
+
+def ours_powersgd(rank, steps, rank_r):
+    model = Probe()
+    ddp = DDP(model, bucket_cap_mb=25)
+    state = EDGCState(None, mode="powersgd", matrix_approximation_rank=rank_r,
+                      start_powerSGD_iter=2, min_compression_rate=0)
+    ddp.register_comm_hook(state, edgc_hook)
+    errs = []
+    for step in range(1, steps + 1):
+        ddp.zero_grad()
+        ddp(grads_for(rank, 1)).backward()
+        want = average(1)
+        errs.append(float(sum((p.grad - w).norm() ** 2 for p, w in zip(model.w, want)).sqrt()
+                          / sum(w.norm() ** 2 for w in want).sqrt()))
+    del ddp
+    return errs
+
+
+def test_error_no_worse_than_torch_powersgd_hook():
+    # the same gradient every step: warm-started power iteration converges onto its top subspace
+    theirs = run2(torch_powersgd, steps=6, rank_r=4)[0]
+    ours = run2(ours_powersgd, steps=6, rank_r=4)[0]
+    assert ours[0] == 0.0 and theirs[0] == 0.0  # the dense first step
+    assert ours[-1] <= theirs[-1] * 1.05 + 1e-6, (ours, theirs)
+
+
+def test_state_dict_round_trip_continues_bit_identically():
+    kw = {"mode": "edgc", "total_steps": 30, "r_max": 8, "window": 4, "alpha": 0.5,
+          "warmup_fraction": 0.2}
+    full = run2(train, state_kwargs=kw, steps=30)
+    first = run2(train, state_kwargs=kw, steps=18)
+    rest = run2(resume, state_kwargs=kw, parts=first)
+    for r in range(2):
+        for x, y in zip(full[r]["weights"], rest[r]["weights"]):
+            assert torch.equal(x, y)
+        assert full[r]["ranks"][18:] == rest[r]["ranks"]
+
+
+def resume(rank, state_kwargs, parts):
+    p = parts[rank]
+    return train(rank, state_kwargs, steps=12, state_dict=p["state"], start=19,
+                 weights=p["weights"])
+
+
+def test_nan_on_one_process_is_skipped_on_all():
+    kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2}
+    a, b = run2(train, state_kwargs=kw, steps=6, nan_at=4)
+    for proc in (a, b):
+        assert proc["skipped"] == 1
+        assert all(torch.isnan(g).all() for g in proc["grads"][3])
+        assert all(torch.isfinite(g).all() for g in proc["grads"][4])
+    for x, y in zip(a["weights"], b["weights"]):
+        assert torch.equal(x, y)
+
+
+def mismatched(rank):
+    return train(rank, {"mode": "edgc", "total_steps": 20,
+                        "rule": "trend" if rank == 0 else "cqm"}, steps=2)
+
+
+def test_mismatched_config_raises_on_every_process():
+    a, b = run2(mismatched)
+    for proc in (a, b):
+        assert "error" in proc and "MISMATCH" in proc["error"], proc
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ValueError):
+        EDGCState(None, mode="zip")
+    with pytest.raises(ValueError):
+        EDGCState(None, mode="edgc", beta=1.5)
+    with pytest.raises(TypeError):
+        EDGCState(None, mode="edgc", no_such_option=1)
+    with pytest.raises(ValueError):
+        EDGCState(None, mode="powersgd", warm_start=False)
