@@ -42,6 +42,7 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: build
+	@EDGC_WITH_TORCH=1 bash scripts/install-deps.sh
 	cd $(BUILD) && ctest --output-on-failure --timeout 300
 	$(MAKE) --no-print-directory test-asan
 	@if command -v clang >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \

@@ -25,6 +25,13 @@ cmake --build "$stage/consumer" >/dev/null
 LD_LIBRARY_PATH="$libdir" "$stage/consumer/consumer" | grep -q 'identical: yes'
 echo "find_package: ok"
 
+# The Python package finds the library it was installed with (no EDGC_LIBRARY, no build tree).
+pydir=$(ls -d "$stage"/prefix/lib/python3*/dist-packages)
+(cd "$stage" && env -u EDGC_LIBRARY PYTHONPATH="$pydir" /usr/bin/python3 -c \
+    'import edgc, edgc._lib as l; assert l.lib._name.startswith("'"$stage"'"), l.lib._name; print(edgc.__version__)') |
+    grep -q '^[0-9]'
+echo "python package: ok"
+
 # Only edgc_* symbols are exported from the shared library.
 extra=$(nm -D --defined-only "$libdir/libedgc.so" | awk '{print $3}' | grep -v '^edgc_' |
     grep -v -E '^(_init|_fini|_edata|_end|__bss_start)$' || true)

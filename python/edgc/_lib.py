@@ -1,8 +1,8 @@
 """ctypes bindings to libedgc: the structs and functions of include/edgc.h that the hook uses.
 
-The library is found, in this order, at $EDGC_LIBRARY, next to this package (an installed copy),
-in the build tree of the checkout the package sits in (build/libedgc.so), and on the system's
-library path. No compiler is needed on the user's side.
+The library is found, in this order, at $EDGC_LIBRARY, where `make install` put it, next to this
+package, in the build tree of the checkout the package sits in (build/libedgc.so), and on the
+system's library path. No compiler is needed on the user's side.
 """
 
 import ctypes
@@ -120,6 +120,11 @@ def _candidates():
     env = os.environ.get("EDGC_LIBRARY")
     if env:
         yield env
+    try:  # written by `make install`
+        from ._installed import LIBRARY
+        yield LIBRARY
+    except ImportError:
+        pass
     for name in ("libedgc.so", "libedgc.so.0"):
         yield os.path.join(_HERE, name)
     repo = os.path.dirname(os.path.dirname(_HERE))
