@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""edgc's DDP hook against torch's powerSGD_hook, side by side in one run: the same small GPT
+(examples/torch_ddp.py's TinyGPT) on CPU, 2 processes over gloo, the same data and seed.
+
+    /usr/bin/python3 bench/bench_torch_hook.py [--steps 150] [--ranks 4 8 16]
+
+Per row: hook time per step (the hook's call until its future completes, summed over buckets,
+median over the compressed steps), bytes per step put into torch.distributed collectives by the
+hook (counted by wrapping all_reduce and broadcast, so edgc's small agreement messages count too),
+and the training loss averaged over the last 20 steps. Prints a Markdown table.
+"""
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as ps
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+from edgc.torch import EDGCState, edgc_hook  # noqa: E402
+from torch_ddp import TinyGPT, load_data  # noqa: E402
+
+START = 10  # dense steps before compression, for both hooks
+
+
+def counted(fn, counter):
+    def wrapper(tensor, *a, **k):
+        counter[0] += tensor.numel() * tensor.element_size()
+        return fn(tensor, *a, **k)
+    return wrapper
+
+
+def worker(rank, kind, r, steps, port, out):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    counter = [0]
+    dist.all_reduce = counted(dist.all_reduce, counter)
+    dist.broadcast = counted(dist.broadcast, counter)
+    torch.manual_seed(1337)
+    model = TinyGPT()
+    ddp = DDP(model)
+    if kind == "torch":
+        state = ps.PowerSGDState(None, matrix_approximation_rank=r, start_powerSGD_iter=START,
+                                 min_compression_rate=2)
+        hook = ps.powerSGD_hook
+    else:
+        state = EDGCState(None, mode=kind, matrix_approximation_rank=r, total_steps=steps,
+                          start_powerSGD_iter=START, min_compression_rate=2)
+        hook = edgc_hook
+    spent = [0.0]
+
+    def timed(st, bucket):
+        t0 = time.perf_counter()
+        fut = hook(st, bucket)
+        fut.wait()
+        spent[0] += time.perf_counter() - t0
+        return fut
+
+    timed.__annotations__ = edgc_hook.__annotations__
+    ddp.register_comm_hook(state, timed)
+    opt = torch.optim.AdamW(ddp.parameters(), lr=1e-3)
+    data = load_data()
+    g = torch.Generator().manual_seed(rank)
+    B, T = 8, 64
+    times, sent, losses = [], [], []
+    for step in range(1, steps + 1):
+        at = torch.randint(0, len(data) - T - 1, (B,), generator=g)
+        x = torch.stack([data[i:i + T] for i in at])
+        y = torch.stack([data[i + 1:i + T + 1] for i in at])
+        loss = torch.nn.functional.cross_entropy(ddp(x).flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        spent[0], counter[0] = 0.0, 0
+        loss.backward()
+        opt.step()
+        t = torch.tensor([loss.item()])
+        dist.all_reduce(t)  # not counted: outside the hook
+        if step > START + 2:
+            times.append(spent[0])
+            sent.append(counter[0])
+        losses.append(t.item() / 2)
+    if rank == 0:
+        with open(out, "w") as f:
+            f.write(f"{statistics.median(times) * 1e3} {statistics.mean(sent)} "
+                    f"{statistics.mean(losses[-20:])}\n")
+    del ddp
+    dist.destroy_process_group()
+
+
+def run(kind, r, steps):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = f"/tmp/bench_torch_hook_{os.getpid()}.txt"
+    mp.spawn(worker, args=(kind, r, steps, port, out), nprocs=2)
+    with open(out) as f:
+        ms, sent, loss = map(float, f.read().split())
+    os.remove(out)
+    return ms, sent, loss
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16])
+    a = p.parse_args()
+    rows = []
+    for r in a.ranks:
+        for kind in ("torch", "powersgd"):
+            rows.append((f"{'torch powerSGD_hook' if kind == 'torch' else 'edgc powersgd'} "
+                         f"rank {r}", kind, r) + run(kind, r, a.steps))
+    rows.append(("edgc edgc (defaults)", "edgc", 0) + run("edgc", 1, a.steps))
+    torch_ms = {r: ms for _, kind, r, ms, _, _ in rows if kind == "torch"}
+    print(f"{a.steps} steps, TinyGPT (L2 C128), batch 8 x 64, 2 processes, gloo, 1 thread each\n")
+    print("| hook | ms per step in the hook | vs torch same rank | KB per step | "
+          "loss, last 20 steps |")
+    print("|---|---|---|---|---|")
+    for name, kind, r, ms, sent, loss in rows:
+        ratio = f"{ms / torch_ms[r]:.2f}" if r in torch_ms else "-"
+        print(f"| {name} | {ms:.2f} | {ratio} | {sent / 1e3:.1f} | {loss:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
