@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their figures, with the command that reproduces them, to
 # docs/bench/<name>.md; then assembles docs/BENCHMARKS.md from those sections.
-#   scripts/bench.sh [BUILD_DIR] [core|sync|train|converge|converge4|reliability ...]
+#   scripts/bench.sh [BUILD_DIR] [core|sync|train|converge|converge4|reliability|torch ...]
 #   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
-which=${*:-core sync train converge converge4 reliability}
+which=${*:-core sync train converge converge4 reliability torch}
 mkdir -p docs/bench
 
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
@@ -35,6 +35,8 @@ section() { # name, command...
             echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 35 min)"
         elif [ "$1" = converge4_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 40 min)"
+        elif [ "$1" = torch_table ]; then
+            echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 10 min)"
         elif [ "$1" = reliability_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build reliability\` (about 20 min; the fuzz part needs clang)"
         elif [ "$1" = train_table ]; then
@@ -45,6 +47,7 @@ section() { # name, command...
         echo
         "$@"
     } >"$tmp"
+    chmod 644 "$tmp"
     mv "$tmp" "$out"
 }
 
@@ -206,6 +209,10 @@ converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own den
     group mini-1gbit-np4 1gbit 4 mini 300 4 dense powersgd:8 powersgd:32 edgc
 }
 
+torch_table() { # the PyTorch hook against torch's powerSGD_hook
+    EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_torch_hook.py
+}
+
 reliability_table() { # crash safety, fuzzing, bad input, a long run's memory
     local t=$PWD/$build/apps/edgc-train/edgc-train
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -258,6 +265,7 @@ for w in $which; do
     train) section train train_table ;;
     converge) section converge converge_table ;;
     converge4) section converge4 converge4_table ;;
+    torch) section torch torch_table ;;
     reliability) section reliability reliability_table ;;
     *) echo "bench: unknown benchmark '$w'" >&2; exit 2 ;;
     esac

@@ -15,6 +15,8 @@
  */
 #include "edgc_internal.h"
 
+#include <limits.h>
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +94,7 @@ int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, int worth_c
     p->rep = 0;
     p->rep_sum = 0.0;
     double compute = median(p->compute, p->n_compute);
-    int next = 2 * p->rank;
+    int next = p->rank <= INT_MAX / 2 ? 2 * p->rank : INT_MAX;
     int at_cap = rank_cap < 1 || p->rank >= rank_cap || p->n == EDGC__PROF_MAX;
     int r = 0;
     if (cfg->rmax_rule == EDGC_RMAX_BUDGET) {
@@ -181,7 +183,10 @@ edgc_status edgc__profiler_load(edgc__profiler* p, edgc__reader* r)
     GET(p->count);
     if (r->bad) return EDGC_ERR_CORRUPT;
     if (p->n > 0 && !edgc__profile_table_ok(p->ranks, p->ms, p->n)) return EDGC_ERR_CORRUPT;
-    if (p->rank < 0 || p->base_n < 0 || p->rep < 0 || (p->active != 0 && p->active != 1))
+    /* counters a real run keeps small; a blob claiming otherwise would overflow them later */
+    const int limit = 1 << 24;
+    if (p->rank < 0 || p->rank > limit || p->base_n < 0 || p->base_n > limit || p->rep < 0 ||
+        p->rep > limit || (p->active != 0 && p->active != 1))
         return EDGC_ERR_CORRUPT;
     return EDGC_OK;
 }
