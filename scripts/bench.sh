@@ -36,7 +36,7 @@ section() { # name, command...
         elif [ "$1" = converge4_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 40 min)"
         elif [ "$1" = torch_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 10 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 2 min)"
         elif [ "$1" = reliability_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build reliability\` (about 20 min; the fuzz part needs clang)"
         elif [ "$1" = train_table ]; then
