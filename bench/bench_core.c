@@ -2,7 +2,7 @@
  * bench_core.c - single-process costs of the EDGC building blocks, side by side in one run:
  *   1. entropy: full-buffer histogram entropy vs GDS-sampled (beta = 0.25), the amortised cost
  *      with iteration sampling (alpha = 0.1), the relative error of the sampled estimate, and the
- *      alternative the spec leaves open (block sampling, which skips memory rather than elements);
+ *      alternative way to sample (block sampling, which skips memory rather than elements);
  *   2. PowerSGD compress + decompress of a GPT-2-small-like set of matrices at ranks 4..32,
  *      against a plain memory pass over the same buffer (the bound tall-skinny products live
  *      under), plus the cost of re-orthonormalising the warm-started Q.

@@ -58,6 +58,9 @@ void options_usage(FILE* f)
         "  --grad-clip X        global gradient-norm clip after synchronisation, 0 = off (default "
         "1)\n"
         "  --seed N             initialisation and sampling seed (default 1337)\n"
+        "  --threads N          threads inside each rank for the matmuls (OpenBLAS) and the\n"
+        "                       optimizer (OpenMP); default 0: every CPU this rank may run on\n"
+        "                       (mpirun binds each rank to one core unless --bind-to none)\n"
         "compression\n"
         "  --compress M         dense | powersgd:R | edgc (default edgc)\n"
         "  --rmax R             EDGC rank ceiling; 0 = profile it at start-up (default 0)\n"
@@ -215,7 +218,8 @@ options options_parse(int argc, char** argv)
         O_RMAX_RULE,
         O_RMAX_SLACK,
         O_WARM_SYNC,
-        O_KEEP
+        O_KEEP,
+        O_THREADS
     };
     static const struct option longopts[] = {{"preset", required_argument, 0, O_PRESET},
                                              {"layers", required_argument, 0, O_LAYERS},
@@ -255,6 +259,7 @@ options options_parse(int argc, char** argv)
                                              {"debug-nan-step", required_argument, 0, O_NAN},
                                              {"stop-after", required_argument, 0, O_STOP},
                                              {"keep-checkpoints", required_argument, 0, O_KEEP},
+                                             {"threads", required_argument, 0, O_THREADS},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     opterr = 0;
@@ -376,6 +381,9 @@ options options_parse(int argc, char** argv)
             break;
         case O_STOP:
             o.stop_after = (int)parse_long("--stop-after", optarg, 1, 1 << 30);
+            break;
+        case O_THREADS:
+            o.threads = (int)parse_long("--threads", optarg, 0, 4096);
             break;
         case O_KEEP:
             o.keep_ckpt = (int)parse_long("--keep-checkpoints", optarg, 1, 1 << 20);

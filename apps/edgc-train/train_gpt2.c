@@ -9,9 +9,13 @@
  * differ between ranks (files) are agreed with an allreduce before anyone acts on them.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <mpi.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +201,14 @@ int main(int argc, char** argv)
     options o = options_parse(argc, argv);
     options_agree(&o);
     char why[8192] = "";
+    /* threads inside this rank: OpenBLAS for the matmuls, OpenMP for the optimizer. The results
+     * do not depend on them across ranks: the optimizer's bits do not, and each rank's own
+     * forward/backward only feeds the synchronised gradient */
+    int threads = o.threads > 0 ? o.threads : ranks_cpus();
+    openblas_set_num_threads(threads);
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
 
     /* --init's shape first: token shards take their vocabulary from it */
     gpt2_config init_cfg;
@@ -307,8 +319,10 @@ int main(int argc, char** argv)
         say("resuming from %s (step %d)\n", used, start);
     }
 
-    say("edgc-train | %d ranks | model L=%d C=%d NH=%d T=%d V=%d | %.2f M parameters\n", g_world,
-        cfg.num_layers, cfg.channels, cfg.num_heads, T, cfg.vocab_size, model.num_parameters / 1e6);
+    say("edgc-train | %d ranks x %d threads | model L=%d C=%d NH=%d T=%d V=%d | %.2f M "
+        "parameters\n",
+        g_world, threads, cfg.num_layers, cfg.channels, cfg.num_heads, T, cfg.vocab_size,
+        model.num_parameters / 1e6);
     say("data %s: %zu train / %zu val tokens | batch %d x %d per rank | %d steps from %d\n", o.data,
         train.n, val.n, B, T, o.steps, start);
     say("compression: %s", o.mode == EDGC_MODE_DENSE      ? "dense"
