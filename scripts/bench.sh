@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their figures, with the command that reproduces them, to
 # docs/bench/<name>.md; then assembles docs/BENCHMARKS.md from those sections.
-#   scripts/bench.sh [BUILD_DIR] [core|sync|train|converge|converge4|reliability|torch ...]
+#   scripts/bench.sh [BUILD_DIR] [core|adamw|sync|train|converge|converge4|reliability|torch ...]
 #   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
-which=${*:-core sync train converge converge4 reliability torch}
+which=${*:-core adamw sync train converge converge4 reliability torch}
 mkdir -p docs/bench
 
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
@@ -261,6 +261,7 @@ reliability_table() { # crash safety, fuzzing, bad input, a long run's memory
 for w in $which; do
     case "$w" in
     core) section core "$build/bench/bench_core" ;;
+    adamw) section adamw "$build/bench/bench_adamw" ;;
     sync) section sync sync_table ;;
     train) section train train_table ;;
     converge) section converge converge_table ;;
