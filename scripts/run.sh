@@ -11,7 +11,7 @@ shift 3
 train=("$PWD/$build/apps/edgc-train/edgc-train" "$@" --data "$PWD/data/kjv.txt"
     --log "$PWD/out/run.jsonl" --out "$PWD/out/run")
 mkdir -p out
-rm -f out/run.jsonl
+rm -rf out/run.jsonl out/run # each make run starts afresh (its checkpoints go to out/run/)
 
 if [ "$link" != shm ] && [ "$(id -u)" -eq 0 ] && ip netns add edgc-probe 2>/dev/null; then
     ip netns del edgc-probe
