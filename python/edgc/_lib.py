@@ -74,11 +74,15 @@ ALLREDUCE_F32 = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
 ALLREDUCE_I32 = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 BROADCAST = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                              ctypes.c_int)
+IALLREDUCE_F32 = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                  ctypes.POINTER(ctypes.c_void_p))
+TEST = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                        ctypes.POINTER(ctypes.c_int))
+WAIT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 
 
 class Comm(ctypes.Structure):
-    """edgc_comm: the collectives, here callbacks into torch.distributed. The optional
-    non-blocking trio stays NULL: the engine then uses the blocking allreduce."""
+    """edgc_comm: the collectives, here callbacks into torch.distributed."""
 
     _fields_ = [
         ("ctx", ctypes.c_void_p),
@@ -87,9 +91,9 @@ class Comm(ctypes.Structure):
         ("allreduce_sum_f32", ALLREDUCE_F32),
         ("allreduce_max_i32", ALLREDUCE_I32),
         ("broadcast", BROADCAST),
-        ("iallreduce_sum_f32", ctypes.c_void_p),
-        ("test", ctypes.c_void_p),
-        ("wait", ctypes.c_void_p),
+        ("iallreduce_sum_f32", IALLREDUCE_F32),
+        ("test", TEST),
+        ("wait", WAIT),
     ]
 
 

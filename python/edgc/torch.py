@@ -44,9 +44,18 @@ class _TorchComm:
         self._f32 = _lib.ALLREDUCE_F32(self._allreduce_f32)
         self._i32 = _lib.ALLREDUCE_I32(self._allreduce_max_i32)
         self._bcast = _lib.BROADCAST(self._broadcast)
+        self._if32 = _lib.IALLREDUCE_F32(self._iallreduce_f32)
+        self._test = _lib.TEST(self._test_request)
+        self._wait = _lib.WAIT(self._wait_request)
         self.comm.allreduce_sum_f32 = self._f32
         self.comm.allreduce_max_i32 = self._i32
         self.comm.broadcast = self._bcast
+        # the engine overlaps the dense part's all-reduce with the P/Q products through these
+        self.comm.iallreduce_sum_f32 = self._if32
+        self.comm.test = self._test
+        self.comm.wait = self._wait
+        self._requests = {}  # handle -> torch.distributed Work
+        self._next = 1
 
     @staticmethod
     def _view(ptr, n, ctype, dtype):
@@ -71,6 +80,37 @@ class _TorchComm:
         t = self._view(buf, n, ctypes.c_int32, torch.int32)
         return self._run(
             lambda: t is None or dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group))
+
+    def _iallreduce_f32(self, _ctx, buf, n, request):
+        t = self._view(buf, n, ctypes.c_float, torch.float32)
+
+        def start():
+            handle = self._next
+            self._next += 1
+            self._requests[handle] = None if t is None else dist.all_reduce(
+                t, group=self.group, async_op=True)
+            request[0] = handle
+
+        return self._run(start)
+
+    def _test_request(self, _ctx, request, done):
+        def test():
+            work = self._requests[request]
+            done[0] = int(work is None or work.is_completed())
+            if done[0]:
+                if work is not None:
+                    work.wait()  # surfaces an error, frees the work
+                del self._requests[request]
+
+        return self._run(test)
+
+    def _wait_request(self, _ctx, request):
+        def wait():
+            work = self._requests.pop(request)
+            if work is not None:
+                work.wait()
+
+        return self._run(wait)
 
     def _broadcast(self, _ctx, buf, nbytes, root):
         t = self._view(buf, nbytes, ctypes.c_uint8, torch.uint8)
