@@ -75,8 +75,12 @@ static double time_update(gpt2* m, int scalar, int reps)
 
 int main(int argc, char** argv)
 {
-    gpt2_config cfg = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304,
-                       .num_layers = 12, .num_heads = 12, .channels = 768};
+    gpt2_config cfg = {.max_seq_len = 1024,
+                       .vocab_size = 50257,
+                       .padded_vocab_size = 50304,
+                       .num_layers = 12,
+                       .num_heads = 12,
+                       .channels = 768};
     gpt2 a, b;
     if (gpt2_build(&a, &cfg) != 0 || gpt2_build(&b, &cfg) != 0) return 1;
     cpu_set_t set;

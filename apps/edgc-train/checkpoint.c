@@ -117,8 +117,9 @@ static FILE* open_model(const char* path, int32_t* h, gpt2_config* c, char* why,
     return f;
 }
 
-int ckpt_shape_check(const gpt2_config* c, const gpt2_config* have, const char* path, char* why,
-                     size_t wl)
+/* 0 when shape c (read from path) is the shape `have` being trained, else -1 with a reason. */
+static int shape_check(const gpt2_config* c, const gpt2_config* have, const char* path, char* why,
+                       size_t wl)
 {
     if (c->max_seq_len == have->max_seq_len && c->vocab_size == have->vocab_size &&
         c->num_layers == have->num_layers && c->num_heads == have->num_heads &&
@@ -148,9 +149,9 @@ int ckpt_load_model(const char* path, gpt2* m, ckpt_digest* d, char* why, size_t
     gpt2_config c;
     FILE* f = open_model(path, h, &c, why, wl);
     if (f == NULL) return -1;
-    if (ckpt_shape_check(&c, &m->config, path, why, wl) != 0) {
+    if (shape_check(&c, &m->config, path, why, wl) != 0) {
         fclose(f);
-        return -1;
+        return CKPT_OTHER_SHAPE;
     }
     int rc = -1;
     if (fread(m->params_memory, sizeof(float), m->num_parameters, f) == m->num_parameters) {

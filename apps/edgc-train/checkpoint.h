@@ -34,13 +34,12 @@ typedef struct ckpt_digest {
 
 /* Checks a model header (256 int32) and reads the shape from it. 0 or -1 with a reason. */
 int ckpt_parse_header(const int32_t* h, const char* path, gpt2_config* c, char* why, size_t wl);
-/* 0 when shape c (read from path) is the shape `have` being trained, else -1 with a reason. */
-int ckpt_shape_check(const gpt2_config* c, const gpt2_config* have, const char* path, char* why,
-                     size_t wl);
 /* Reads just the header's model shape. 0 or -1 with a reason. */
 int ckpt_read_config(const char* path, gpt2_config* c, char* why, size_t wl);
 /* Loads parameters into m, whose shape must match the file's; *d (may be NULL) gets the file's
- * digest. 0 or -1 with a reason. */
+ * digest. 0; CKPT_OTHER_SHAPE (a valid model of another shape); or -1 (unreadable, damaged); both
+ * with a reason. */
+#define CKPT_OTHER_SHAPE (-2)
 int ckpt_load_model(const char* path, gpt2* m, ckpt_digest* d, char* why, size_t wl);
 /* Atomically writes m's parameters; *d (may be NULL) gets the digest of what was written. */
 int ckpt_save_model(const char* path, const gpt2* m, ckpt_digest* d, char* why, size_t wl);

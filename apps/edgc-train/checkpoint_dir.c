@@ -203,10 +203,10 @@ static int try_load(const char* sdir, gpt2* m, train_state* st, void** blob, siz
         rc = -2;
     }
     snprintf(path, sizeof path, "%s/model.bin", sdir);
-    gpt2_config shape;
-    if (rc == 0 && ckpt_read_config(path, &shape, why, wl) != 0) rc = -1;
-    if (rc == 0 && ckpt_shape_check(&shape, &m->config, path, why, wl) != 0) rc = -2;
-    if (rc == 0 && ckpt_load_model(path, m, &d, why, wl) != 0) rc = -1;
+    if (rc == 0) {
+        int loaded = ckpt_load_model(path, m, &d, why, wl);
+        rc = loaded == CKPT_OTHER_SHAPE ? -2 : loaded != 0 ? -1 : 0;
+    }
     if (rc == 0 && (d.size != mf.model.size || d.hash != mf.model.hash)) {
         snprintf(why, wl, "'%s' does not match its manifest (size or checksum)", path);
         rc = -1;
