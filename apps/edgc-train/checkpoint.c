@@ -3,6 +3,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "checkpoint.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -276,31 +277,6 @@ int ckpt_parse_state(const unsigned char* buf, size_t len, const char* path, tra
     return 0;
 }
 
-/* Reads a whole file into a malloc'ed buffer. 0 or -1 with a reason. */
-static int read_file(const char* path, const char* what, unsigned char** buf, size_t* len,
-                     char* why, size_t wl)
-{
-    *buf = NULL;
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(why, wl, "cannot open %s '%s': %s", what, path, strerror(errno));
-        return -1;
-    }
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) *buf = malloc(n > 0 ? (size_t)n : 1);
-    int ok = *buf != NULL && fread(*buf, 1, (size_t)n, f) == (size_t)n;
-    fclose(f);
-    if (!ok) {
-        snprintf(why, wl, "cannot read %s '%s'", what, path);
-        free(*buf);
-        *buf = NULL;
-        return -1;
-    }
-    *len = (size_t)n;
-    return 0;
-}
-
 int ckpt_load_state(const char* path, train_state* st, gpt2* m, void** blob, size_t* blob_len,
                     ckpt_digest* d, char* why, size_t wl)
 {
@@ -308,7 +284,7 @@ int ckpt_load_state(const char* path, train_state* st, gpt2* m, void** blob, siz
     size_t len;
     *blob = NULL;
     *blob_len = 0;
-    if (read_file(path, "training state", &buf, &len, why, wl) != 0) return -1;
+    if (read_whole_file(path, "training state", &buf, &len, why, wl) != 0) return -1;
     int rc = ckpt_parse_state(buf, len, path, st, m, blob, blob_len, why, wl);
     if (rc == 0 && d != NULL) *d = (ckpt_digest){len, ckpt_hash(buf, len)};
     free(buf);
@@ -416,7 +392,7 @@ int ckpt_manifest_load(const char* path, ckpt_manifest* mf, char* why, size_t wl
     unsigned char* buf;
     size_t len;
     memset(mf, 0, sizeof *mf);
-    if (read_file(path, "checkpoint manifest", &buf, &len, why, wl) != 0) return -1;
+    if (read_whole_file(path, "checkpoint manifest", &buf, &len, why, wl) != 0) return -1;
     int rc = len > MANIFEST_MAX ? (snprintf(why, wl, "'%s': too large for a manifest", path), -1)
                                 : ckpt_manifest_parse((const char*)buf, len, path, mf, why, wl);
     free(buf);

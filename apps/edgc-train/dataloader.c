@@ -4,13 +4,12 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "dataloader.h"
+#include "fileio.h"
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define SHARD_MAGIC 20240520
 #define GPT2_VOCAB  50257
@@ -19,39 +18,6 @@ static int ends_with(const char* s, const char* suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-static int read_all(const char* path, unsigned char** buf, size_t* len, char* why, size_t wl)
-{
-    struct stat sb;
-    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        snprintf(why, wl, "data file '%s' is %s, not a file", path,
-                 S_ISDIR(sb.st_mode) ? "a directory" : "not a regular file");
-        return -1;
-    }
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(why, wl, "cannot open data file '%s': %s", path, strerror(errno));
-        return -1;
-    }
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        snprintf(why, wl, "cannot read data file '%s': %s", path, strerror(errno));
-        fclose(f);
-        return -1;
-    }
-    *buf = malloc(n ? (size_t)n : 1);
-    if (*buf == NULL || fread(*buf, 1, (size_t)n, f) != (size_t)n) {
-        snprintf(why, wl, "cannot read %ld bytes of '%s'", n, path);
-        free(*buf);
-        *buf = NULL;
-        fclose(f);
-        return -1;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return 0;
 }
 
 static int parse_text(const unsigned char* buf, size_t len, token_data* out, char* why, size_t wl)
@@ -140,7 +106,7 @@ int data_load(const char* path, int vocab, token_data* out, char* why, size_t wl
     memset(out, 0, sizeof *out);
     unsigned char* buf;
     size_t len;
-    if (read_all(path, &buf, &len, why, wl) != 0) return -1;
+    if (read_whole_file(path, "data file", &buf, &len, why, wl) != 0) return -1;
     int rc = data_parse(buf, len, ends_with(path, ".bin"), vocab, path, out, why, wl);
     free(buf);
     return rc;
