@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 from edgc.torch import EDGCState, edgc_hook  # noqa: E402
-from torch_ddp import TinyGPT, load_data  # noqa: E402
+from torch_ddp import TinyGPT, batch, load_data  # noqa: E402
 
 START = 10  # dense steps before compression, for both hooks
 
@@ -74,9 +74,7 @@ def worker(rank, kind, r, steps, port, out):
     B, T = 8, 64
     times, sent, losses = [], [], []
     for step in range(1, steps + 1):
-        at = torch.randint(0, len(data) - T - 1, (B,), generator=g)
-        x = torch.stack([data[i:i + T] for i in at])
-        y = torch.stack([data[i + 1:i + T + 1] for i in at])
+        x, y = batch(data, g, B, T)
         loss = torch.nn.functional.cross_entropy(ddp(x).flatten(0, 1), y.flatten())
         opt.zero_grad()
         spent[0], counter[0] = 0.0, 0

@@ -55,6 +55,14 @@ def load_data():
     return torch.randint(0, 256, (1 << 20,), generator=torch.Generator().manual_seed(0))
 
 
+def batch(data, gen, B, T):
+    """B random windows of T tokens and their next-token targets."""
+    at = torch.randint(0, len(data) - T - 1, (B,), generator=gen)
+    x = torch.stack([data[i:i + T] for i in at])
+    y = torch.stack([data[i + 1:i + T + 1] for i in at])
+    return x, y
+
+
 def worker(rank, args, port):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -70,9 +78,7 @@ def worker(rank, args, port):
     g = torch.Generator().manual_seed(rank)
     B, T = 8, 64
     for step in range(1, args.steps + 1):
-        at = torch.randint(0, len(data) - T - 1, (B,), generator=g)
-        x = torch.stack([data[i:i + T] for i in at])
-        y = torch.stack([data[i + 1:i + T + 1] for i in at])
+        x, y = batch(data, g, B, T)
         loss = torch.nn.functional.cross_entropy(ddp(x).flatten(0, 1), y.flatten())
         opt.zero_grad()
         loss.backward()

@@ -174,35 +174,22 @@ def test_edgc_ranks_agree_and_replicas_stay_identical():
         assert torch.equal(x, y)
 
 
-def torch_powersgd(rank, steps, rank_r):
+def powersgd_errors(rank, steps, rank_r, ours):
+    """Relative error of the synchronised gradient, step by step, for the same gradient every
+    step, through our hook (ours=True) or torch's powerSGD_hook at the same settings."""
     from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as ps
     model = Probe()
     ddp = DDP(model, bucket_cap_mb=25)
-    state = ps.PowerSGDState(process_group=None, matrix_approximation_rank=rank_r,
-                             start_powerSGD_iter=2, min_compression_rate=0)
-    ddp.register_comm_hook(state, ps.powerSGD_hook)
+    kw = {"matrix_approximation_rank": rank_r, "start_powerSGD_iter": 2, "min_compression_rate": 0}
+    if ours:
+        ddp.register_comm_hook(EDGCState(None, mode="powersgd", **kw), edgc_hook)
+    else:
+        ddp.register_comm_hook(ps.PowerSGDState(process_group=None, **kw), ps.powerSGD_hook)
+    want = average(1)
     errs = []
-    for step in range(1, steps + 1):
+    for _ in range(steps):
         ddp.zero_grad()
         ddp(grads_for(rank, 1)).backward()
-        want = average(1)
-        errs.append(float(sum((p.grad - w).norm() ** 2 for p, w in zip(model.w, want)).sqrt()
-                          / sum(w.norm() ** 2 for w in want).sqrt()))
-    del ddp
-    return errs
-
-
-def ours_powersgd(rank, steps, rank_r):
-    model = Probe()
-    ddp = DDP(model, bucket_cap_mb=25)
-    state = EDGCState(None, mode="powersgd", matrix_approximation_rank=rank_r,
-                      start_powerSGD_iter=2, min_compression_rate=0)
-    ddp.register_comm_hook(state, edgc_hook)
-    errs = []
-    for step in range(1, steps + 1):
-        ddp.zero_grad()
-        ddp(grads_for(rank, 1)).backward()
-        want = average(1)
         errs.append(float(sum((p.grad - w).norm() ** 2 for p, w in zip(model.w, want)).sqrt()
                           / sum(w.norm() ** 2 for w in want).sqrt()))
     del ddp
@@ -211,8 +198,8 @@ def ours_powersgd(rank, steps, rank_r):
 
 def test_error_no_worse_than_torch_powersgd_hook():
     # the same gradient every step: warm-started power iteration converges onto its top subspace
-    theirs = run2(torch_powersgd, steps=6, rank_r=4)[0]
-    ours = run2(ours_powersgd, steps=6, rank_r=4)[0]
+    theirs = run2(powersgd_errors, steps=6, rank_r=4, ours=False)[0]
+    ours = run2(powersgd_errors, steps=6, rank_r=4, ours=True)[0]
     assert ours[0] == 0.0 and theirs[0] == 0.0  # the dense first step
     assert ours[-1] <= theirs[-1] * 1.05 + 1e-6, (ours, theirs)
 
