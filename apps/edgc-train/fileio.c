@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int read_whole_file(const char* path, const char* what, unsigned char** buf, size_t* len,
-                    char* why, size_t wl)
+int read_whole_file(const char* path, const char* what, unsigned char** buf, size_t* len, char* why,
+                    size_t wl)
 {
     *buf = NULL;
     struct stat sb;

@@ -17,7 +17,7 @@
 static char parse_error[512];
 
 /* Names of the enumerated options, in their enums' order. */
-static const char* const RULES[] = {"trend", "cqm", "error", NULL};
+const char* const OPTIONS_RULES[] = {"trend", "cqm", "error", NULL};
 static const char* const RMAX_RULES[] = {"budget", "paper", NULL};
 static const char* const WARMUP_SYNCS[] = {"rmax", "dense", NULL};
 
@@ -338,7 +338,7 @@ options options_parse(int argc, char** argv)
             break;
         case O_RULE:
             /* in edgc_rank_rule's order */
-            o.rule = (edgc_rank_rule)parse_choice("--rule", optarg, RULES);
+            o.rule = (edgc_rank_rule)parse_choice("--rule", optarg, OPTIONS_RULES);
             break;
         case O_RMAX_RULE:
             o.rmax_rule = (edgc_rmax_rule)parse_choice("--rmax-rule", optarg, RMAX_RULES);
@@ -434,7 +434,7 @@ void options_agree(const options* o)
     AGREE("--window", "%d", o->window);
     AGREE("--alpha/--beta", "%.9g/%.9g", o->alpha, o->beta);
     AGREE("--edgc-warmup", "%.9g", o->edgc_warmup);
-    AGREE("--rule", "%s", RULES[o->rule]);
+    AGREE("--rule", "%s", OPTIONS_RULES[o->rule]);
     AGREE("--rmax-rule", "%s", RMAX_RULES[o->rmax_rule]);
     AGREE("--rmax-slack", "%.9g", o->rmax_slack);
     AGREE("--warmup-sync", "%s", WARMUP_SYNCS[o->warmup_sync]);

@@ -30,6 +30,9 @@ typedef struct options {
     edgc_warmup_sync warmup_sync;
 } options;
 
+/* --rule's names, indexed by edgc_rank_rule. */
+extern const char* const OPTIONS_RULES[];
+
 /* Parses argv. A bad option stops every rank with one line naming it. */
 options options_parse(int argc, char** argv);
 void options_usage(FILE* f);

@@ -331,10 +331,7 @@ int main(int argc, char** argv)
     if (o.mode == EDGC_MODE_POWERSGD) say(" rank %d", o.rank);
     int window = edgc_config_window(&rc);
     if (o.mode == EDGC_MODE_EDGC)
-        say(" (rule %s, r_max %s, window %d%s, warm-up %.0f%% %s)",
-            o.rule == EDGC_RULE_TREND ? "trend"
-            : o.rule == EDGC_RULE_CQM ? "cqm"
-                                      : "error",
+        say(" (rule %s, r_max %s, window %d%s, warm-up %.0f%% %s)", OPTIONS_RULES[o.rule],
             o.r_max                           ? "given"
             : o.rmax_rule == EDGC_RMAX_BUDGET ? "profiled, budget rule"
                                               : "profiled, paper rule",
