@@ -56,7 +56,7 @@ static void test_gradients_match_finite_differences(void** state)
     build(&m);
     loss_at(&m);
     gpt2_zero_grad(&m);
-    gpt2_backward(&m);
+    gpt2_backward(&m, NULL);
     float* grad = malloc(m.num_parameters * sizeof *grad);
     memcpy(grad, m.grads_memory, m.num_parameters * sizeof *grad);
     test_rng r = {7};
@@ -109,7 +109,7 @@ static void test_padded_vocab_rows_get_no_gradient(void** state)
     build(&m);
     loss_at(&m);
     gpt2_zero_grad(&m);
-    gpt2_backward(&m);
+    gpt2_backward(&m, NULL);
     for (size_t i = (size_t)k_cfg.vocab_size * k_cfg.channels; i < m.param_sizes[0]; i++)
         assert_true(m.grads.wte[i] == 0.0f);
     for (int bt = 0; bt < B * T; bt++) /* probabilities over V only */
@@ -130,7 +130,7 @@ static void test_loss_decreases_on_a_fixed_batch(void** state)
     for (int t = 1; t <= 20; t++) {
         loss_at(&m);
         gpt2_zero_grad(&m);
-        gpt2_backward(&m);
+        gpt2_backward(&m, NULL);
         adamw_update(&m, 1e-2f, &ac, t);
         double now = loss_at(&m);
         assert_true(now < prev + 1e-6); /* full-batch descent with a small step */

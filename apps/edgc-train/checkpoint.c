@@ -310,8 +310,11 @@ int ckpt_manifest_save(const char* path, const ckpt_manifest* mf, char* why, siz
         snprintf(why, wl, "out of memory for the manifest");
         return -1;
     }
-    at += (size_t)snprintf(text + at, cap - at, "%s\nstep %lld\nranks %d\n", MANIFEST_FIRST,
+    at += (size_t)snprintf(text + at, cap - at, "%s\nstep %lld\nranks %d", MANIFEST_FIRST,
                            (long long)mf->step, mf->world);
+    if (mf->stages > 1) /* without a pipeline the manifest stays as it always was */
+        at += (size_t)snprintf(text + at, cap - at, " stages %d", mf->stages);
+    at += (size_t)snprintf(text + at, cap - at, "\n");
     for (int r = -1; r < mf->world; r++) {
         char name[64] = "model.bin";
         const ckpt_digest* d = r < 0 ? &mf->model : &mf->states[r];
@@ -355,17 +358,23 @@ int ckpt_manifest_parse(const char* text, size_t len, const char* path, ckpt_man
     size_t at = 0;
     long long step;
     unsigned long long size, hash;
-    int world;
+    int world, stages = 1;
 #define BAD(...) (snprintf(why, wl, __VA_ARGS__), ckpt_manifest_free(mf), -1)
     if (next_line(text, len, &at, line, sizeof line) != 0 || strcmp(line, MANIFEST_FIRST) != 0)
         return BAD("'%s': not an edgc-train checkpoint manifest", path);
     if (next_line(text, len, &at, line, sizeof line) != 0 ||
         sscanf(line, "step %lld%c", &step, &tail) != 1 || step < 0 ||
-        next_line(text, len, &at, line, sizeof line) != 0 ||
-        sscanf(line, "ranks %d%c", &world, &tail) != 1 || world < 1 || world > 1 << 20)
+        next_line(text, len, &at, line, sizeof line) != 0)
         return BAD("'%s': bad step or ranks line", path);
+    if (sscanf(line, "ranks %d stages %d%c", &world, &stages, &tail) != 2) {
+        stages = 1;
+        if (sscanf(line, "ranks %d%c", &world, &tail) != 1) world = 0;
+    }
+    if (world < 1 || world > 1 << 20 || stages < 1 || world % stages != 0)
+        return BAD("'%s': bad ranks line", path);
     mf->step = step;
     mf->world = world;
+    mf->stages = stages;
     mf->states = calloc((size_t)world, sizeof *mf->states);
     if (mf->states == NULL) return BAD("out of memory reading '%s'", path);
     for (int r = -1; r < world; r++) {

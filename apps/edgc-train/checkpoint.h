@@ -67,11 +67,12 @@ int ckpt_load_state(const char* path, train_state* st, gpt2* m, void** blob, siz
                     ckpt_digest* d, char* why, size_t wl);
 
 /* The manifest of one checkpoint, a text file:
- *   edgc-train checkpoint 1 / step S / ranks N / file model.bin SIZE HASH /
+ *   edgc-train checkpoint 1 / step S / ranks N [stages P] / file model.bin SIZE HASH /
  *   file state.rank0.bin SIZE HASH ... (N of them, in rank order) / checksum HASH-OF-THE-ABOVE */
 typedef struct ckpt_manifest {
     int64_t step; /* the next step to run */
     int world;
+    int stages; /* pipeline stages; the line "ranks N" reads as 1, "ranks N stages P" as P */
     ckpt_digest model;
     ckpt_digest* states; /* world entries */
 } ckpt_manifest;

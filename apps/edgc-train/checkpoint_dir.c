@@ -145,8 +145,8 @@ static int publish(const char* dir, const char* sdir, const ckpt_manifest* mf, c
     return 0;
 }
 
-void ckdir_save(const char* dir, int keep, const gpt2* m, const train_state* st, const void* blob,
-                size_t blob_len)
+void ckdir_save(const char* dir, int keep, const gpt2* whole, const gpt2* own, int stages,
+                const train_state* st, const void* blob, size_t blob_len)
 {
     char why[WHY_LEN] = "", sdir[PATH_LEN], path[PATH_LEN + 96];
     step_dir(sdir, sizeof sdir, dir, (long long)st->step);
@@ -168,14 +168,14 @@ void ckdir_save(const char* dir, int keep, const gpt2* m, const train_state* st,
     ckpt_digest mine = {0}, model = {0};
     ckpt_state_name(name, sizeof name, g_rank);
     snprintf(path, sizeof path, "%s/%s", sdir, name);
-    ok = ckpt_save_state(path, st, m, blob, blob_len, &mine, why, sizeof why) == 0;
+    ok = ckpt_save_state(path, st, own, blob, blob_len, &mine, why, sizeof why) == 0;
     if (ok && g_rank == 0) {
         snprintf(path, sizeof path, "%s/model.bin", sdir);
-        ok = ckpt_save_model(path, m, &model, why, sizeof why) == 0;
+        ok = ckpt_save_model(path, whole, &model, why, sizeof why) == 0;
     }
     check_all(ok, why);
 
-    ckpt_manifest mf = {.step = st->step, .world = g_world, .model = model};
+    ckpt_manifest mf = {.step = st->step, .world = g_world, .stages = stages, .model = model};
     if (g_rank == 0) {
         mf.states = malloc((size_t)g_world * sizeof *mf.states);
         if (mf.states == NULL) die("out of memory for the manifest");
@@ -189,8 +189,8 @@ void ckdir_save(const char* dir, int keep, const gpt2* m, const train_state* st,
 
 /* Loads and verifies the checkpoint in sdir against its manifest. 0, -1 (incomplete or damaged:
  * try an older one) or -2 (not for this job, another world size or model shape: stop). */
-static int try_load(const char* sdir, gpt2* m, train_state* st, void** blob, size_t* blob_len,
-                    char* why, size_t wl)
+static int try_load(const char* sdir, gpt2* whole, gpt2* own, int stages, train_state* st,
+                    void** blob, size_t* blob_len, char* why, size_t wl)
 {
     char path[PATH_LEN + 96], name[64];
     ckpt_manifest mf;
@@ -201,10 +201,16 @@ static int try_load(const char* sdir, gpt2* m, train_state* st, void** blob, siz
     if (mf.world != g_world) {
         snprintf(why, wl, "'%s' was written by %d ranks; this run has %d", sdir, mf.world, g_world);
         rc = -2;
+    } else if (mf.stages != stages) {
+        snprintf(why, wl,
+                 "'%s' was written by %d pipeline stages x %d replicas; this run has %d x %d "
+                 "(--pp must match)",
+                 sdir, mf.stages, mf.world / mf.stages, stages, g_world / stages);
+        rc = -2;
     }
     snprintf(path, sizeof path, "%s/model.bin", sdir);
     if (rc == 0) {
-        int loaded = ckpt_load_model(path, m, &d, why, wl);
+        int loaded = ckpt_load_model(path, whole, &d, why, wl);
         rc = loaded == CKPT_OTHER_SHAPE ? -2 : loaded != 0 ? -1 : 0;
     }
     if (rc == 0 && (d.size != mf.model.size || d.hash != mf.model.hash)) {
@@ -213,7 +219,7 @@ static int try_load(const char* sdir, gpt2* m, train_state* st, void** blob, siz
     }
     ckpt_state_name(name, sizeof name, g_rank);
     snprintf(path, sizeof path, "%s/%s", sdir, name);
-    if (rc == 0 && ckpt_load_state(path, st, m, blob, blob_len, &d, why, wl) != 0) rc = -1;
+    if (rc == 0 && ckpt_load_state(path, st, own, blob, blob_len, &d, why, wl) != 0) rc = -1;
     if (rc == 0 && (d.size != mf.states[g_rank].size || d.hash != mf.states[g_rank].hash)) {
         snprintf(why, wl, "'%s' does not match its manifest (size or checksum)", path);
         rc = -1;
@@ -265,8 +271,8 @@ static char* candidates(const char* dir, size_t* n)
     return list;
 }
 
-void ckdir_resume(const char* dir, gpt2* m, train_state* st, void** blob, size_t* blob_len,
-                  char* used, size_t used_len)
+void ckdir_resume(const char* dir, gpt2* whole, gpt2* own, int stages, train_state* st,
+                  void** blob, size_t* blob_len, char* used, size_t used_len)
 {
     char why[WHY_LEN] = "", sdir[PATH_LEN];
     size_t n = 0;
@@ -280,7 +286,7 @@ void ckdir_resume(const char* dir, gpt2* m, train_state* st, void** blob, size_t
     for (size_t i = 0; i < count; i++) {
         if (g_rank == 0) memcpy(sdir, list + PATH_LEN * i, PATH_LEN);
         MPI_Bcast(sdir, PATH_LEN, MPI_CHAR, 0, MPI_COMM_WORLD);
-        int rc = try_load(sdir, m, st, blob, blob_len, why, sizeof why);
+        int rc = try_load(sdir, whole, own, stages, st, blob, blob_len, why, sizeof why);
         int worst = rc, first = rc != 0 ? g_rank : g_world;
         MPI_Allreduce(MPI_IN_PLACE, &worst, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
         MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);

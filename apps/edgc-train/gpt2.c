@@ -291,9 +291,9 @@ static void crossentropy_forward(float* losses, const float* probs, const int* t
 
 // d(mean loss)/dlogits = (probs - onehot(target)) / (B T)
 static void crossentropy_softmax_backward(float* dlogits, const float* probs, const int* targets,
-                                          int B, int T, int V, int Vp)
+                                          int B, int T, int V, int Vp, float scale)
 {
-    const float dloss = 1.0f / ((float)B * (float)T);
+    const float dloss = scale / ((float)B * (float)T);
     for (size_t bt = 0; bt < (size_t)B * T; bt++) {
         float* dl = dlogits + bt * Vp;
         const float* p = probs + bt * Vp;
@@ -305,12 +305,12 @@ static void crossentropy_softmax_backward(float* dlogits, const float* probs, co
 // ----------------------------------------------------------------------------
 // buffers
 
-static void parameter_sizes(size_t* s, const gpt2_config* c)
+static void parameter_sizes(size_t* s, const gpt2_config* c, const gpt2_part* part)
 {
-    size_t Vp = (size_t)c->padded_vocab_size, C = (size_t)c->channels, L = (size_t)c->num_layers;
-    size_t maxT = (size_t)c->max_seq_len;
-    s[0] = Vp * C;         // wte
-    s[1] = maxT * C;       // wpe
+    size_t Vp = (size_t)c->padded_vocab_size, C = (size_t)c->channels;
+    size_t L = (size_t)part->num_layers, maxT = (size_t)c->max_seq_len;
+    s[0] = part->embedding || part->head ? Vp * C : 0; // wte: the token embedding and the LM head
+    s[1] = part->embedding ? maxT * C : 0;             // wpe
     s[2] = L * C;          // ln1w
     s[3] = L * C;          // ln1b
     s[4] = L * 3 * C * C;  // qkvw
@@ -323,8 +323,8 @@ static void parameter_sizes(size_t* s, const gpt2_config* c)
     s[11] = L * 4 * C;     // fcb
     s[12] = L * C * 4 * C; // fcprojw
     s[13] = L * C;         // fcprojb
-    s[14] = C;             // lnfw
-    s[15] = C;             // lnfb
+    s[14] = part->head ? C : 0; // lnfw
+    s[15] = part->head ? C : 0; // lnfb
 }
 
 static void point_parameters(parameter_tensors* p, float* mem, const size_t* sizes)
@@ -338,10 +338,11 @@ static void point_parameters(parameter_tensors* p, float* mem, const size_t* siz
     }
 }
 
-static void activation_sizes(size_t* s, const gpt2_config* c, int B, int T)
+static void activation_sizes(size_t* s, const gpt2_config* c, const gpt2_part* part, int B, int T)
 {
-    size_t C = (size_t)c->channels, L = (size_t)c->num_layers, NH = (size_t)c->num_heads;
-    size_t Vp = (size_t)c->padded_vocab_size, BT = (size_t)B * T;
+    size_t C = (size_t)c->channels, L = (size_t)part->num_layers, NH = (size_t)c->num_heads;
+    size_t Vp = part->head ? (size_t)c->padded_vocab_size : 0, BT = (size_t)B * T;
+    size_t H = part->head ? 1 : 0;
     s[0] = BT * C;             // encoded
     s[1] = L * BT * C;         // ln1
     s[2] = L * BT;             // ln1_mean
@@ -359,12 +360,12 @@ static void activation_sizes(size_t* s, const gpt2_config* c, int B, int T)
     s[14] = L * BT * 4 * C;    // fch_gelu
     s[15] = L * BT * C;        // fcproj
     s[16] = L * BT * C;        // residual3
-    s[17] = BT * C;            // lnf
-    s[18] = BT;                // lnf_mean
-    s[19] = BT;                // lnf_rstd
+    s[17] = H * BT * C;        // lnf
+    s[18] = H * BT;            // lnf_mean
+    s[19] = H * BT;            // lnf_rstd
     s[20] = BT * Vp;           // logits
     s[21] = BT * Vp;           // probs
-    s[22] = BT;                // losses
+    s[22] = H * BT;            // losses
 }
 
 static void point_activations(activation_tensors* a, float* mem, const size_t* sizes)
@@ -401,26 +402,76 @@ int gpt2_config_check(const gpt2_config* c, char* why, size_t why_len)
 #undef BAD
 }
 
-int gpt2_build(gpt2* m, const gpt2_config* c)
+gpt2_part gpt2_stage_part(int num_layers, int P, int s)
+{
+    int base = num_layers / P, extra = num_layers % P;
+    gpt2_part p = {s * base + (s < extra ? s : extra), base + (s < extra), s == 0, s == P - 1};
+    return p;
+}
+
+size_t gpt2_part_size(const gpt2_config* c, const gpt2_part* part)
+{
+    size_t sizes[NUM_PARAMETER_TENSORS], n = 0;
+    parameter_sizes(sizes, c, part);
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++)
+        n += sizes[i];
+    return n;
+}
+
+// a per-layer tensor's part is one slice of the whole tensor, since layers are its outer index
+void gpt2_part_transfer(const gpt2_config* c, const gpt2_part* part, float* whole, float* mine,
+                        int to_whole)
+{
+    gpt2_part all = {0, c->num_layers, 1, 1};
+    size_t ws[NUM_PARAMETER_TENSORS], ms[NUM_PARAMETER_TENSORS];
+    parameter_sizes(ws, c, &all);
+    parameter_sizes(ms, c, part);
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        size_t at = 0;
+        if (ms[i] != 0 && ms[i] != ws[i]) at = ws[i] / (size_t)c->num_layers * part->first_layer;
+        if (to_whole)
+            memcpy(whole + at, mine, ms[i] * sizeof(float));
+        else
+            memcpy(mine, whole + at, ms[i] * sizeof(float));
+        whole += ws[i];
+        mine += ms[i];
+    }
+}
+
+int gpt2_build_part(gpt2* m, const gpt2_config* c, const gpt2_part* part, int params_only)
 {
     memset(m, 0, sizeof *m);
+    if (part->num_layers < 1 || part->first_layer < 0 ||
+        part->first_layer + part->num_layers > c->num_layers)
+        return -1;
     m->config = *c;
-    parameter_sizes(m->param_sizes, c);
+    m->part = *part;
+    parameter_sizes(m->param_sizes, c, part);
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++)
         m->num_parameters += m->param_sizes[i];
     size_t n = m->num_parameters;
     m->params_memory = calloc(n, sizeof(float));
-    m->grads_memory = calloc(n, sizeof(float));
-    m->m_memory = calloc(n, sizeof(float));
-    m->v_memory = calloc(n, sizeof(float));
-    if (!m->params_memory || !m->grads_memory || !m->m_memory || !m->v_memory) {
+    if (!params_only) {
+        m->grads_memory = calloc(n, sizeof(float));
+        m->m_memory = calloc(n, sizeof(float));
+        m->v_memory = calloc(n, sizeof(float));
+    }
+    if (!m->params_memory || (!params_only && (!m->grads_memory || !m->m_memory || !m->v_memory))) {
         gpt2_free(m);
         return -1;
     }
     point_parameters(&m->params, m->params_memory, m->param_sizes);
-    point_parameters(&m->grads, m->grads_memory, m->param_sizes);
+    if (!params_only) point_parameters(&m->grads, m->grads_memory, m->param_sizes);
+    m->n_slots = 1;
+    m->loss_scale = 1.0f;
     m->mean_loss = -1.0;
     return 0;
+}
+
+int gpt2_build(gpt2* m, const gpt2_config* c)
+{
+    gpt2_part all = {0, c->num_layers, 1, 1};
+    return gpt2_build_part(m, c, &all, 0);
 }
 
 static uint64_t splitmix(uint64_t* s)
@@ -440,6 +491,7 @@ static void fill_normal(float* x, size_t n, float std, uint64_t* s)
     }
 }
 
+// a whole model only: a part takes its slice of a whole model's weights (gpt2_part_transfer)
 void gpt2_init_weights(gpt2* m, uint64_t seed)
 {
     const gpt2_config* c = &m->config;
@@ -460,31 +512,67 @@ void gpt2_init_weights(gpt2* m, uint64_t seed)
         p->lnfw[i] = 1.0f;
 }
 
-/* Activations are allocated once, at the first forward. A later forward may use a smaller B or T
- * (generation runs B = 1 over a growing T): the same memory is carved up again for that shape. */
+/* Activations are allocated once, at the first forward (or gpt2_prepare). A later forward may use
+ * a smaller B or T (generation runs B = 1 over a growing T): the same memory is carved up again for
+ * that shape. */
 static int ensure_activations(gpt2* m, int B, int T)
 {
     size_t sizes[NUM_ACTIVATION_TENSORS], n = 0;
-    activation_sizes(sizes, &m->config, B, T);
+    activation_sizes(sizes, &m->config, &m->part, B, T);
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++)
         n += sizes[i];
     if (m->acts_memory == NULL) {
+        size_t slots = (size_t)m->n_slots, bt = (size_t)B * T;
         m->num_activations = n;
-        m->acts_memory = calloc(n, sizeof(float));
+        m->acts_memory = calloc(slots * n, sizeof(float));
         m->grads_acts_memory = calloc(n, sizeof(float));
-        m->inputs = calloc((size_t)B * T, sizeof(int));
-        m->targets = calloc((size_t)B * T, sizeof(int));
-        if (!m->acts_memory || !m->grads_acts_memory || !m->inputs || !m->targets) return -1;
-        m->max_bt = (size_t)B * T;
+        m->inputs_memory = calloc(slots * bt, sizeof(int));
+        m->targets_memory = calloc(slots * bt, sizeof(int));
+        if (!m->acts_memory || !m->grads_acts_memory || !m->inputs_memory || !m->targets_memory)
+            return -1;
+        m->max_bt = bt;
     } else if (n > m->num_activations || (size_t)B * T > m->max_bt) {
         return -1;
     }
     memcpy(m->act_sizes, sizes, sizeof sizes);
-    point_activations(&m->acts, m->acts_memory, m->act_sizes);
+    point_activations(&m->acts, m->acts_memory + (size_t)m->slot * m->num_activations, sizes);
     point_activations(&m->grads_acts, m->grads_acts_memory, m->act_sizes);
+    m->inputs = m->inputs_memory + (size_t)m->slot * m->max_bt;
+    m->targets = m->targets_memory + (size_t)m->slot * m->max_bt;
     m->batch_size = B;
     m->seq_len = T;
     return 0;
+}
+
+int gpt2_prepare(gpt2* m, int B, int T, int slots)
+{
+    if (m->acts_memory != NULL || slots < 1 || B < 1 || T < 1 || T > m->config.max_seq_len)
+        return -1;
+    m->n_slots = slots;
+    m->slot = 0;
+    return ensure_activations(m, B, T);
+}
+
+void gpt2_use_slot(gpt2* m, int k)
+{
+    m->slot = k;
+    if (m->acts_memory != NULL) ensure_activations(m, m->batch_size, m->seq_len);
+}
+
+float* gpt2_stage_input(gpt2* m)
+{
+    return m->acts.encoded;
+}
+
+const float* gpt2_stage_output(const gpt2* m)
+{
+    size_t BTC = (size_t)m->batch_size * m->seq_len * m->config.channels;
+    return m->acts.residual3 + (size_t)(m->part.num_layers - 1) * BTC;
+}
+
+const float* gpt2_stage_input_grad(const gpt2* m)
+{
+    return m->grads_acts.encoded;
 }
 
 // ----------------------------------------------------------------------------
@@ -494,15 +582,21 @@ int gpt2_forward(gpt2* m, const int* inputs, const int* targets, int B, int T)
 {
     if (B < 1 || T < 1 || T > m->config.max_seq_len || ensure_activations(m, B, T) != 0) return -1;
     const gpt2_config* c = &m->config;
-    const int C = c->channels, L = c->num_layers, NH = c->num_heads, V = c->vocab_size;
+    const int C = c->channels, L = m->part.num_layers, NH = c->num_heads, V = c->vocab_size;
     const int Vp = c->padded_vocab_size;
     const size_t BTC = (size_t)B * T * C, BT = (size_t)B * T;
     parameter_tensors p = m->params;
     activation_tensors a = m->acts;
-    memcpy(m->inputs, inputs, BT * sizeof(int));
-    if (targets != NULL) memcpy(m->targets, targets, BT * sizeof(int));
+    if (m->part.embedding) {
+        memcpy(m->inputs, inputs, BT * sizeof(int));
+        encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
+    } // else a.encoded holds the previous stage's output
+    if (!m->part.head) {
+        targets = NULL;
+    } else if (targets != NULL) {
+        memcpy(m->targets, targets, BT * sizeof(int));
+    }
 
-    encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
     for (int l = 0; l < L; l++) {
         const float* residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BTC;
         float* l_ln1 = a.ln1 + l * BTC;
@@ -534,6 +628,10 @@ int gpt2_forward(gpt2* m, const int* inputs, const int* targets, int B, int T)
                        B * T, 4 * C, C);
         residual_forward(l_residual3, l_residual2, l_fcproj, BTC);
     }
+    if (!m->part.head) {
+        m->mean_loss = -1.0;
+        return 0;
+    }
     const float* last = a.residual3 + (size_t)(L - 1) * BTC;
     layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, last, p.lnfw, p.lnfb, B, T, C);
     matmul_forward(a.logits, a.lnf, p.wte, NULL, B * T, C, Vp); // LM head tied to wte
@@ -555,23 +653,27 @@ void gpt2_zero_grad(gpt2* m)
     memset(m->grads_memory, 0, m->num_parameters * sizeof(float));
 }
 
-void gpt2_backward(gpt2* m)
+void gpt2_backward(gpt2* m, const float* dout)
 {
     const gpt2_config* c = &m->config;
     const int B = m->batch_size, T = m->seq_len;
-    const int C = c->channels, L = c->num_layers, NH = c->num_heads, V = c->vocab_size;
+    const int C = c->channels, L = m->part.num_layers, NH = c->num_heads, V = c->vocab_size;
     const int Vp = c->padded_vocab_size;
     const size_t BTC = (size_t)B * T * C, BT = (size_t)B * T;
     parameter_tensors p = m->params, g = m->grads;
     activation_tensors a = m->acts, ga = m->grads_acts;
     memset(m->grads_acts_memory, 0, m->num_activations * sizeof(float));
 
-    crossentropy_softmax_backward(ga.logits, a.probs, m->targets, B, T, V, Vp);
-    matmul_backward(ga.lnf, g.wte, NULL, ga.logits, a.lnf, p.wte, B * T, C, Vp);
     const float* last = a.residual3 + (size_t)(L - 1) * BTC;
     float* dlast = ga.residual3 + (size_t)(L - 1) * BTC;
-    layernorm_backward(dlast, g.lnfw, g.lnfb, ga.lnf, last, p.lnfw, a.lnf_mean, a.lnf_rstd, B, T,
-                       C);
+    if (m->part.head) {
+        crossentropy_softmax_backward(ga.logits, a.probs, m->targets, B, T, V, Vp, m->loss_scale);
+        matmul_backward(ga.lnf, g.wte, NULL, ga.logits, a.lnf, p.wte, B * T, C, Vp);
+        layernorm_backward(dlast, g.lnfw, g.lnfb, ga.lnf, last, p.lnfw, a.lnf_mean, a.lnf_rstd, B,
+                           T, C);
+    } else {
+        memcpy(dlast, dout, BTC * sizeof(float));
+    }
     for (int l = L - 1; l >= 0; l--) {
         const float* residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BTC;
         float* dresidual = l == 0 ? ga.encoded : ga.residual3 + (size_t)(l - 1) * BTC;
@@ -597,13 +699,13 @@ void gpt2_backward(gpt2* m)
         layernorm_backward(dresidual, g.ln1w + l * C, g.ln1b + l * C, ga.ln1 + o1, residual,
                            p.ln1w + l * C, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, B, T, C);
     }
-    encoder_backward(g.wte, g.wpe, ga.encoded, m->inputs, B, T, C);
+    if (m->part.embedding) encoder_backward(g.wte, g.wpe, ga.encoded, m->inputs, B, T, C);
 }
 
 int gpt2_layout(const gpt2* m, edgc_tensor** out, size_t* n)
 {
     const gpt2_config* c = &m->config;
-    size_t C = (size_t)c->channels, L = (size_t)c->num_layers;
+    size_t C = (size_t)c->channels, L = (size_t)m->part.num_layers;
     // Per-layer matrices are separate entries: each is compressed as its own low-rank matrix.
     // rows/cols of each parameter tensor, or 0 for a vector that is passed as one entry
     const size_t mat_rows[NUM_PARAMETER_TENSORS] = {(size_t)c->padded_vocab_size,
@@ -628,6 +730,7 @@ int gpt2_layout(const gpt2* m, edgc_tensor** out, size_t* n)
     size_t k = 0, off = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         size_t size = m->param_sizes[i];
+        if (size == 0) continue; // not in this part
         if (mat_rows[i] == 0) { // vectors: one dense entry for the whole tensor
             t[k++] = (edgc_tensor){off, size, 1};
         } else {
@@ -659,7 +762,7 @@ void gpt2_free(gpt2* m)
     free(m->v_memory);
     free(m->acts_memory);
     free(m->grads_acts_memory);
-    free(m->inputs);
-    free(m->targets);
+    free(m->inputs_memory);
+    free(m->targets_memory);
     memset(m, 0, sizeof *m);
 }

@@ -16,17 +16,27 @@ float lr_at(int step, int total, int warmup, float lr, lr_schedule schedule)
     return (float)(min_lr + 0.5 * (lr - min_lr) * (1.0 + cos(3.141592653589793 * progress)));
 }
 
-double clip_grad_norm(float* grad, size_t n, double max_norm)
+double grad_sumsq(const float* grad, size_t n)
 {
     double sum = 0.0;
     for (size_t i = 0; i < n; i++)
         sum += (double)grad[i] * grad[i];
-    double norm = sqrt(sum);
+    return sum;
+}
+
+void clip_to_norm(float* grad, size_t n, double norm, double max_norm)
+{
     if (max_norm > 0.0 && norm > max_norm) {
         float s = (float)(max_norm / norm);
         for (size_t i = 0; i < n; i++)
             grad[i] *= s;
     }
+}
+
+double clip_grad_norm(float* grad, size_t n, double max_norm)
+{
+    double norm = sqrt(grad_sumsq(grad, n));
+    clip_to_norm(grad, n, norm, max_norm);
     return norm;
 }
 

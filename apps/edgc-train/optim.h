@@ -19,6 +19,10 @@ float lr_at(int step, int total, int warmup, float lr, lr_schedule schedule);
 /* Scales the gradient so its global L2 norm is at most max_norm (0: off). Returns the norm before
  * clipping. */
 double clip_grad_norm(float* grad, size_t n, double max_norm);
+/* The two halves of it, for a gradient spread over pipeline stages: the sum of squares, and the
+ * scaling given the global norm. */
+double grad_sumsq(const float* grad, size_t n);
+void clip_to_norm(float* grad, size_t n, double norm, double max_norm);
 /* One AdamW step; t is the 1-based step count for bias correction. */
 void adamw_update(gpt2* m, float lr, const adamw_config* c, int t);
 

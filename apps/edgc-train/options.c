@@ -49,7 +49,10 @@ void options_usage(FILE* f)
         "                       default: data/kjv.txt (the King James Bible, made by make run)\n"
         "  --val-data FILE      validation data; default: the last 10%% of --data\n"
         "training\n"
-        "  --batch B            sequences per rank per step (default 8)\n"
+        "  --batch B            sequences per data-parallel replica per step (default 8)\n"
+        "  --pp P               pipeline stages (default 1); the world is P x replicas, stage s\n"
+        "                       of replica d on rank s x replicas + d; 1F1B schedule\n"
+        "  --micro-batches M    micro-batches per step, M >= P, dividing --batch (default P)\n"
         "  --steps N            optimizer steps (default 600)\n"
         "  --lr X               peak learning rate (default 1e-3)\n"
         "  --lr-schedule S      constant | cosine (default cosine: to lr/10 at the end)\n"
@@ -165,6 +168,7 @@ options options_parse(int argc, char** argv)
         .nan_step = -1,
         .stop_after = 0,
         .keep_ckpt = 2,
+        .pp = 1,
         .lr = 1e-3f,
         .weight_decay = 0.01f,
         .grad_clip = 1.0f,
@@ -219,7 +223,9 @@ options options_parse(int argc, char** argv)
         O_RMAX_SLACK,
         O_WARM_SYNC,
         O_KEEP,
-        O_THREADS
+        O_THREADS,
+        O_PP,
+        O_MICRO
     };
     static const struct option longopts[] = {{"preset", required_argument, 0, O_PRESET},
                                              {"layers", required_argument, 0, O_LAYERS},
@@ -260,6 +266,8 @@ options options_parse(int argc, char** argv)
                                              {"stop-after", required_argument, 0, O_STOP},
                                              {"keep-checkpoints", required_argument, 0, O_KEEP},
                                              {"threads", required_argument, 0, O_THREADS},
+                                             {"pp", required_argument, 0, O_PP},
+                                             {"micro-batches", required_argument, 0, O_MICRO},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     opterr = 0;
@@ -385,6 +393,12 @@ options options_parse(int argc, char** argv)
         case O_THREADS:
             o.threads = (int)parse_long("--threads", optarg, 0, 4096);
             break;
+        case O_PP:
+            o.pp = (int)parse_long("--pp", optarg, 1, 1000);
+            break;
+        case O_MICRO:
+            o.micro = (int)parse_long("--micro-batches", optarg, 1, 1 << 20);
+            break;
         case O_KEEP:
             o.keep_ckpt = (int)parse_long("--keep-checkpoints", optarg, 1, 1 << 20);
             break;
@@ -396,6 +410,7 @@ options options_parse(int argc, char** argv)
         }
     }
     if (optind < argc) fail("unexpected argument '%s' (see --help)", argv[optind]);
+    if (o.micro == 0) o.micro = o.pp; /* the fewest a pipeline of --pp stages can run with */
     check_all(parse_error[0] == '\0', parse_error);
     return o;
 }
@@ -411,7 +426,7 @@ static const char* mode_text(const options* o, char* buf, size_t n)
 
 void options_agree(const options* o)
 {
-    enum { N = 28, LEN = 256 };
+    enum { N = 29, LEN = 256 };
     char v[N][LEN], mode[32];
     const char* names[N];
     size_t n = 0;
@@ -422,6 +437,7 @@ void options_agree(const options* o)
     AGREE("--heads", "%d", o->heads);
     AGREE("--seq", "%d", o->seq);
     AGREE("--batch", "%d", o->batch);
+    AGREE("--pp/--micro-batches", "%d/%d", o->pp, o->micro);
     AGREE("--steps", "%d", o->steps);
     AGREE("--lr", "%.9g", o->lr);
     AGREE("--lr-schedule", "%s", o->schedule == LR_COSINE ? "cosine" : "constant");

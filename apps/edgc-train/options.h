@@ -17,6 +17,7 @@ typedef struct options {
     int batch, steps, warmup, eval_every, eval_batches, print_every, hash_every, ckpt_every;
     int sample_len, nan_step, stop_after, keep_ckpt;
     int threads; /* 0: every CPU this rank may run on */
+    int pp, micro; /* pipeline stages, micro-batches per step */
     float lr, weight_decay, grad_clip;
     lr_schedule schedule;
     uint64_t seed;

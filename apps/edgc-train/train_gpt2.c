@@ -1,9 +1,11 @@
 /*
- * train_gpt2.c - edgc-train: trains a GPT-2 data-parallel over MPI, every gradient through
- * edgc_reducer (dense, static PowerSGD or EDGC). Rank 0 prints a progress line every few steps,
- * validation loss, and a summary with what the compression saved.
+ * train_gpt2.c - edgc-train: trains a GPT-2 over MPI, data-parallel and optionally pipelined
+ * (pipeline.h), every stage's gradient through its own edgc_reducer (dense, static PowerSGD or
+ * EDGC). Rank 0 prints a progress line every few steps, validation loss, and a summary with what
+ * the compression saved.
  *
  *   mpirun -np 2 edgc-train --preset tiny --compress edgc --steps 600
+ *   mpirun -np 4 edgc-train --preset tiny --pp 2 --micro-batches 4
  *
  * Every error is one line naming the problem, and every rank exits non-zero: checks that can
  * differ between ranks (files) are agreed with an allreduce before anyone acts on them.
@@ -27,6 +29,7 @@
 #include "gpt2.h"
 #include "optim.h"
 #include "options.h"
+#include "pipeline.h"
 #include "ranks.h"
 
 /* The model shape: --init's header (init, already read), or the preset with explicit overrides. */
@@ -91,27 +94,25 @@ static const char* phase_name(const edgc_step_stats* s)
                                            : "compress";
 }
 
-/* Mean validation loss over the first eval_batches windows, split across ranks. */
-static double evaluate(gpt2* m, const token_data* val, int B, int T, int n_batches, int* in,
-                       int* tg)
+/* Mean validation loss over the first eval_batches windows, split across the replicas. */
+static double evaluate(pipeline* q, gpt2* m, const token_data* val, int B, int T, int n_batches,
+                       int* in, int* tg)
 {
-    double sum = 0.0;
-    for (int k = g_rank; k < n_batches; k += g_world) {
+    double sum = 0.0; /* only the last stage has losses; the others add 0 */
+    for (int k = q->replica; k < n_batches; k += q->replicas) {
         data_batch(val, (size_t)k, B, T, in, tg);
-        gpt2_forward(m, in, tg, B, T);
-        sum += m->mean_loss;
+        sum += pipe_eval_batch(q, m, in, tg);
     }
     MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     return sum / n_batches;
 }
 
-/* Stops every rank if the weights differ anywhere: data-parallel replicas must stay identical. */
-static void check_weights_agree(const gpt2* m, int step)
+/* Stops every rank if the weights differ anywhere: data-parallel replicas must stay identical,
+ * and so must the two copies of the tied embedding in a pipeline. */
+static void check_weights_agree(const pipeline* q, const gpt2* m, int step)
 {
-    uint64_t h = ckpt_hash(m->params_memory, m->num_parameters * sizeof(float)), lo = h, hi = h;
-    MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
-    if (lo != hi) die("step %d: the weights differ between ranks (hash check failed)", step);
+    if (!pipe_weights_agree(q, m))
+        die("step %d: the weights differ between replicas (hash check failed)", step);
 }
 
 /* Stops every rank when the ranks loaded different data (the names may differ, the tokens not). */
@@ -126,8 +127,8 @@ static void agree_data(const token_data* train, const token_data* val)
                  (const char*[]){a, b}, 2);
 }
 
-static void save_checkpoint(const options* o, const gpt2* m, edgc_reducer* red, int next_step,
-                            double elapsed)
+static void save_checkpoint(const options* o, const pipeline* q, const gpt2* m, gpt2* whole,
+                            edgc_reducer* red, int next_step, double elapsed)
 {
     size_t need = 0, wrote = 0;
     edgc_reducer_state_size(red, &need);
@@ -142,7 +143,8 @@ static void save_checkpoint(const options* o, const gpt2* m, edgc_reducer* red, 
                       .seed = o->seed,
                       .params_hash = ckpt_hash(m->params_memory, m->num_parameters * 4),
                       .elapsed_s = elapsed};
-    ckdir_save(o->out, o->keep_ckpt, m, &st, blob, wrote);
+    pipe_gather(q, m, whole);
+    ckdir_save(o->out, o->keep_ckpt, whole, m, q->stages, &st, blob, wrote);
     free(blob);
 }
 
@@ -240,15 +242,28 @@ int main(int argc, char** argv)
     if (data_windows(&val, B, T) == 0)
         die("validation data: %zu tokens, too short for one batch of %d x %d + 1", val.n, B, T);
 
-    /* model */
-    gpt2 model;
-    if (gpt2_build(&model, &cfg) != 0) die("out of memory for %d-layer model", cfg.num_layers);
+    /* the grid, and this stage's part of the model: the whole model without a pipeline. With
+     * one, `whole` holds the whole model's weights where they are read or written whole: on
+     * every rank until the start (initialisation, --init, --resume), then on rank 0 (checkpoints,
+     * sampling). */
+    pipeline q;
+    pipe_init(&q, o.pp, o.micro, B, T, &cfg);
+    const int P = q.stages, D = q.replicas, last_stage = q.stage == P - 1;
+    gpt2_part part = pipe_part(&q, &cfg), entire = {0, cfg.num_layers, 1, 1};
+    gpt2 model, whole_store;
+    gpt2* whole = &model;
+    if (gpt2_build_part(&model, &cfg, &part, 0) != 0 ||
+        (P > 1 && gpt2_build_part(&whole_store, &cfg, &entire, 1) != 0))
+        die("out of memory for %d-layer model", cfg.num_layers);
+    if (P > 1) whole = &whole_store;
     if (o.init != NULL) {
-        check_all(ckpt_load_model(o.init, &model, NULL, why, sizeof why) == 0, why);
+        check_all(ckpt_load_model(o.init, whole, NULL, why, sizeof why) == 0, why);
     } else {
-        gpt2_init_weights(&model, o.seed);
+        gpt2_init_weights(whole, o.seed);
     }
-    check_weights_agree(&model, 0); /* e.g. different --init files of the same shape */
+    if (P > 1) gpt2_part_transfer(&cfg, &part, whole->params_memory, model.params_memory, 0);
+    check_weights_agree(&q, &model, 0); /* e.g. different --init files of the same shape */
+    pipe_prepare(&q, &model);
     int* inputs = malloc((size_t)B * T * sizeof(int));
     int* targets = malloc((size_t)B * T * sizeof(int));
     if (inputs == NULL || targets == NULL) die("out of memory for a batch of %d x %d", B, T);
@@ -272,10 +287,17 @@ int main(int argc, char** argv)
     rc.rmax_slack = o.rmax_slack;
     rc.warmup_sync = o.warmup_sync;
     rc.seed = 714;
-    if (edgc_config_check(&rc, &layout, why, sizeof why) != EDGC_OK) die("compression: %s", why);
+    rc.pipeline_stage = q.stage;
+    rc.pipeline_stages = P;
+    /* the layouts differ between stages, so each stage checks its own and all agree on it */
+    char cwhy[512] = "";
+    int cok = edgc_config_check(&rc, &layout, cwhy, sizeof cwhy) == EDGC_OK;
+    snprintf(why, sizeof why, "compression: %s", cwhy);
+    check_all(cok, why);
     edgc_reducer* red = NULL;
-    edgc_status st = edgc_reducer_create_mpi(MPI_COMM_WORLD, &rc, &layout, &red);
-    if (st != EDGC_OK) die("cannot create the reducer: %s", edgc_status_str(st));
+    edgc_status st = edgc_reducer_create_mpi(q.dp, &rc, &layout, &red);
+    snprintf(why, sizeof why, "cannot create the reducer: %s", edgc_status_str(st));
+    check_all(st == EDGC_OK, why);
 
     /* resume */
     int start = 0;
@@ -285,7 +307,8 @@ int main(int argc, char** argv)
         train_state ts;
         void* blob = NULL;
         size_t blob_len = 0;
-        ckdir_resume(o.resume, &model, &ts, &blob, &blob_len, used, sizeof used);
+        ckdir_resume(o.resume, whole, &model, P, &ts, &blob, &blob_len, used, sizeof used);
+        if (P > 1) gpt2_part_transfer(&cfg, &part, whole->params_memory, model.params_memory, 0);
         int ok = 1;
         if (ts.world != g_world || ts.batch != B || ts.seq != T) {
             snprintf(why, sizeof why,
@@ -313,18 +336,34 @@ int main(int argc, char** argv)
         check_all(ok, why);
         st = edgc_reducer_load(red, blob, blob_len);
         free(blob);
-        if (st != EDGC_OK) die("%s: reducer state: %s", used, edgc_reducer_last_error(red));
+        snprintf(why, sizeof why, "%s: reducer state: %s", used, edgc_reducer_last_error(red));
+        check_all(st == EDGC_OK, why); /* each stage's reducer agreed over its replicas only */
         start = (int)ts.step;
         elapsed_before = ts.elapsed_s;
         say("resuming from %s (step %d)\n", used, start);
+    }
+    if (P > 1 && g_rank != 0) { /* from here on only rank 0 reads or writes the whole model */
+        gpt2_free(&whole_store);
+        whole = NULL;
     }
 
     say("edgc-train | %d ranks x %d threads | model L=%d C=%d NH=%d T=%d V=%d | %.2f M "
         "parameters\n",
         g_world, threads, cfg.num_layers, cfg.channels, cfg.num_heads, T, cfg.vocab_size,
-        model.num_parameters / 1e6);
-    say("data %s: %zu train / %zu val tokens | batch %d x %d per rank | %d steps from %d\n", o.data,
-        train.n, val.n, B, T, o.steps, start);
+        gpt2_part_size(&cfg, &entire) / 1e6);
+    if (P > 1) {
+        say("pipeline: %d stages x %d replicas (rank = stage x %d + replica) | 1F1B, %d "
+            "micro-batches of %d | layers",
+            P, D, D, q.micro, q.mb);
+        for (int k = 0; k < P; k++) {
+            gpt2_part pk = gpt2_stage_part(cfg.num_layers, P, k);
+            say(" %s%d-%d%s", pk.embedding ? "emb+" : "", pk.first_layer,
+                pk.first_layer + pk.num_layers - 1, pk.head ? "+head" : "");
+        }
+        say("\n");
+    }
+    say("data %s: %zu train / %zu val tokens | batch %d x %d per %s | %d steps from %d\n", o.data,
+        train.n, val.n, B, T, P > 1 ? "replica" : "rank", o.steps, start);
     say("compression: %s", o.mode == EDGC_MODE_DENSE      ? "dense"
                            : o.mode == EDGC_MODE_POWERSGD ? "powersgd"
                                                           : "edgc");
@@ -343,18 +382,24 @@ int main(int argc, char** argv)
             "(pass a smaller --window)\n",
             window);
 
+    /* --log: stage 0 writes it; in a pipeline every later stage writes LOG.stageS alongside */
     FILE* log = NULL;
-    if (o.log != NULL && g_rank == 0) {
-        log = fopen(o.log, start > 0 ? "a" : "w");
+    char log_path[4096] = "";
+    if (o.log != NULL && q.replica == 0) {
+        if (q.stage == 0)
+            snprintf(log_path, sizeof log_path, "%s", o.log);
+        else
+            snprintf(log_path, sizeof log_path, "%s.stage%d", o.log, q.stage);
+        log = fopen(log_path, start > 0 ? "a" : "w");
         if (log == NULL)
-            fprintf(stderr, "edgc-train: cannot write --log %s: %s\n", o.log, strerror(errno));
+            fprintf(stderr, "edgc-train: cannot write --log %s: %s\n", log_path, strerror(errno));
     }
-    int log_ok = o.log == NULL || g_rank != 0 || log != NULL;
+    int log_ok = o.log == NULL || q.replica != 0 || log != NULL;
     MPI_Allreduce(MPI_IN_PLACE, &log_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (!log_ok) die("cannot write --log %s", o.log);
 
     adamw_config ac = {0.9f, 0.95f, 1e-8f, o.weight_decay};
-    double t_fwd = 0, t_bwd = 0, t_sync = 0, t_opt = 0, t_eval = 0, t_begin = now_s();
+    double t_fwd = 0, t_bwd = 0, t_wait = 0, t_sync = 0, t_opt = 0, t_eval = 0, t_begin = now_s();
     int r_max_seen = -1; /* last r_max reported; -1: none yet */
     double val_loss = NAN;
     edgc_step_stats s = {0};
@@ -363,44 +408,45 @@ int main(int argc, char** argv)
     for (int step = start; step < o.steps; step++) {
         float lr = lr_at(step, o.steps, o.warmup, o.lr, o.schedule);
         double t0 = now_s();
-        data_batch(&train, (size_t)step * g_world + g_rank, B, T, inputs, targets);
-        gpt2_forward(&model, inputs, targets, B, T);
-        double tf = now_s();
-        gpt2_zero_grad(&model);
-        gpt2_backward(&model);
+        data_batch(&train, (size_t)step * D + q.replica, B, T, inputs, targets);
+        double batch_loss = pipe_train_step(&q, &model, inputs, targets);
         if (step == o.nan_step && g_rank == 0) model.grads_memory[0] = NAN;
         double t1 = now_s();
         st = edgc_reducer_step(red, model.grads_memory, &s);
         double t2 = now_s();
-        if (st == EDGC_ERR_NONFINITE) {
+        pipe_sum_tied(&q, &model);
+        int outcome = st == EDGC_OK ? 0 : st == EDGC_ERR_NONFINITE ? 1 : 2;
+        if (outcome == 2)
+            fprintf(stderr, "edgc-train: rank %d: step %d: %s\n", g_rank, step + 1,
+                    edgc_reducer_last_error(red));
+        double norm = pipe_clip(&q, &model, o.grad_clip, &outcome);
+        t_fwd += q.forward_ms * 1e-3;
+        t_bwd += q.backward_ms * 1e-3;
+        t_wait += t1 - t0 - (q.forward_ms + q.backward_ms) * 1e-3;
+        if (outcome == 2) die("step %d: gradient synchronisation failed (see above)", step + 1);
+        if (outcome == 1) {
             say("step %d: non-finite gradient on some rank; step skipped on all ranks\n", step + 1);
             skipped++;
-            t_fwd += tf - t0;
-            t_bwd += t1 - tf;
             continue;
         }
-        if (st != EDGC_OK) die("step %d: %s", step + 1, edgc_reducer_last_error(red));
-        double norm = clip_grad_norm(model.grads_memory, model.num_parameters, o.grad_clip);
         adamw_update(&model, lr, &ac, step + 1);
         double t3 = now_s();
-        t_fwd += tf - t0;
-        t_bwd += t1 - tf;
         t_sync += t2 - t1;
         t_opt += t3 - t2;
         sent_total = s.total_sent;
         dense_total = s.total_dense;
-        double loss = model.mean_loss;
+        double loss = last_stage ? batch_loss : 0.0; /* the replicas' mean, from the last stage */
         MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-        loss /= g_world;
+        loss /= D;
 
         int stop_now = o.stop_after > 0 && step + 1 == o.stop_after;
         int last = step + 1 == o.steps || stop_now;
         if (o.hash_every > 0 && ((step + 1) % o.hash_every == 0 || last))
-            check_weights_agree(&model, step + 1);
+            check_weights_agree(&q, &model, step + 1);
         int eval_now = (o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last;
         if (eval_now) {
             double te = now_s();
-            val_loss = evaluate(&model, &val, B, T, o.eval_batches, inputs, targets);
+            val_loss = evaluate(&q, &model, &val, B, T, o.eval_batches, inputs, targets);
             t_eval += now_s() - te;
         }
         if (o.mode == EDGC_MODE_EDGC && o.r_max == 0 && s.phase != EDGC_PHASE_PROFILE &&
@@ -423,16 +469,17 @@ int main(int argc, char** argv)
                     "\"rank\":%d,\"phase\":\"%s\",\"entropy\":%s,\"compression_error\":%s,"
                     "\"bytes_sent\":%llu,\"bytes_dense\":%llu,\"total_sent\":%llu,"
                     "\"sync_ms\":%.4g,\"forward_ms\":%.4g,\"backward_ms\":%.4g,"
-                    "\"optimizer_ms\":%.4g,\"time_s\":%.4f}\n",
+                    "\"optimizer_ms\":%.4g,\"stage\":%d,\"wait_ms\":%.4g,\"time_s\":%.4f}\n",
                     step + 1, loss, vl, lr, norm, s.rank, phase_name(&s), h, ce,
                     (unsigned long long)s.bytes_sent, (unsigned long long)s.bytes_dense,
-                    (unsigned long long)s.total_sent, (t2 - t1) * 1e3, (tf - t0) * 1e3,
-                    (t1 - tf) * 1e3, (t3 - t2) * 1e3, elapsed_before + now_s() - t_begin - t_eval);
+                    (unsigned long long)s.total_sent, (t2 - t1) * 1e3, q.forward_ms,
+                    q.backward_ms, (t3 - t2) * 1e3, q.stage, q.wait_ms,
+                    elapsed_before + now_s() - t_begin - t_eval);
             fflush(log);
         }
         if ((step + 1) % o.print_every == 0 || last || step == start) {
             double spent = now_s() - t_begin;
-            double tok_s = (double)(step + 1 - start) * B * T * g_world / spent;
+            double tok_s = (double)(step + 1 - start) * B * T * D / spent;
             char eta[32];
             fmt_duration(eta, sizeof eta, spent / (step + 1 - start) * (o.steps - step - 1));
             say("step %5d/%d | loss %.4f | %7.0f tok/s | %-8s r=%-3d | %6.3f / %6.3f MB | "
@@ -442,7 +489,8 @@ int main(int argc, char** argv)
         }
         if (eval_now) say("step %5d/%d | val loss %.4f\n", step + 1, o.steps, val_loss);
         if (o.out != NULL && ((o.ckpt_every > 0 && (step + 1) % o.ckpt_every == 0) || last))
-            save_checkpoint(&o, &model, red, step + 1, elapsed_before + now_s() - t_begin);
+            save_checkpoint(&o, &q, &model, whole, red, step + 1,
+                            elapsed_before + now_s() - t_begin);
         if (stop_now) {
             say("stopped after step %d as asked (--stop-after)%s\n", step + 1,
                 o.out ? "; continue with --resume" : "");
@@ -452,10 +500,16 @@ int main(int argc, char** argv)
     }
     double total_s = now_s() - t_begin;
     if (log != NULL) fclose(log);
-    if (start >= o.steps) val_loss = evaluate(&model, &val, B, T, o.eval_batches, inputs, targets);
+    if (start >= o.steps)
+        val_loss = evaluate(&q, &model, &val, B, T, o.eval_batches, inputs, targets);
+    /* bytes: every stage's, summed over the replica's pipeline */
+    uint64_t bytes[2] = {sent_total, dense_total};
+    MPI_Allreduce(MPI_IN_PLACE, bytes, 2, MPI_UINT64_T, MPI_SUM, q.pp);
+    sent_total = bytes[0];
+    dense_total = bytes[1];
 
-    double busy = t_fwd + t_bwd + t_sync + t_opt;
-    double tok_s = (o.steps - start) * (double)B * T * g_world / total_s;
+    double busy = t_fwd + t_bwd + t_wait + t_sync + t_opt;
+    double tok_s = (o.steps - start) * (double)B * T * D / total_s;
     double gflops = gpt2_flops_per_token(&cfg, T) * tok_s / 1e9;
     double ratio = sent_total ? (double)dense_total / sent_total : 1.0;
     say("\ndone: %d steps in %.1f s | final val loss %.4f", o.steps - start, total_s, val_loss);
@@ -463,9 +517,11 @@ int main(int argc, char** argv)
     say("\nsent %.1f MB vs %.1f MB dense: %.1fx less\n", sent_total / 1e6, dense_total / 1e6,
         ratio);
     say("time: forward %.1f s (%.0f%%), backward %.1f s (%.0f%%), sync %.1f s (%.0f%%), "
-        "optimizer %.1f s (%.0f%%)\n",
+        "optimizer %.1f s (%.0f%%)",
         t_fwd, 100 * t_fwd / busy, t_bwd, 100 * t_bwd / busy, t_sync, 100 * t_sync / busy, t_opt,
         100 * t_opt / busy);
+    if (P > 1) say(", pipeline wait %.1f s (%.0f%%)", t_wait, 100 * t_wait / busy);
+    say("%s\n", P > 1 ? " (stage 0)" : "");
     say("throughput: %.0f tokens/s, %.2f GFLOP/s (model flops)\n", tok_s, gflops);
     if (o.mode == EDGC_MODE_EDGC && isfinite(s.dense_sync_ms)) {
         /* the profile timed dense steps on this very link: what a dense run would have paid */
@@ -477,13 +533,16 @@ int main(int argc, char** argv)
     }
     /* one machine-readable line for scripts */
     say("summary: steps=%d val_loss=%.5f sent_mb=%.3f dense_mb=%.3f tok_s=%.1f gflops=%.3f "
-        "fwd_pct=%.1f bwd_pct=%.1f sync_pct=%.1f opt_pct=%.1f train_s=%.2f\n",
+        "fwd_pct=%.1f bwd_pct=%.1f sync_pct=%.1f opt_pct=%.1f wait_pct=%.1f train_s=%.2f\n",
         o.steps - start, val_loss, sent_total / 1e6, dense_total / 1e6, tok_s, gflops,
         100 * t_fwd / busy, 100 * t_bwd / busy, 100 * t_sync / busy, 100 * t_opt / busy,
-        total_s - t_eval);
-    generate(&model, o.sample_len, o.seed);
+        100 * t_wait / busy, total_s - t_eval);
+    if (o.sample_len > 0) pipe_gather(&q, &model, whole);
+    generate(whole, o.sample_len, o.seed);
 
     edgc_reducer_free(red);
+    pipe_free(&q);
+    if (whole != NULL && whole != &model) gpt2_free(whole);
     free(tensors);
     free(inputs);
     free(targets);
