@@ -389,6 +389,8 @@ typedef struct edgc_step_stats {
                                   dense or without error feedback */
     double dense_sync_ms;     /* edgc mode: the profiled dense sync time (what a dense step would
                                  have cost on this link); NaN when not profiled */
+    double wam_budget_ms;     /* pipeline stage > 0: the sync-time budget T0 + stage * t_mb of the
+                                 current window's rank; NaN when it did not come from timings */
 } edgc_step_stats;
 
 typedef struct edgc_reducer edgc_reducer;
@@ -427,6 +429,26 @@ EDGC_API edgc_status edgc_reducer_save(const edgc_reducer* r, void* buf, size_t 
  *  worker); EDGC_ERR_MISMATCH (the blob is from another config or layout); EDGC_ERR_NOMEM;
  *  EDGC_ERR_COMM. */
 EDGC_API edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t len);
+/** WAM across pipeline stages (docs/ALGORITHM.md, 7), with one reducer per stage over that
+ *  stage's data-parallel workers. Before each step, stage 0 reads its lead with
+ *  edgc_reducer_wam_lead() and sends it down its pipeline; every later stage passes it to
+ *  edgc_reducer_wam_follow() with its own backward time per micro-batch. At each window boundary
+ *  such a stage then takes edgc_wam_stage_rank() over its own profile (dense when the budget
+ *  exceeds its dense time or r_max), or stage 0's rank within its bounds when there are no timings
+ *  to align with (r_max given). Stage 0 and PP = 1 are unaffected. */
+typedef struct edgc_wam_lead {
+    int rank;            /* stage 0's rank for its next step; 0 = dense */
+    double predicted_ms; /* its profile's sync time at that rank; NaN when not profiled */
+} edgc_wam_lead;
+/** Stage 0: the lead for the coming step (fixes that step's plan). In dense and powersgd modes the
+ *  rank is 0 or the static rank, the time NaN. Local. @return EDGC_OK, EDGC_ERR_INVALID_ARG. */
+EDGC_API edgc_status edgc_reducer_wam_lead(edgc_reducer* r, edgc_wam_lead* out);
+/** Stage > 0: stage 0's lead and this worker's backward time per micro-batch in ms (NaN when not
+ *  measured yet; the workers' times are agreed, max, in the next step). Local; nothing happens in
+ *  dense and powersgd modes. @return EDGC_OK, EDGC_ERR_INVALID_ARG (NULL, a negative rank or
+ *  time, or this reducer is stage 0). */
+EDGC_API edgc_status edgc_reducer_wam_follow(edgc_reducer* r, const edgc_wam_lead* lead,
+                                             double backward_mb_ms);
 /** A message about the last failure on this reducer ("" if none); valid until the next call. */
 EDGC_API const char* edgc_reducer_last_error(const edgc_reducer* r);
 EDGC_API void edgc_reducer_free(edgc_reducer* r);

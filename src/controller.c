@@ -46,6 +46,11 @@ struct edgc_controller {
     int win_err_n, win_sync_n;
     double err_ref;   /* error rule: the first compressed window's mean error (at r_max) */
     double drift_ref; /* measured / predicted sync time in the first window after profiling */
+
+    /* WAM, pipeline stages > 0: stage 0's report and this stage's agreed backward time per
+     * micro-batch; the rank at each window boundary follows from them */
+    int wam_have, wam_lead_rank;
+    double wam_t0, wam_tmb, wam_budget; /* budget: T0 + stage t_mb of the last decision */
 };
 
 static int min_int(int a, int b)
@@ -109,6 +114,7 @@ edgc_status edgc_controller_create(const edgc_config* cfg, const edgc_layout* la
     c->cfg = *cfg;
     c->window = edgc_config_window(cfg);
     c->h_ref = c->err_ref = c->drift_ref = NAN;
+    c->wam_t0 = c->wam_tmb = c->wam_budget = NAN;
     c->prof.base_ms = c->prof.compute_ms = NAN;
     c->sample_every = (uint64_t)llround(1.0 / cfg->alpha);
     c->n_w = (size_t)((uint64_t)c->window / c->sample_every);
@@ -177,6 +183,49 @@ static int decide_rank(edgc_controller* c)
     return edgc__smooth_rank(target, c->rank_cur, b);
 }
 
+/* WAM, stage p > 0: the rank that spends the slack of p micro-batch backwards the 1F1B schedule
+ * leaves this stage (edgc_wam_stage_rank over its own profile); without timings to align with
+ * (r_max given, nothing profiled or measured yet), stage 0's rank within this stage's bounds. */
+static int follow_rank(edgc_controller* c)
+{
+    const edgc__profiler* p = &c->prof;
+    int stage = c->cfg.pipeline_stage, rank;
+    c->wam_budget = NAN;
+    if (p->n > 0 && isfinite(p->base_ms) && isfinite(c->wam_t0) && isfinite(c->wam_tmb)) {
+        edgc_profile own = {p->ranks, p->ms, p->n, p->base_ms};
+        if (edgc_wam_stage_rank(&own, c->wam_t0, stage, c->wam_tmb, c->r_max, &rank) == EDGC_OK) {
+            c->wam_budget = c->wam_t0 + stage * c->wam_tmb;
+            return rank;
+        }
+    }
+    if (c->wam_lead_rank == 0) return 0;
+    return c->wam_lead_rank < c->r_min   ? c->r_min
+           : c->wam_lead_rank > c->r_max ? c->r_max
+                                         : c->wam_lead_rank;
+}
+
+void edgc__controller_wam_lead(edgc_controller* c, int rank, double t0_ms)
+{
+    c->wam_have = 1;
+    c->wam_lead_rank = rank;
+    c->wam_t0 = t0_ms;
+}
+
+void edgc__controller_wam_tmb(edgc_controller* c, double tmb_ms)
+{
+    if (isfinite(tmb_ms)) c->wam_tmb = tmb_ms;
+}
+
+double edgc__controller_wam_budget(const edgc_controller* c)
+{
+    return c->wam_budget;
+}
+
+double edgc__controller_predict(const edgc_controller* c, int rank)
+{
+    return edgc__profiler_predict(&c->prof, rank);
+}
+
 /* At a window boundary: has the link changed since it was profiled? The measured sync time over
  * the window is compared with the profile's prediction for the ranks used; the first window after
  * a profile sets the reference ratio (untimed steps also wait for the slowest worker). A change by
@@ -238,7 +287,8 @@ edgc_status edgc_controller_plan(edgc_controller* c, edgc_plan* out)
             start_profile(c, c->step >= s0 ? c->step - s0 : 0);
             c->drift_ref = c->err_ref = NAN;
         } else if (c->r_max > 0) {
-            c->rank_cur = decide_rank(c);
+            int led = c->cfg.pipeline_stage > 0 && c->wam_have;
+            c->rank_cur = led ? follow_rank(c) : decide_rank(c);
         }
         reset_window(c);
     }
@@ -362,6 +412,11 @@ edgc_status edgc__controller_save(const edgc_controller* c, edgc__writer* w)
     PUT(c->win_sync_n);
     PUT(c->err_ref);
     PUT(c->drift_ref);
+    PUT(c->wam_have);
+    PUT(c->wam_lead_rank);
+    PUT(c->wam_t0);
+    PUT(c->wam_tmb);
+    PUT(c->wam_budget);
     return EDGC_OK;
 }
 
@@ -404,9 +459,15 @@ edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r)
     GET(c->win_sync_n);
     GET(c->err_ref);
     GET(c->drift_ref);
+    GET(c->wam_have);
+    GET(c->wam_lead_rank);
+    GET(c->wam_t0);
+    GET(c->wam_tmb);
+    GET(c->wam_budget);
     if (r->bad) return EDGC_ERR_CORRUPT;
     /* A blob that passed its checksum but holds values this code would index with. */
     if (c->rank_cur < 0 || c->r_max < 0 || c->r_min < 0 || c->plan.rank < 0 || c->prev_rank < 0 ||
+        c->wam_lead_rank < 0 ||
         (c->g_stage != NULL && c->r_max > c->rank_cap))
         return EDGC_ERR_CORRUPT;
     return EDGC_OK;

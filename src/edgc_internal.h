@@ -186,6 +186,14 @@ uint64_t edgc__fnv1a(uint64_t h, const void* p, size_t n);
 /* Hash of every config field and every layout entry (field by field: no padding bytes). */
 uint64_t edgc__config_layout_hash(const edgc_config* c, const edgc_layout* l);
 
+/* WAM (pipeline stage > 0): stage 0's rank and predicted sync time for the coming step, and this
+ * stage's backward time per micro-batch agreed across its replicas (NaN: keep the last). */
+void edgc__controller_wam_lead(edgc_controller* c, int rank, double t0_ms);
+void edgc__controller_wam_tmb(edgc_controller* c, double tmb_ms);
+/* T0 + stage t_mb of the last aligned decision; NaN when none was aligned on timings. */
+double edgc__controller_wam_budget(const edgc_controller* c);
+/* The profile's sync time at `rank` (rank 0: dense), clamped to the measured ranks; NaN unknown. */
+double edgc__controller_predict(const edgc_controller* c, int rank);
 edgc_status edgc__controller_save(const edgc_controller* c, edgc__writer* w);
 edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r);
 edgc_status edgc__powersgd_save(const edgc_powersgd* ps, edgc__writer* w);

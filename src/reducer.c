@@ -19,7 +19,7 @@
 #include <time.h>
 
 #define BLOB_MAGIC   "EDGCRED1"
-#define BLOB_VERSION 2u
+#define BLOB_VERSION 3u
 #define BLOB_BOM     0x01020304u
 #define BLOB_HEADER  (8 + 4 + 4 + 8 + 8)
 
@@ -38,6 +38,7 @@ struct edgc_reducer {
      * collective): the controller's drift detection and error rule read them */
     double last_end_ms; /* when the previous step returned; 0 before the first */
     double prev_sync_ms, prev_error;
+    double wam_tmb_ms; /* WAM follower: backward time per micro-batch, agreed in the next step */
     FILE* log;
     char err[256];
     void* owned; /* freed with owned_free at free(): e.g. the MPI communicator it was made with */
@@ -134,7 +135,7 @@ edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layout* layou
     }
     memcpy(r->tensors, layout->tensors, layout->n_tensors * sizeof *r->tensors);
     r->layout = (edgc_layout){r->tensors, layout->n_tensors, layout->total};
-    r->prev_sync_ms = r->prev_error = NAN;
+    r->prev_sync_ms = r->prev_error = r->wam_tmb_ms = NAN;
     st = build_parts(r, &r->ps, &r->ctl);
     if (st == EDGC_OK) st = edgc_gds_create(cfg->beta, cfg->bins, &r->gds);
     /* Creation may still fail on one worker (memory): agree, so all fail together. */
@@ -219,7 +220,7 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     EDGC_RETURN_IF(r == NULL || grad == NULL, EDGC_ERR_INVALID_ARG);
     r->err[0] = '\0';
     edgc_step_stats s = {.mode = r->cfg.mode, .phase = EDGC_PHASE_COMPRESS};
-    s.entropy = s.entropy_scaled = s.compression_error = s.dense_sync_ms = NAN;
+    s.entropy = s.entropy_scaled = s.compression_error = s.dense_sync_ms = s.wam_budget_ms = NAN;
     edgc_plan plan = {.step = r->step, .phase = EDGC_PHASE_COMPRESS};
     edgc_status st;
     if (r->cfg.mode == EDGC_MODE_EDGC) {
@@ -233,17 +234,17 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     s.phase = plan.phase;
 
     /* One agreement per step: any non-finite gradient, the rank (equal on every worker by
-     * construction; the max makes sure nothing diverges), and the previous step's sync time (us)
-     * and compression error (x 1e6), which cost nothing extra here. */
+     * construction; the max makes sure nothing diverges), and the previous step's sync time (us),
+     * compression error (x 1e6) and WAM backward time (us), which cost nothing extra here. */
     double t_enter = now_ms();
     double compute_ms = r->last_end_ms > 0.0 ? t_enter - r->last_end_ms : NAN;
     int bad_here = r->cfg.check_finite && has_nonfinite(grad, r->layout.total);
     /* Room for a higher rank is allocated now, before anything changes, so a worker that runs out
      * of memory says so in the agreement instead of leaving the others in a collective. */
     int nomem_here = plan.rank > 0 && edgc__powersgd_reserve(r->ps, plan.rank) != EDGC_OK;
-    int32_t v[5] = {bad_here, plan.rank, nomem_here, micro(r->prev_sync_ms),
-                    micro(r->prev_error * 1e3)};
-    if ((st = agree_max(&r->comm, v, 5)) != EDGC_OK) return fail(r, st, "agreement");
+    int32_t v[6] = {bad_here, plan.rank, nomem_here, micro(r->prev_sync_ms),
+                    micro(r->prev_error * 1e3), micro(r->wam_tmb_ms)};
+    if ((st = agree_max(&r->comm, v, 6)) != EDGC_OK) return fail(r, st, "agreement");
     if (v[0]) {
         snprintf(r->err, sizeof r->err,
                  "step %llu: non-finite gradient on %s worker; step skipped, state unchanged",
@@ -287,6 +288,9 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
         double compute;
         int profiles;
         edgc_controller_profiled(r->ctl, &s.dense_sync_ms, &compute, &profiles);
+        s.wam_budget_ms = edgc__controller_wam_budget(r->ctl);
+        /* for the decisions of later steps: equal on every worker of this stage */
+        edgc__controller_wam_tmb(r->ctl, from_micro(v[5]));
     } else {
         r->step++;
     }
@@ -326,20 +330,21 @@ static void json_num(char* out, size_t cap, double v)
 edgc_status edgc_stats_json(const edgc_step_stats* s, char* buf, size_t cap)
 {
     EDGC_RETURN_IF(s == NULL || buf == NULL, EDGC_ERR_INVALID_ARG);
-    char sync[32], h[32], hs[32], err[32], dms[32];
+    char sync[32], h[32], hs[32], err[32], dms[32], wam[32];
     json_num(sync, sizeof sync, s->sync_ms);
     json_num(h, sizeof h, s->entropy_sampled ? s->entropy : NAN);
     json_num(hs, sizeof hs, s->entropy_sampled ? s->entropy_scaled : NAN);
     json_num(err, sizeof err, s->compression_error);
     json_num(dms, sizeof dms, s->dense_sync_ms);
+    json_num(wam, sizeof wam, s->wam_budget_ms);
     int n = snprintf(buf, cap,
                      "{\"step\":%llu,\"mode\":\"%s\",\"phase\":\"%s\",\"rank\":%d,\"r_min\":%d,"
                      "\"r_max\":%d,\"bytes_sent\":%llu,\"bytes_dense\":%llu,\"sync_ms\":%s,"
                      "\"entropy\":%s,\"entropy_scaled\":%s,\"compression_error\":%s,"
-                     "\"dense_sync_ms\":%s}\n",
+                     "\"dense_sync_ms\":%s,\"wam_budget_ms\":%s}\n",
                      (unsigned long long)s->step, mode_name(s->mode), phase_name(s->phase), s->rank,
                      s->r_min, s->r_max, (unsigned long long)s->bytes_sent,
-                     (unsigned long long)s->bytes_dense, sync, h, hs, err, dms);
+                     (unsigned long long)s->bytes_dense, sync, h, hs, err, dms, wam);
     if (n < 0 || (size_t)n >= cap) {
         if (cap > 0) buf[0] = '\0';
         return EDGC_ERR_BUFFER_SMALL;
@@ -358,6 +363,31 @@ edgc_status edgc_reducer_log_jsonl(edgc_reducer* r, const char* path)
         snprintf(r->err, sizeof r->err, "cannot open log file '%s'", path);
         return EDGC_ERR_INVALID_ARG;
     }
+    return EDGC_OK;
+}
+
+edgc_status edgc_reducer_wam_lead(edgc_reducer* r, edgc_wam_lead* out)
+{
+    EDGC_RETURN_IF(r == NULL || out == NULL, EDGC_ERR_INVALID_ARG);
+    out->rank = r->cfg.mode == EDGC_MODE_POWERSGD ? r->cfg.rank : 0;
+    out->predicted_ms = NAN;
+    if (r->cfg.mode != EDGC_MODE_EDGC) return EDGC_OK;
+    edgc_plan plan; /* the plan is fixed until the step commits it: this is the step's rank */
+    EDGC_FORWARD(edgc_controller_plan(r->ctl, &plan));
+    out->rank = plan.rank;
+    out->predicted_ms = edgc__controller_predict(r->ctl, plan.rank);
+    return EDGC_OK;
+}
+
+edgc_status edgc_reducer_wam_follow(edgc_reducer* r, const edgc_wam_lead* lead,
+                                    double backward_mb_ms)
+{
+    EDGC_RETURN_IF(r == NULL || lead == NULL || lead->rank < 0 || backward_mb_ms < 0.0 ||
+                       r->cfg.pipeline_stage == 0,
+                   EDGC_ERR_INVALID_ARG);
+    if (r->cfg.mode != EDGC_MODE_EDGC) return EDGC_OK;
+    edgc__controller_wam_lead(r->ctl, lead->rank, lead->predicted_ms);
+    r->wam_tmb_ms = backward_mb_ms;
     return EDGC_OK;
 }
 

@@ -664,6 +664,80 @@ static void test_state_round_trip_continues_identically(void** state)
     }
 }
 
+/* WAM, stage 1: at each window boundary the rank spends stage 0's predicted time plus one
+ * micro-batch of backward (edgc_wam_stage_rank over this stage's own profile), goes dense when
+ * that budget exceeds its dense time, and takes stage 0's rank when there is no timing to align
+ * on. The lead and the backward time survive a state round trip. */
+static void follow(edgc_controller* ctl, const sim* m, uint64_t steps, int lead, double t0,
+                   double tmb, edgc_plan* plans)
+{
+    for (uint64_t i = 0; i < steps; i++) {
+        edgc__controller_wam_lead(ctl, lead, t0);
+        edgc__controller_wam_tmb(ctl, tmb);
+        simulate(ctl, m, 1, plans + i);
+    }
+}
+
+static void test_wam_follower_spends_the_slack(void** state)
+{
+    (void)state;
+    edgc_config c = defaults_run(400);
+    c.pipeline_stages = 2;
+    c.pipeline_stage = 1;
+    edgc_controller *ctl = NULL, *copy = NULL;
+    assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
+    edgc_plan p[400];
+    /* stage 0 leads with rank 4: 2 + 3 * 4 = 14 ms; one micro-batch of backward is 10 ms */
+    follow(ctl, &k_slow, 80, 4, 14.0, 10.0, p);
+    int lo, hi;
+    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+    assert_true(hi >= 8);
+    assert_int_equal(p[40].phase, EDGC_PHASE_COMPRESS);
+    assert_int_equal(p[40].rank, hi); /* compression starts at r_max on every stage */
+    /* budget 24 ms: 22 / 3 = 7.3 on this stage's linear profile, rounded up to the next 4 */
+    for (int t = 60; t < 80; t++)
+        assert_int_equal(p[t].rank, 8);
+    /* save mid-window, with the lead in place */
+    follow(ctl, &k_slow, 5, 4, 14.0, 400.0, p + 80);
+    edgc__writer w = {0};
+    edgc__controller_save(ctl, &w);
+    uint8_t* buf = malloc(w.len);
+    assert_non_null(buf);
+    edgc__writer w2 = {buf, w.len, 0};
+    edgc__controller_save(ctl, &w2);
+    assert_int_equal(edgc_controller_create(&c, &k_wide, &copy), EDGC_OK);
+    edgc__reader r = {buf, w.len, 0, 0};
+    assert_int_equal(edgc__controller_load(copy, &r), EDGC_OK);
+    free(buf);
+    /* from step 80 the slack exceeds the dense time (14 + 400 > 300 ms): no compression */
+    edgc_plan q[400];
+    follow(ctl, &k_slow, 15, 4, 14.0, 400.0, p + 85);
+    follow(copy, &k_slow, 15, 4, 14.0, 400.0, q + 85);
+    for (int t = 80; t < 100; t++)
+        assert_int_equal(p[t].rank, 0);
+    /* no timing to align on (r_max given upstream): stage 0's rank, within this stage's bounds */
+    follow(ctl, &k_slow, 40, 12, NAN, 400.0, p + 100);
+    follow(copy, &k_slow, 40, 12, NAN, 400.0, q + 100);
+    for (int t = 100; t < 140; t++)
+        assert_int_equal(p[t].rank, 12 < hi ? 12 : hi);
+    for (int t = 85; t < 140; t++)
+        assert_plan_equal(&p[t], &q[t]);
+    edgc_controller_free(ctl);
+    edgc_controller_free(copy);
+
+    /* stage 0 is never led: the same lead leaves its decisions unchanged */
+    c.pipeline_stage = 0;
+    edgc_controller *lead = NULL, *plain = NULL;
+    assert_int_equal(edgc_controller_create(&c, &k_wide, &lead), EDGC_OK);
+    assert_int_equal(edgc_controller_create(&c, &k_wide, &plain), EDGC_OK);
+    follow(lead, &k_slow, 120, 4, 14.0, 10.0, p);
+    simulate(plain, &k_slow, 120, q);
+    for (int t = 0; t < 120; t++)
+        assert_plan_equal(&p[t], &q[t]);
+    edgc_controller_free(lead);
+    edgc_controller_free(plain);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -687,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_error_rule_goes_back_up),
         cmocka_unit_test(test_link_slowing_down_triggers_a_new_profile),
         cmocka_unit_test(test_state_round_trip_continues_identically),
+        cmocka_unit_test(test_wam_follower_spends_the_slack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,13 +29,15 @@ static void test_stats_json(void** state)
                          .entropy = 3.25,
                          .entropy_scaled = -4.0,
                          .compression_error = NAN,
-                         .dense_sync_ms = 250.5};
+                         .dense_sync_ms = 250.5,
+                         .wam_budget_ms = NAN};
     char buf[512];
     assert_int_equal(edgc_stats_json(&s, buf, sizeof buf), EDGC_OK);
     assert_string_equal(buf, "{\"step\":7,\"mode\":\"edgc\",\"phase\":\"compress\",\"rank\":8,"
                              "\"r_min\":2,\"r_max\":8,\"bytes_sent\":100,\"bytes_dense\":400,"
                              "\"sync_ms\":1.5,\"entropy\":3.25,\"entropy_scaled\":-4,"
-                             "\"compression_error\":null,\"dense_sync_ms\":250.5}\n");
+                             "\"compression_error\":null,\"dense_sync_ms\":250.5,"
+                             "\"wam_budget_ms\":null}\n");
     s.entropy_sampled = 0; /* an unsampled step carries no entropy */
     assert_int_equal(edgc_stats_json(&s, buf, sizeof buf), EDGC_OK);
     assert_non_null(strstr(buf, "\"entropy\":null,\"entropy_scaled\":null"));

@@ -20,6 +20,7 @@ static char parse_error[512];
 const char* const OPTIONS_RULES[] = {"trend", "cqm", "error", NULL};
 static const char* const RMAX_RULES[] = {"budget", "paper", NULL};
 static const char* const WARMUP_SYNCS[] = {"rmax", "dense", NULL};
+static const char* const ON_OFF[] = {"on", "off", NULL};
 
 static void fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail(const char* fmt, ...)
@@ -81,6 +82,8 @@ void options_usage(FILE* f)
         "  --warmup-sync S      warm-up synchronisation: rmax (compressed at r_max; default) | "
         "dense\n"
         "  --rule R             trend | error | cqm (default trend)\n"
+        "  --wam on|off         with --pp: later stages spend the 1F1B slack on a higher rank\n"
+        "                       (on, default) or take stage 0's rank (off)\n"
         "output\n"
         "  --eval-every N       validation loss every N steps (default 100; 0 = only at the end)\n"
         "  --eval-batches N     validation batches, from the start of the validation data (default "
@@ -169,6 +172,7 @@ options options_parse(int argc, char** argv)
         .stop_after = 0,
         .keep_ckpt = 2,
         .pp = 1,
+        .wam = 1,
         .lr = 1e-3f,
         .weight_decay = 0.01f,
         .grad_clip = 1.0f,
@@ -225,7 +229,8 @@ options options_parse(int argc, char** argv)
         O_KEEP,
         O_THREADS,
         O_PP,
-        O_MICRO
+        O_MICRO,
+        O_WAM
     };
     static const struct option longopts[] = {{"preset", required_argument, 0, O_PRESET},
                                              {"layers", required_argument, 0, O_LAYERS},
@@ -268,6 +273,7 @@ options options_parse(int argc, char** argv)
                                              {"threads", required_argument, 0, O_THREADS},
                                              {"pp", required_argument, 0, O_PP},
                                              {"micro-batches", required_argument, 0, O_MICRO},
+                                             {"wam", required_argument, 0, O_WAM},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     opterr = 0;
@@ -399,6 +405,9 @@ options options_parse(int argc, char** argv)
         case O_MICRO:
             o.micro = (int)parse_long("--micro-batches", optarg, 1, 1 << 20);
             break;
+        case O_WAM:
+            o.wam = parse_choice("--wam", optarg, ON_OFF) == 0;
+            break;
         case O_KEEP:
             o.keep_ckpt = (int)parse_long("--keep-checkpoints", optarg, 1, 1 << 20);
             break;
@@ -426,7 +435,7 @@ static const char* mode_text(const options* o, char* buf, size_t n)
 
 void options_agree(const options* o)
 {
-    enum { N = 29, LEN = 256 };
+    enum { N = 30, LEN = 256 };
     char v[N][LEN], mode[32];
     const char* names[N];
     size_t n = 0;
@@ -454,6 +463,7 @@ void options_agree(const options* o)
     AGREE("--rmax-rule", "%s", RMAX_RULES[o->rmax_rule]);
     AGREE("--rmax-slack", "%.9g", o->rmax_slack);
     AGREE("--warmup-sync", "%s", WARMUP_SYNCS[o->warmup_sync]);
+    AGREE("--wam", "%s", ON_OFF[!o->wam]);
     /* the cadence of collective work: evaluation, weight checks, checkpoints, the stop */
     AGREE("--eval-every/--eval-batches", "%d/%d", o->eval_every, o->eval_batches);
     AGREE("--hash-every", "%d", o->hash_every);

@@ -18,6 +18,7 @@ typedef struct options {
     int sample_len, nan_step, stop_after, keep_ckpt;
     int threads; /* 0: every CPU this rank may run on */
     int pp, micro; /* pipeline stages, micro-batches per step */
+    int wam;       /* 1: later stages align their rank on their slack; 0: stage 0's rank */
     float lr, weight_decay, grad_clip;
     lr_schedule schedule;
     uint64_t seed;

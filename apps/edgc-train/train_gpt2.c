@@ -148,6 +148,22 @@ static void save_checkpoint(const options* o, const pipeline* q, const gpt2* m, 
     free(blob);
 }
 
+/* WAM: stage 0 sends the rank and predicted sync time of its coming step down the pipeline; every
+ * later stage aligns its own rank to it with its backward time per micro-batch (bwd_mb_ms, NaN
+ * before the first step). Before the step, where every stage waits for stage 0 anyway. */
+static void wam_exchange(const pipeline* q, edgc_reducer* red, double bwd_mb_ms, int align)
+{
+    edgc_wam_lead lead = {0, NAN};
+    if (q->stage == 0 && edgc_reducer_wam_lead(red, &lead) != EDGC_OK)
+        die("WAM: %s", edgc_reducer_last_error(red));
+    if (!align) lead.predicted_ms = NAN; /* --wam off: no timing to align on, stage 0's rank */
+    double msg[2] = {lead.rank, lead.predicted_ms};
+    MPI_Bcast(msg, 2, MPI_DOUBLE, 0, q->pp);
+    lead = (edgc_wam_lead){(int)msg[0], msg[1]};
+    if (q->stage > 0 && edgc_reducer_wam_follow(red, &lead, bwd_mb_ms) != EDGC_OK)
+        die("WAM: %s", edgc_reducer_last_error(red));
+}
+
 /* Samples `len` bytes from the model, rank 0 only (byte-level vocabularies only). */
 static void generate(gpt2* m, int len, uint64_t seed)
 {
@@ -407,6 +423,8 @@ int main(int argc, char** argv)
     int skipped = 0;
     for (int step = start; step < o.steps; step++) {
         float lr = lr_at(step, o.steps, o.warmup, o.lr, o.schedule);
+        if (P > 1 && o.mode == EDGC_MODE_EDGC)
+            wam_exchange(&q, red, step > start ? q.backward_ms / q.micro : NAN, o.wam);
         double t0 = now_s();
         data_batch(&train, (size_t)step * D + q.replica, B, T, inputs, targets);
         double batch_loss = pipe_train_step(&q, &model, inputs, targets);
@@ -420,9 +438,10 @@ int main(int argc, char** argv)
             fprintf(stderr, "edgc-train: rank %d: step %d: %s\n", g_rank, step + 1,
                     edgc_reducer_last_error(red));
         double norm = pipe_clip(&q, &model, o.grad_clip, &outcome);
+        double t2b = now_s(); /* the stages waiting for each other: pipeline wait */
         t_fwd += q.forward_ms * 1e-3;
         t_bwd += q.backward_ms * 1e-3;
-        t_wait += t1 - t0 - (q.forward_ms + q.backward_ms) * 1e-3;
+        t_wait += t1 - t0 - (q.forward_ms + q.backward_ms) * 1e-3 + (t2b - t2);
         if (outcome == 2) die("step %d: gradient synchronisation failed (see above)", step + 1);
         if (outcome == 1) {
             say("step %d: non-finite gradient on some rank; step skipped on all ranks\n", step + 1);
@@ -432,7 +451,7 @@ int main(int argc, char** argv)
         adamw_update(&model, lr, &ac, step + 1);
         double t3 = now_s();
         t_sync += t2 - t1;
-        t_opt += t3 - t2;
+        t_opt += t3 - t2b;
         sent_total = s.total_sent;
         dense_total = s.total_dense;
         double loss = last_stage ? batch_loss : 0.0; /* the replicas' mean, from the last stage */
@@ -461,20 +480,23 @@ int main(int argc, char** argv)
             if (s.entropy_sampled) snprintf(h, sizeof h, "%.6g", s.entropy);
             char vl[32] = "null";
             if (eval_now) snprintf(vl, sizeof vl, "%.6g", val_loss);
-            char ce[32] = "null";
+            char ce[32] = "null", wb[32] = "null", ds[32] = "null";
             if (isfinite(s.compression_error)) snprintf(ce, sizeof ce, "%.4g", s.compression_error);
+            if (isfinite(s.wam_budget_ms)) snprintf(wb, sizeof wb, "%.4g", s.wam_budget_ms);
+            if (isfinite(s.dense_sync_ms)) snprintf(ds, sizeof ds, "%.4g", s.dense_sync_ms);
             /* time_s: training time so far, evaluation excluded, for time-to-quality plots */
             fprintf(log,
                     "{\"step\":%d,\"loss\":%.6g,\"val_loss\":%s,\"lr\":%.6g,\"grad_norm\":%.6g,"
                     "\"rank\":%d,\"phase\":\"%s\",\"entropy\":%s,\"compression_error\":%s,"
                     "\"bytes_sent\":%llu,\"bytes_dense\":%llu,\"total_sent\":%llu,"
                     "\"sync_ms\":%.4g,\"forward_ms\":%.4g,\"backward_ms\":%.4g,"
-                    "\"optimizer_ms\":%.4g,\"stage\":%d,\"wait_ms\":%.4g,\"time_s\":%.4f}\n",
+                    "\"optimizer_ms\":%.4g,\"stage\":%d,\"wait_ms\":%.4g,\"bwd_mb_ms\":%.4g,"
+                    "\"dense_sync_ms\":%s,\"wam_budget_ms\":%s,\"time_s\":%.4f}\n",
                     step + 1, loss, vl, lr, norm, s.rank, phase_name(&s), h, ce,
                     (unsigned long long)s.bytes_sent, (unsigned long long)s.bytes_dense,
                     (unsigned long long)s.total_sent, (t2 - t1) * 1e3, q.forward_ms,
-                    q.backward_ms, (t3 - t2) * 1e3, q.stage, q.wait_ms,
-                    elapsed_before + now_s() - t_begin - t_eval);
+                    q.backward_ms, (t3 - t2b) * 1e3, q.stage, q.wait_ms, q.backward_ms / q.micro,
+                    ds, wb, elapsed_before + now_s() - t_begin - t_eval);
             fflush(log);
         }
         if ((step + 1) % o.print_every == 0 || last || step == start) {

@@ -117,6 +117,7 @@ class StepStats(ctypes.Structure):
         ("entropy_scaled", ctypes.c_double),
         ("compression_error", ctypes.c_double),
         ("dense_sync_ms", ctypes.c_double),
+        ("wam_budget_ms", ctypes.c_double),
     ]
 
 
