@@ -5,7 +5,8 @@
 #   2. randomised small grids (P <= layers, M >= P) finish: the 1F1B schedule does not deadlock;
 #   3. edgc under PP=2 x DP=2: the replicas of each stage stay identical every step (hash check),
 #      and both stages log their ranks;
-#   4. --stop-after + --resume under PP is bit-identical; resuming with another --pp is refused;
+#   4. --stop-after + --resume under PP is bit-identical; with r_max given, stage 1 takes stage
+#      0's rank every step (WAM without timings); resuming with another --pp is refused;
 #   5. bad grids (P not dividing the world, P > layers, M < P, M not dividing the batch) stop
 #      every rank with one line.
 set -euo pipefail
@@ -75,18 +76,22 @@ for f in "$work/edgc.jsonl" "$work/edgc.jsonl.stage1"; do
 done
 
 echo "== 4. resume under PP is bit-identical; another --pp is refused"
-common=(--batch 4 --steps 12 --compress edgc --rmax 4 --window 4 --alpha 0.5 --edgc-warmup 0.2
+common=(--batch 4 --steps 40 --compress edgc --rmax 8 --window 4 --alpha 0.5 --edgc-warmup 0.1
         --pp 2 --micro-batches 2)
 run -np 2 "$train" "${model[@]}" "${common[@]}" --out "$work/full" --log "$work/full.jsonl" >/dev/null
-run -np 2 "$train" "${model[@]}" "${common[@]}" --out "$work/part" --stop-after 5 \
+run -np 2 "$train" "${model[@]}" "${common[@]}" --out "$work/part" --stop-after 17 \
     --log "$work/part.jsonl" >/dev/null
 run -np 2 "$train" "${model[@]}" "${common[@]}" --out "$work/part" --resume "$work/part" \
     --log "$work/part.jsonl" >/dev/null
 "$diff" "$work/full/latest/model.bin" "$work/part/latest/model.bin" 0 ||
     fail "resumed pipeline run is not bit-identical"
 cmp <(field "$work/full.jsonl" loss) <(field "$work/part.jsonl" loss) || fail "resumed losses differ"
-if run -np 2 "$train" "${model[@]}" --batch 4 --steps 12 --compress edgc --rmax 4 --window 4 \
-    --alpha 0.5 --edgc-warmup 0.2 --resume "$work/part" >"$work/other.out" 2>&1; then
+# r_max given: no timings to align on, so stage 1 takes stage 0's rank, the same step
+cmp <(field "$work/full.jsonl" rank) <(field "$work/full.jsonl.stage1" rank) ||
+    fail "stage 1 did not follow stage 0's rank"
+[ "$(field "$work/full.jsonl" rank | sort -u | wc -l)" -ge 2 ] || fail "the rank never changed"
+if run -np 2 "$train" "${model[@]}" --batch 4 --steps 40 --compress edgc --rmax 8 --window 4 \
+    --alpha 0.5 --edgc-warmup 0.1 --resume "$work/part" >"$work/other.out" 2>&1; then
     fail "resuming a PP=2 checkpoint with PP=1 was accepted"
 fi
 grep -q "2 pipeline stages x 1 replicas; this run has 1 x 2" "$work/other.out" ||
