@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their figures, with the command that reproduces them, to
 # docs/bench/<name>.md; then assembles docs/BENCHMARKS.md from those sections.
-#   scripts/bench.sh [BUILD_DIR] [core|adamw|sync|train|converge|converge4|reliability|torch ...]
+#   scripts/bench.sh [BUILD_DIR] [core|adamw|sync|train|converge|converge4|pipeline|reliability|torch ...]
 #   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
-which=${*:-core adamw sync train converge converge4 reliability torch}
+which=${*:-core adamw sync train converge converge4 pipeline reliability torch}
 mkdir -p docs/bench
 
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
@@ -35,6 +35,8 @@ section() { # name, command...
             echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 35 min)"
         elif [ "$1" = converge4_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 40 min)"
+        elif [ "$1" = pipeline_table ]; then
+            echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 8 min)"
         elif [ "$1" = torch_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 2 min)"
         elif [ "$1" = reliability_table ]; then
@@ -209,6 +211,37 @@ converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own den
     group mini-1gbit-np4 1gbit 4 mini 300 4 dense powersgd:8 powersgd:32 edgc
 }
 
+pipeline_table() { # DP x PP with WAM on emulated links
+    converge_setup
+    local np=4 rate=100mbit steps=${PIPELINE_STEPS:-300} specs=()
+    echo "PP=2 x DP=2, \`tiny\` preset, batch 8 per replica in 4 micro-batches (1F1B), $steps steps;"
+    echo "one rank per namespace at $rate (\`scripts/netsim.sh\`): activations between the stages"
+    echo "and each stage's gradient sync share the shaped links. At this speed a dense sync of one"
+    echo "stage (1.75 MB) takes longer than the whole pipelined forward and backward, which is the"
+    echo "regime pipelines with compression are built for. 4 ranks share the 2 cores here, so"
+    echo "compute is slower and noisier than on 4 machines (one thread per rank). Steady state: the second half of each"
+    echo "run; per stage its rank (median, range), reducer sync time, backward time per micro-batch"
+    echo "(t_mb) and time blocked in pipeline receives, all means per step."
+    echo
+    scripts/netsim.sh up "$np" "$rate"
+    for mode in dense powersgd:8 "edgc --wam off" edgc; do
+        local label=$mode log="$dir/pipeline-${mode// /_}.jsonl"
+        log=${log//:/-}
+        rm -f "$log"*
+        echo "bench: pipeline: $label" >&2
+        scripts/netsim.sh mpirun "$np" "$t" --preset tiny --pp 2 --micro-batches 4 --batch 8 \
+            --steps "$steps" --compress $mode --data "$PWD/data/kjv.txt" --eval-every 50 \
+            --sample-len 0 --hash-every 50 --print-every 100 --threads 1 --log "$PWD/$log" >&2
+        specs+=("$label=$log")
+    done
+    scripts/netsim.sh down "$np"
+    python3 scripts/pipeline_table.py "${specs[@]}"
+    echo
+    echo "\"edgc --wam off\": every stage takes stage 0's rank; \"edgc\": stage 1 spends its slack"
+    echo "(stage 0's predicted sync time plus one t_mb) on the largest rank its own profile says fits."
+    echo "Logs in \`$dir/pipeline-*\`."
+}
+
 torch_table() { # the PyTorch hook against torch's powerSGD_hook
     EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_torch_hook.py
 }
@@ -266,6 +299,7 @@ for w in $which; do
     train) section train train_table ;;
     converge) section converge converge_table ;;
     converge4) section converge4 converge4_table ;;
+    pipeline) section pipeline pipeline_table ;;
     torch) section torch torch_table ;;
     reliability) section reliability reliability_table ;;
     *) echo "bench: unknown benchmark '$w'" >&2; exit 2 ;;

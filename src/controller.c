@@ -467,8 +467,7 @@ edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r)
     if (r->bad) return EDGC_ERR_CORRUPT;
     /* A blob that passed its checksum but holds values this code would index with. */
     if (c->rank_cur < 0 || c->r_max < 0 || c->r_min < 0 || c->plan.rank < 0 || c->prev_rank < 0 ||
-        c->wam_lead_rank < 0 ||
-        (c->g_stage != NULL && c->r_max > c->rank_cap))
+        c->wam_lead_rank < 0 || (c->g_stage != NULL && c->r_max > c->rank_cap))
         return EDGC_ERR_CORRUPT;
     return EDGC_OK;
 }

@@ -242,8 +242,12 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     /* Room for a higher rank is allocated now, before anything changes, so a worker that runs out
      * of memory says so in the agreement instead of leaving the others in a collective. */
     int nomem_here = plan.rank > 0 && edgc__powersgd_reserve(r->ps, plan.rank) != EDGC_OK;
-    int32_t v[6] = {bad_here, plan.rank, nomem_here, micro(r->prev_sync_ms),
-                    micro(r->prev_error * 1e3), micro(r->wam_tmb_ms)};
+    int32_t v[6] = {bad_here,
+                    plan.rank,
+                    nomem_here,
+                    micro(r->prev_sync_ms),
+                    micro(r->prev_error * 1e3),
+                    micro(r->wam_tmb_ms)};
     if ((st = agree_max(&r->comm, v, 6)) != EDGC_OK) return fail(r, st, "agreement");
     if (v[0]) {
         snprintf(r->err, sizeof r->err,

@@ -271,8 +271,8 @@ static char* candidates(const char* dir, size_t* n)
     return list;
 }
 
-void ckdir_resume(const char* dir, gpt2* whole, gpt2* own, int stages, train_state* st,
-                  void** blob, size_t* blob_len, char* used, size_t used_len)
+void ckdir_resume(const char* dir, gpt2* whole, gpt2* own, int stages, train_state* st, void** blob,
+                  size_t* blob_len, char* used, size_t used_len)
 {
     char why[WHY_LEN] = "", sdir[PATH_LEN];
     size_t n = 0;

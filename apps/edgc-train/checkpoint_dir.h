@@ -30,7 +30,7 @@ void ckdir_save(const char* dir, int keep, const gpt2* whole, const gpt2* own, i
  * directory): the model into `whole`, this rank's moments into `own`, *st and *blob (malloc'ed,
  * caller frees); `used` gets its directory. Stops every rank with a reason when there is none,
  * or when it was written by another number of ranks or pipeline stages. */
-void ckdir_resume(const char* dir, gpt2* whole, gpt2* own, int stages, train_state* st,
-                  void** blob, size_t* blob_len, char* used, size_t used_len);
+void ckdir_resume(const char* dir, gpt2* whole, gpt2* own, int stages, train_state* st, void** blob,
+                  size_t* blob_len, char* used, size_t used_len);
 
 #endif

@@ -311,20 +311,20 @@ static void parameter_sizes(size_t* s, const gpt2_config* c, const gpt2_part* pa
     size_t L = (size_t)part->num_layers, maxT = (size_t)c->max_seq_len;
     s[0] = part->embedding || part->head ? Vp * C : 0; // wte: the token embedding and the LM head
     s[1] = part->embedding ? maxT * C : 0;             // wpe
-    s[2] = L * C;          // ln1w
-    s[3] = L * C;          // ln1b
-    s[4] = L * 3 * C * C;  // qkvw
-    s[5] = L * 3 * C;      // qkvb
-    s[6] = L * C * C;      // attprojw
-    s[7] = L * C;          // attprojb
-    s[8] = L * C;          // ln2w
-    s[9] = L * C;          // ln2b
-    s[10] = L * 4 * C * C; // fcw
-    s[11] = L * 4 * C;     // fcb
-    s[12] = L * C * 4 * C; // fcprojw
-    s[13] = L * C;         // fcprojb
-    s[14] = part->head ? C : 0; // lnfw
-    s[15] = part->head ? C : 0; // lnfb
+    s[2] = L * C;                                      // ln1w
+    s[3] = L * C;                                      // ln1b
+    s[4] = L * 3 * C * C;                              // qkvw
+    s[5] = L * 3 * C;                                  // qkvb
+    s[6] = L * C * C;                                  // attprojw
+    s[7] = L * C;                                      // attprojb
+    s[8] = L * C;                                      // ln2w
+    s[9] = L * C;                                      // ln2b
+    s[10] = L * 4 * C * C;                             // fcw
+    s[11] = L * 4 * C;                                 // fcb
+    s[12] = L * C * 4 * C;                             // fcprojw
+    s[13] = L * C;                                     // fcprojb
+    s[14] = part->head ? C : 0;                        // lnfw
+    s[15] = part->head ? C : 0;                        // lnfb
 }
 
 static void point_parameters(parameter_tensors* p, float* mem, const size_t* sizes)
@@ -731,7 +731,7 @@ int gpt2_layout(const gpt2* m, edgc_tensor** out, size_t* n)
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         size_t size = m->param_sizes[i];
         if (size == 0) continue; // not in this part
-        if (mat_rows[i] == 0) { // vectors: one dense entry for the whole tensor
+        if (mat_rows[i] == 0) {  // vectors: one dense entry for the whole tensor
             t[k++] = (edgc_tensor){off, size, 1};
         } else {
             size_t count = per_layer[i] ? L : 1, each = size / count;

@@ -84,7 +84,7 @@ typedef struct activation_tensors {
 typedef struct gpt2_part {
     int first_layer, num_layers; /* blocks [first_layer, first_layer + num_layers) */
     int embedding;               /* wte and wpe; the forward starts from token ids */
-    int head;                    /* final LayerNorm and the LM head (wte, tied); computes the loss */
+    int head; /* final LayerNorm and the LM head (wte, tied); computes the loss */
 } gpt2_part;
 
 typedef struct gpt2 {
@@ -109,10 +109,10 @@ typedef struct gpt2 {
     int n_slots, slot;       /* activation slots (micro-batches in flight) and the one in use */
     int* inputs_memory;      /* n_slots x (B, T) */
     int* targets_memory;
-    int* inputs;             /* (B, T) copy of the current slot's inputs */
-    int* targets;            /* (B, T) or unused */
-    float loss_scale;        /* the backward's d(loss) factor: 1 / micro-batches; default 1 */
-    double mean_loss;        /* last forward's loss, -1 without targets */
+    int* inputs;      /* (B, T) copy of the current slot's inputs */
+    int* targets;     /* (B, T) or unused */
+    float loss_scale; /* the backward's d(loss) factor: 1 / micro-batches; default 1 */
+    double mean_loss; /* last forward's loss, -1 without targets */
 } gpt2;
 
 /* Checks a config; writes a one-line reason. 0 if valid. */

@@ -16,7 +16,7 @@ typedef struct options {
     int layers, dim, heads, seq; /* 0: from the preset or --init */
     int batch, steps, warmup, eval_every, eval_batches, print_every, hash_every, ckpt_every;
     int sample_len, nan_step, stop_after, keep_ckpt;
-    int threads; /* 0: every CPU this rank may run on */
+    int threads;   /* 0: every CPU this rank may run on */
     int pp, micro; /* pipeline stages, micro-batches per step */
     int wam;       /* 1: later stages align their rank on their slack; 0: stage 0's rank */
     float lr, weight_decay, grad_clip;

@@ -158,10 +158,9 @@ double pipe_clip(const pipeline* q, gpt2* m, double max_norm, int* status)
 {
     /* the last stage's wte is stage 0's, counted there */
     size_t skip_wte = q->stages > 1 && q->stage == q->stages - 1 ? m->param_sizes[0] : 0;
-    double mine[2] = {*status ? 0.0
-                              : grad_sumsq(m->grads_memory + skip_wte,
-                                           m->num_parameters - skip_wte),
-                      *status};
+    double mine[2] = {
+        *status ? 0.0 : grad_sumsq(m->grads_memory + skip_wte, m->num_parameters - skip_wte),
+        *status};
     double* all = malloc(2 * (size_t)q->stages * sizeof *all);
     if (all == NULL) die("out of memory");
     /* gathered and summed in stage order: every stage computes the same bits */

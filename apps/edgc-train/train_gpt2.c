@@ -494,9 +494,9 @@ int main(int argc, char** argv)
                     "\"dense_sync_ms\":%s,\"wam_budget_ms\":%s,\"time_s\":%.4f}\n",
                     step + 1, loss, vl, lr, norm, s.rank, phase_name(&s), h, ce,
                     (unsigned long long)s.bytes_sent, (unsigned long long)s.bytes_dense,
-                    (unsigned long long)s.total_sent, (t2 - t1) * 1e3, q.forward_ms,
-                    q.backward_ms, (t3 - t2b) * 1e3, q.stage, q.wait_ms, q.backward_ms / q.micro,
-                    ds, wb, elapsed_before + now_s() - t_begin - t_eval);
+                    (unsigned long long)s.total_sent, (t2 - t1) * 1e3, q.forward_ms, q.backward_ms,
+                    (t3 - t2b) * 1e3, q.stage, q.wait_ms, q.backward_ms / q.micro, ds, wb,
+                    elapsed_before + now_s() - t_begin - t_eval);
             fflush(log);
         }
         if ((step + 1) % o.print_every == 0 || last || step == start) {
