@@ -135,6 +135,13 @@ typedef enum {
 } edgc_warmup_sync;
 
 typedef enum {
+    EDGC_WAM_CAP = 0,  /* a stage whose slack buys more than its r_max takes r_max; dense only when
+                          the budget exceeds its dense sync time */
+    EDGC_WAM_PAPER = 1 /* the authors' code: more than r_max means no compression at all (on our
+                          benchmark that turned a 15 ms sync into a 180 ms one; kept as an option) */
+} edgc_wam_rule;
+
+typedef enum {
     EDGC_PHASE_PROFILE = 0, /* measuring sync time against rank to find r_max */
     EDGC_PHASE_WARMUP = 1,  /* dense synchronisation, entropy collected */
     EDGC_PHASE_COMPRESS = 2 /* PowerSGD at the controller's rank */
@@ -186,6 +193,8 @@ typedef struct edgc_config {
                                       to the profile's prediction, moves by more than this factor
                                       from its value in the first window; 0 = never, else > 1;
                                       default 2 */
+    edgc_wam_rule wam_rule;       /* pipeline stages > 0: a budget beyond r_max; default
+                                     EDGC_WAM_CAP */
 } edgc_config;
 
 /** Every field at its documented default (docs/ALGORITHM.md, section 9). Cannot fail. */

@@ -39,6 +39,7 @@ edgc_config edgc_config_default(void)
     c.warmup_sync = EDGC_WARMUP_RMAX;
     c.error_margin = 0.05;
     c.reprofile_factor = 2.0;
+    c.wam_rule = EDGC_WAM_CAP;
     return c;
 }
 
@@ -115,6 +116,8 @@ edgc_status edgc_config_check(const edgc_config* c, const edgc_layout* layout, c
     CHECK(c->reprofile_factor == 0.0 ||
               (isfinite(c->reprofile_factor) && c->reprofile_factor > 1.0),
           "reprofile_factor = %g: must be 0 (never) or > 1", c->reprofile_factor);
+    CHECK(c->wam_rule == EDGC_WAM_CAP || c->wam_rule == EDGC_WAM_PAPER,
+          "wam_rule = %d: must be EDGC_WAM_CAP or EDGC_WAM_PAPER", (int)c->wam_rule);
     CHECK(c->rank_step >= 1, "rank_step = %d: must be >= 1", c->rank_step);
     CHECK(c->r_max >= 0, "r_max = %d: must be >= 1, or 0 to profile it", c->r_max);
     CHECK(c->r_min >= 0, "r_min = %d: must be >= 1, or 0 for r_max / 4", c->r_min);

@@ -195,6 +195,9 @@ static int follow_rank(edgc_controller* c)
         edgc_profile own = {p->ranks, p->ms, p->n, p->base_ms};
         if (edgc_wam_stage_rank(&own, c->wam_t0, stage, c->wam_tmb, c->r_max, &rank) == EDGC_OK) {
             c->wam_budget = c->wam_t0 + stage * c->wam_tmb;
+            /* more slack than r_max needs, less than dense needs: r_max fits, dense does not */
+            if (rank == 0 && c->cfg.wam_rule == EDGC_WAM_CAP && c->wam_budget <= p->base_ms)
+                rank = c->r_max;
             return rank;
         }
     }

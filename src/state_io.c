@@ -41,6 +41,7 @@ uint64_t edgc__config_layout_hash(const edgc_config* c, const edgc_layout* l)
     uint64_t h = EDGC__FNV_SEED;
     int32_t mode = (int32_t)c->mode, rule = (int32_t)c->rule;
     int32_t rmax_rule = (int32_t)c->rmax_rule, warmup_sync = (int32_t)c->warmup_sync;
+    int32_t wam_rule = (int32_t)c->wam_rule;
     HASH(mode);
     HASH(c->rank);
     HASH(c->total_steps);
@@ -69,6 +70,7 @@ uint64_t edgc__config_layout_hash(const edgc_config* c, const edgc_layout* l)
     HASH(warmup_sync);
     HASH(c->error_margin);
     HASH(c->reprofile_factor);
+    HASH(wam_rule);
     /* pipeline_stage differs between stages by design: not hashed */
     uint64_t n = l->n_tensors, total = l->total;
     HASH(n);

@@ -32,6 +32,7 @@ static void test_defaults_are_documented(void** state)
     assert_int_equal(c.rule, EDGC_RULE_TREND);
     assert_int_equal(c.rmax_rule, EDGC_RMAX_BUDGET);
     assert_int_equal(c.warmup_sync, EDGC_WARMUP_RMAX);
+    assert_int_equal(c.wam_rule, EDGC_WAM_CAP);
     assert_true(c.rmax_slack == 0.2 && c.min_saving == 0.05 && c.reprofile_factor == 2.0);
     assert_int_equal(c.r_max, 0); /* profiled */
     assert_int_equal(c.profile_start, 3);
@@ -92,6 +93,7 @@ static void test_bad_fields_are_named(void** state)
     EXPECT_REJECTED(c.rmax_slack = NAN, "rmax_slack");
     EXPECT_REJECTED(c.min_saving = 1.0, "min_saving");
     EXPECT_REJECTED(c.warmup_sync = (edgc_warmup_sync)3, "warmup_sync");
+    EXPECT_REJECTED(c.wam_rule = (edgc_wam_rule)2, "wam_rule");
     EXPECT_REJECTED(c.error_margin = -0.1, "error_margin");
     EXPECT_REJECTED(c.reprofile_factor = 1.0, "reprofile_factor");
     EXPECT_REJECTED(c.reprofile_factor = INFINITY, "reprofile_factor");

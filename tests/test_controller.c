@@ -725,6 +725,18 @@ static void test_wam_follower_spends_the_slack(void** state)
     edgc_controller_free(ctl);
     edgc_controller_free(copy);
 
+    /* a budget of 114 ms buys rank 40, above r_max but far below dense (300 ms): r_max by
+     * default; the authors' rule goes dense */
+    for (int rule = EDGC_WAM_CAP; rule <= EDGC_WAM_PAPER; rule++) {
+        c.wam_rule = (edgc_wam_rule)rule;
+        assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
+        follow(ctl, &k_slow, 80, 4, 14.0, 100.0, p);
+        for (int t = 60; t < 80; t++)
+            assert_int_equal(p[t].rank, rule == EDGC_WAM_CAP ? hi : 0);
+        edgc_controller_free(ctl);
+    }
+    c.wam_rule = EDGC_WAM_CAP;
+
     /* stage 0 is never led: the same lead leaves its decisions unchanged */
     c.pipeline_stage = 0;
     edgc_controller *lead = NULL, *plain = NULL;

@@ -20,7 +20,7 @@ static char parse_error[512];
 const char* const OPTIONS_RULES[] = {"trend", "cqm", "error", NULL};
 static const char* const RMAX_RULES[] = {"budget", "paper", NULL};
 static const char* const WARMUP_SYNCS[] = {"rmax", "dense", NULL};
-static const char* const ON_OFF[] = {"on", "off", NULL};
+const char* const OPTIONS_WAM[] = {"on", "off", "paper", NULL};
 
 static void fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail(const char* fmt, ...)
@@ -82,8 +82,9 @@ void options_usage(FILE* f)
         "  --warmup-sync S      warm-up synchronisation: rmax (compressed at r_max; default) | "
         "dense\n"
         "  --rule R             trend | error | cqm (default trend)\n"
-        "  --wam on|off         with --pp: later stages spend the 1F1B slack on a higher rank\n"
-        "                       (on, default) or take stage 0's rank (off)\n"
+        "  --wam W              with --pp: on (default): later stages spend the 1F1B slack on a\n"
+        "                       higher rank, r_max at most | paper: the authors' rule, dense when\n"
+        "                       the slack buys more than r_max | off: stage 0's rank everywhere\n"
         "output\n"
         "  --eval-every N       validation loss every N steps (default 100; 0 = only at the end)\n"
         "  --eval-batches N     validation batches, from the start of the validation data (default "
@@ -172,7 +173,7 @@ options options_parse(int argc, char** argv)
         .stop_after = 0,
         .keep_ckpt = 2,
         .pp = 1,
-        .wam = 1,
+        .wam = WAM_ON,
         .lr = 1e-3f,
         .weight_decay = 0.01f,
         .grad_clip = 1.0f,
@@ -406,7 +407,7 @@ options options_parse(int argc, char** argv)
             o.micro = (int)parse_long("--micro-batches", optarg, 1, 1 << 20);
             break;
         case O_WAM:
-            o.wam = parse_choice("--wam", optarg, ON_OFF) == 0;
+            o.wam = (wam_choice)parse_choice("--wam", optarg, OPTIONS_WAM);
             break;
         case O_KEEP:
             o.keep_ckpt = (int)parse_long("--keep-checkpoints", optarg, 1, 1 << 20);
@@ -463,7 +464,7 @@ void options_agree(const options* o)
     AGREE("--rmax-rule", "%s", RMAX_RULES[o->rmax_rule]);
     AGREE("--rmax-slack", "%.9g", o->rmax_slack);
     AGREE("--warmup-sync", "%s", WARMUP_SYNCS[o->warmup_sync]);
-    AGREE("--wam", "%s", ON_OFF[!o->wam]);
+    AGREE("--wam", "%s", OPTIONS_WAM[o->wam]);
     /* the cadence of collective work: evaluation, weight checks, checkpoints, the stop */
     AGREE("--eval-every/--eval-batches", "%d/%d", o->eval_every, o->eval_batches);
     AGREE("--hash-every", "%d", o->hash_every);

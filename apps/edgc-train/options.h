@@ -11,6 +11,9 @@
 #include "edgc.h"
 #include "optim.h"
 
+/* --wam: how later pipeline stages pick their rank (indexes OPTIONS_WAM) */
+typedef enum { WAM_ON = 0, WAM_OFF = 1, WAM_PAPER = 2 } wam_choice;
+
 typedef struct options {
     const char* preset;
     int layers, dim, heads, seq; /* 0: from the preset or --init */
@@ -18,7 +21,7 @@ typedef struct options {
     int sample_len, nan_step, stop_after, keep_ckpt;
     int threads;   /* 0: every CPU this rank may run on */
     int pp, micro; /* pipeline stages, micro-batches per step */
-    int wam;       /* 1: later stages align their rank on their slack; 0: stage 0's rank */
+    wam_choice wam;
     float lr, weight_decay, grad_clip;
     lr_schedule schedule;
     uint64_t seed;
@@ -34,6 +37,7 @@ typedef struct options {
 
 /* --rule's names, indexed by edgc_rank_rule. */
 extern const char* const OPTIONS_RULES[];
+extern const char* const OPTIONS_WAM[];
 
 /* Parses argv. A bad option stops every rank with one line naming it. */
 options options_parse(int argc, char** argv);

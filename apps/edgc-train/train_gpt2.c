@@ -305,6 +305,7 @@ int main(int argc, char** argv)
     rc.seed = 714;
     rc.pipeline_stage = q.stage;
     rc.pipeline_stages = P;
+    rc.wam_rule = o.wam == WAM_PAPER ? EDGC_WAM_PAPER : EDGC_WAM_CAP;
     /* the layouts differ between stages, so each stage checks its own and all agree on it */
     char cwhy[512] = "";
     int cok = edgc_config_check(&rc, &layout, cwhy, sizeof cwhy) == EDGC_OK;
@@ -424,7 +425,7 @@ int main(int argc, char** argv)
     for (int step = start; step < o.steps; step++) {
         float lr = lr_at(step, o.steps, o.warmup, o.lr, o.schedule);
         if (P > 1 && o.mode == EDGC_MODE_EDGC)
-            wam_exchange(&q, red, step > start ? q.backward_ms / q.micro : NAN, o.wam);
+            wam_exchange(&q, red, step > start ? q.backward_ms / q.micro : NAN, o.wam != WAM_OFF);
         double t0 = now_s();
         data_batch(&train, (size_t)step * D + q.replica, B, T, inputs, targets);
         double batch_loss = pipe_train_step(&q, &model, inputs, targets);

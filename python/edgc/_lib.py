@@ -54,6 +54,7 @@ class Config(ctypes.Structure):
         ("warmup_sync", ctypes.c_int),
         ("error_margin", ctypes.c_double),
         ("reprofile_factor", ctypes.c_double),
+        ("wam_rule", ctypes.c_int),
     ]
 
 
