@@ -36,7 +36,7 @@ section() { # name, command...
         elif [ "$1" = converge4_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 40 min)"
         elif [ "$1" = pipeline_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 8 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 10 min)"
         elif [ "$1" = torch_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 2 min)"
         elif [ "$1" = reliability_table ]; then
@@ -224,7 +224,7 @@ pipeline_table() { # DP x PP with WAM on emulated links
     echo "(t_mb) and time blocked in pipeline receives, all means per step."
     echo
     scripts/netsim.sh up "$np" "$rate"
-    for mode in dense powersgd:8 "edgc --wam off" edgc; do
+    for mode in dense powersgd:8 "edgc --wam off" "edgc --wam paper" edgc; do
         local label=$mode log="$dir/pipeline-${mode// /_}.jsonl"
         log=${log//:/-}
         rm -f "$log"*
@@ -237,8 +237,10 @@ pipeline_table() { # DP x PP with WAM on emulated links
     scripts/netsim.sh down "$np"
     python3 scripts/pipeline_table.py "${specs[@]}"
     echo
-    echo "\"edgc --wam off\": every stage takes stage 0's rank; \"edgc\": stage 1 spends its slack"
-    echo "(stage 0's predicted sync time plus one t_mb) on the largest rank its own profile says fits."
+    echo "\"edgc --wam off\": every stage takes stage 0's rank; \"edgc\" (WAM, the default): stage 1"
+    echo "spends its slack (stage 0's predicted sync time plus one t_mb) on the largest rank its own"
+    echo "profile says fits, at most its r_max; \"edgc --wam paper\": the authors' rule, dense when"
+    echo "that rank exceeds r_max."
     echo "Logs in \`$dir/pipeline-*\`."
 }
 
