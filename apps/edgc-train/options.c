@@ -479,3 +479,37 @@ void options_agree(const options* o)
         values[i] = v[i];
     agree_values(names, values, n);
 }
+
+/* The model shape: --init's header (init, already read), or the preset with explicit overrides. */
+gpt2_config options_model(const options* o, const gpt2_config* init, int vocab)
+{
+    gpt2_config c = {0};
+    char why[512];
+    if (init != NULL) {
+        if (o->layers || o->dim || o->heads)
+            die("--init takes the model shape from its header; drop --layers/--dim/--heads");
+        if (init->vocab_size != vocab)
+            die("--init %s has vocabulary %d but the data has %d%s", o->init, init->vocab_size,
+                vocab, vocab == 256 ? " (text is read as bytes)" : "");
+        return *init;
+    }
+    struct {
+        const char* name;
+        int L, C, NH, T;
+    } presets[] = {{"tiny", 4, 128, 4, 64},
+                   {"mini", 6, 256, 8, 128},
+                   {"124m", 12, 768, 12, 1024},
+                   {"345m", 24, 1024, 16, 1024}};
+    int found = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(o->preset, presets[i].name) == 0) found = i;
+    if (found < 0) die("--preset %s: expected tiny, mini, 124m or 345m", o->preset);
+    c.num_layers = o->layers ? o->layers : presets[found].L;
+    c.channels = o->dim ? o->dim : presets[found].C;
+    c.num_heads = o->heads ? o->heads : presets[found].NH;
+    c.max_seq_len = o->seq ? o->seq : presets[found].T;
+    c.vocab_size = vocab;
+    c.padded_vocab_size = (vocab + 127) / 128 * 128;
+    if (gpt2_config_check(&c, why, sizeof why) != 0) die("%s", why);
+    return c;
+}

@@ -46,5 +46,8 @@ void options_usage(FILE* f);
  * (anything that changes the numbers or the collectives: shape, data, schedule, compression,
  * evaluation and checkpoint cadence). */
 void options_agree(const options* o);
+/* The model shape: --init's header (init, already read), or the preset with the explicit
+ * --layers/--dim/--heads/--seq; stops every rank with one line when they do not fit. */
+gpt2_config options_model(const options* o, const gpt2_config* init, int vocab);
 
 #endif

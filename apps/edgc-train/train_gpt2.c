@@ -31,40 +31,7 @@
 #include "options.h"
 #include "pipeline.h"
 #include "ranks.h"
-
-/* The model shape: --init's header (init, already read), or the preset with explicit overrides. */
-static gpt2_config model_config(const options* o, const gpt2_config* init, int vocab)
-{
-    gpt2_config c = {0};
-    char why[512];
-    if (init != NULL) {
-        if (o->layers || o->dim || o->heads)
-            die("--init takes the model shape from its header; drop --layers/--dim/--heads");
-        if (init->vocab_size != vocab)
-            die("--init %s has vocabulary %d but the data has %d%s", o->init, init->vocab_size,
-                vocab, vocab == 256 ? " (text is read as bytes)" : "");
-        return *init;
-    }
-    struct {
-        const char* name;
-        int L, C, NH, T;
-    } presets[] = {{"tiny", 4, 128, 4, 64},
-                   {"mini", 6, 256, 8, 128},
-                   {"124m", 12, 768, 12, 1024},
-                   {"345m", 24, 1024, 16, 1024}};
-    int found = -1;
-    for (int i = 0; i < 4; i++)
-        if (strcmp(o->preset, presets[i].name) == 0) found = i;
-    if (found < 0) die("--preset %s: expected tiny, mini, 124m or 345m", o->preset);
-    c.num_layers = o->layers ? o->layers : presets[found].L;
-    c.channels = o->dim ? o->dim : presets[found].C;
-    c.num_heads = o->heads ? o->heads : presets[found].NH;
-    c.max_seq_len = o->seq ? o->seq : presets[found].T;
-    c.vocab_size = vocab;
-    c.padded_vocab_size = (vocab + 127) / 128 * 128;
-    if (gpt2_config_check(&c, why, sizeof why) != 0) die("%s", why);
-    return c;
-}
+#include "sample.h"
 
 // ----------------------------------------------------------------------------
 // helpers for the loop
@@ -164,48 +131,6 @@ static void wam_exchange(const pipeline* q, edgc_reducer* red, double bwd_mb_ms,
         die("WAM: %s", edgc_reducer_last_error(red));
 }
 
-/* Samples `len` bytes from the model, rank 0 only (byte-level vocabularies only). */
-static void generate(gpt2* m, int len, uint64_t seed)
-{
-    if (g_rank != 0 || len <= 0) return;
-    if (m->config.vocab_size != 256) {
-        say("\nsample: skipped (GPT-2 BPE tokens need a tokenizer this trainer does not have)\n");
-        return;
-    }
-    int T = m->config.max_seq_len;
-    int* ctx = calloc((size_t)T, sizeof(int));
-    if (ctx == NULL) return;
-    int n = 1;
-    ctx[0] = '\n';
-    uint64_t s = seed ^ 0x5eedULL;
-    say("\nsample:\n");
-    for (int i = 0; i < len; i++) {
-        int start = n > T ? n - T : 0, t = n - start;
-        if (gpt2_forward(m, ctx + start, NULL, 1, t) != 0) break;
-        const float* p = m->acts.probs + (size_t)(t - 1) * m->config.padded_vocab_size;
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        double u = (double)(s >> 11) * 0x1.0p-53, acc = 0.0;
-        int next = m->config.vocab_size - 1;
-        for (int v = 0; v < m->config.vocab_size; v++) {
-            acc += p[v];
-            if (u < acc) {
-                next = v;
-                break;
-            }
-        }
-        putchar((next >= 32 && next < 127) || next == '\n' ? next : '?');
-        if (n < T) {
-            ctx[n++] = next;
-        } else { /* slide the context window */
-            memmove(ctx, ctx + 1, (size_t)(T - 1) * sizeof(int));
-            ctx[T - 1] = next;
-        }
-    }
-    putchar('\n');
-    fflush(stdout);
-    free(ctx);
-}
-
 // ----------------------------------------------------------------------------
 
 int main(int argc, char** argv)
@@ -247,7 +172,7 @@ int main(int argc, char** argv)
         data_free(&all);
     }
     agree_data(&train, &val);
-    gpt2_config cfg = model_config(&o, o.init != NULL ? &init_cfg : NULL, train.vocab_size);
+    gpt2_config cfg = options_model(&o, o.init != NULL ? &init_cfg : NULL, train.vocab_size);
     int B = o.batch, T = o.seq ? o.seq : cfg.max_seq_len;
     if (T > cfg.max_seq_len)
         die("--seq %d is longer than the model's position table (%d)", T, cfg.max_seq_len);
@@ -561,7 +486,7 @@ int main(int argc, char** argv)
         100 * t_fwd / busy, 100 * t_bwd / busy, 100 * t_sync / busy, 100 * t_opt / busy,
         100 * t_wait / busy, total_s - t_eval);
     if (o.sample_len > 0) pipe_gather(&q, &model, whole);
-    generate(whole, o.sample_len, o.seed);
+    sample_text(whole, o.sample_len, o.seed);
 
     edgc_reducer_free(red);
     pipe_free(&q);
