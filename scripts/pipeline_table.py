@@ -31,6 +31,7 @@ def main(specs):
             s += 1
         runs.append((label, stages))
     dense_ms = None
+    checks = []
     print("| run | ms / iteration | vs dense | final val loss | "
           + " | ".join(f"stage {s}: rank, sync ms, bwd ms/mb, wait ms" for s in range(len(runs[0][1])))
           + " |")
@@ -53,6 +54,28 @@ def main(specs):
                          f"{statistics.mean(r['bwd_mb_ms'] for r in rs):.1f}, "
                          f"{statistics.mean(r['wait_ms'] for r in rs):.1f}")
         print(f"| {label} | {it_ms:.0f} | {it_ms / dense_ms:.2f}x | {val:.4f} | " + " | ".join(cells) + " |")
+        checks.extend(alignment(label, stages))
+    print()
+    for line in checks:
+        print(line)
+
+
+def alignment(label, stages):
+    """Each later stage's logged window decisions against the alignment rule: dense exactly when
+    the budget (stage 0's predicted time + p t_mb) exceeds the stage's own dense sync time. The
+    authors' rule (--wam paper) also goes dense when the budget buys more than r_max."""
+    out = []
+    for s, rows in enumerate(stages[1:], start=1):
+        decided = [r for r in rows if r.get("wam_budget_ms") is not None]
+        if not decided:
+            continue
+        over = [r for r in decided if r["wam_budget_ms"] > r["dense_sync_ms"]]
+        dense_over = sum(r["rank"] == 0 for r in over)
+        dense_under = sum(r["rank"] == 0 for r in decided if r not in over)
+        out.append(f"- {label}, stage {s}: {len(decided)} steps at a rank aligned on timings; "
+                   f"budget above its dense time: {len(over)} (dense: {dense_over}); "
+                   f"dense with a budget below it: {dense_under}")
+    return out
 
 
 if __name__ == "__main__":
