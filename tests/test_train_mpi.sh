@@ -42,8 +42,10 @@ mpirun -np 2 "$train" "${model[@]}" --batch 4 --steps 60 --compress edgc --windo
 for p in profile warmup compress; do
     grep -q "\"phase\":\"$p\"" "$work/edgc.jsonl" || fail "edgc run never reached phase $p"
 done
-# phases in order, never back
-field "$work/edgc.jsonl" phase | uniq | tr -d '"' | tr '\n' ' ' | grep -qx 'profile warmup compress ' ||
+# phases in order; back to profiling only from compression, when the measured sync time drifted
+# from the profile (docs/ALGORITHM.md 4.4: under the sanitizers' slow, noisy timing it can)
+field "$work/edgc.jsonl" phase | uniq | tr -d '"' | tr '\n' ' ' |
+    grep -qxE 'profile warmup compress (profile compress )*' ||
     fail "phases out of order: $(field "$work/edgc.jsonl" phase | uniq | tr '\n' ' ')"
 grep -q '^done: 60 steps' "$work/edgc.out" || fail "edgc run did not finish"
 
