@@ -1,10 +1,11 @@
 /* test_reducer.c - the reducer over the in-process communicator: argument checks, the stats JSON,
- * dense mode and agreement on a mismatched config, without MPI. The MPI behaviour is in
+ * dense mode, agreement on a mismatched config, and WAM on a simulated slow link, without MPI. The MPI behaviour is in
  * test_reducer_mpi.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "edgc_internal.h"
@@ -215,6 +216,103 @@ static void test_bad_arguments(void** state)
     edgc_inproc_free(g);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * WAM on a stage 1 of two data-parallel workers, over a link that costs time per float: the
+ * reducer profiles it, then at each window boundary aligns its rank on stage 0's predicted time
+ * plus the backward time per micro-batch, agreed (max) between the workers. */
+enum { WAM_STEPS = 60, WAM_N = 256 * 256 + 256 };
+static const edgc_tensor k_wide_tensors[] = {{0, 256, 256}, {256 * 256, 256, 1}};
+static const edgc_layout k_wide = {k_wide_tensors, 2, WAM_N};
+
+typedef struct slow_link {
+    edgc_comm inner;
+    double us_per_float;
+} slow_link;
+
+static void nap_us(double us)
+{
+    struct timespec t = {(time_t)(us / 1e6), (long)(fmod(us, 1e6) * 1e3)};
+    nanosleep(&t, NULL);
+}
+
+static edgc_status slow_sum(void* ctx, float* buf, size_t n)
+{
+    slow_link* s = ctx;
+    nap_us((double)n * s->us_per_float);
+    return s->inner.allreduce_sum_f32(s->inner.ctx, buf, n);
+}
+
+static edgc_status slow_max(void* ctx, int32_t* buf, size_t n)
+{
+    slow_link* s = ctx;
+    return s->inner.allreduce_max_i32(s->inner.ctx, buf, n);
+}
+
+static edgc_status slow_bcast(void* ctx, void* buf, size_t bytes, int root)
+{
+    slow_link* s = ctx;
+    return s->inner.broadcast(s->inner.ctx, buf, bytes, root);
+}
+
+typedef struct wam_job {
+    double tmb_ms; /* this worker's backward time per micro-batch */
+    edgc_status status;
+    edgc_step_stats st[WAM_STEPS];
+} wam_job;
+
+static void wam_worker(void* arg, const edgc_comm* comm)
+{
+    wam_job* j = arg;
+    slow_link link = {*comm, 0.2}; /* dense: 13 ms; rank r: about 0.2 r ms */
+    edgc_comm slow = {&link,      comm->rank, comm->size, slow_sum, slow_max,
+                      slow_bcast, NULL,       NULL,       NULL};
+    edgc_config c = edgc_config_default();
+    c.total_steps = WAM_STEPS;
+    c.alpha = 0.5; /* window 6 */
+    c.pipeline_stages = 2;
+    c.pipeline_stage = 1;
+    edgc_reducer* r = NULL;
+    float* grad = malloc(WAM_N * sizeof *grad);
+    j->status = grad == NULL ? EDGC_ERR_NOMEM : edgc_reducer_create(&c, &k_wide, &slow, &r);
+    test_rng rng = {(uint64_t)comm->rank + 1};
+    /* stage 0 leads with rank 8, predicted at 1 ms */
+    edgc_wam_lead lead = {8, 1.0};
+    for (int t = 0; t < WAM_STEPS && j->status == EDGC_OK; t++) {
+        test_gaussian(&rng, grad, WAM_N, 1.0);
+        j->status = edgc_reducer_wam_follow(r, &lead, j->tmb_ms);
+        nap_us(5000.0); /* the step's compute */
+        if (j->status == EDGC_OK) j->status = edgc_reducer_step(r, grad, &j->st[t]);
+    }
+    edgc_reducer_free(r);
+    free(grad);
+}
+
+static void test_wam_follower_over_a_slow_link(void** state)
+{
+    (void)state;
+    wam_job jobs[2] = {{.tmb_ms = 2.0}, {.tmb_ms = 4.0}};
+    assert_int_equal(run_workers(2, wam_worker, jobs, sizeof jobs[0]), 0);
+    assert_int_equal(jobs[0].status, EDGC_OK);
+    assert_int_equal(jobs[1].status, EDGC_OK);
+    int aligned = 0, compressed = 0;
+    for (int t = 0; t < WAM_STEPS; t++) {
+        const edgc_step_stats *a = &jobs[0].st[t], *b = &jobs[1].st[t];
+        assert_int_equal(a->rank, b->rank); /* the replicas of a stage decide alike */
+        assert_int_equal(isfinite(a->wam_budget_ms), isfinite(b->wam_budget_ms));
+        if (!isfinite(a->wam_budget_ms)) continue;
+        aligned++;
+        /* stage 0's 1 ms plus one micro-batch of the slower worker's backward */
+        assert_true(a->wam_budget_ms == 5.0 && b->wam_budget_ms == 5.0);
+        assert_true(a->phase == EDGC_PHASE_COMPRESS);
+        /* dense exactly when the budget exceeds this stage's own dense time; never above r_max */
+        assert_int_equal(a->rank == 0, a->wam_budget_ms > a->dense_sync_ms);
+        assert_true(a->rank <= a->r_max);
+        compressed += a->rank > 0;
+    }
+    assert_true(aligned >= 12); /* compression begins after profiling, well before the end */
+    assert_true(compressed > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_one_invalid_config_fails_everywhere),
         cmocka_unit_test(test_state_load_fuzz),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_wam_follower_over_a_slow_link),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
