@@ -31,6 +31,7 @@
 #include "options.h"
 #include "pipeline.h"
 #include "ranks.h"
+#include "report.h"
 #include "sample.h"
 
 // ----------------------------------------------------------------------------
@@ -39,26 +40,6 @@
 static double now_s(void)
 {
     return MPI_Wtime();
-}
-
-static void fmt_duration(char* out, size_t n, double s)
-{
-    if (!(s >= 0) || s > 1e7) {
-        snprintf(out, n, "?");
-    } else if (s >= 3600) {
-        snprintf(out, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
-    } else {
-        snprintf(out, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
-    }
-}
-
-static const char* phase_name(const edgc_step_stats* s)
-{
-    if (s->mode == EDGC_MODE_DENSE) return "dense";
-    if (s->mode == EDGC_MODE_POWERSGD) return "powersgd";
-    return s->phase == EDGC_PHASE_PROFILE  ? "profile"
-           : s->phase == EDGC_PHASE_WARMUP ? "warmup"
-                                           : "compress";
 }
 
 /* Mean validation loss over the first eval_batches windows, split across the replicas. */
@@ -341,7 +322,8 @@ int main(int argc, char** argv)
     if (!log_ok) die("cannot write --log %s", o.log);
 
     adamw_config ac = {0.9f, 0.95f, 1e-8f, o.weight_decay};
-    double t_fwd = 0, t_bwd = 0, t_wait = 0, t_sync = 0, t_opt = 0, t_eval = 0, t_begin = now_s();
+    step_times tt = {0};
+    double t_begin = now_s();
     int r_max_seen = -1; /* last r_max reported; -1: none yet */
     double val_loss = NAN;
     edgc_step_stats s = {0};
@@ -365,9 +347,9 @@ int main(int argc, char** argv)
                     edgc_reducer_last_error(red));
         double norm = pipe_clip(&q, &model, o.grad_clip, &outcome);
         double t2b = now_s(); /* the stages waiting for each other: pipeline wait */
-        t_fwd += q.forward_ms * 1e-3;
-        t_bwd += q.backward_ms * 1e-3;
-        t_wait += t1 - t0 - (q.forward_ms + q.backward_ms) * 1e-3 + (t2b - t2);
+        tt.fwd += q.forward_ms * 1e-3;
+        tt.bwd += q.backward_ms * 1e-3;
+        tt.wait += t1 - t0 - (q.forward_ms + q.backward_ms) * 1e-3 + (t2b - t2);
         if (outcome == 2) die("step %d: gradient synchronisation failed (see above)", step + 1);
         if (outcome == 1) {
             say("step %d: non-finite gradient on some rank; step skipped on all ranks\n", step + 1);
@@ -376,8 +358,8 @@ int main(int argc, char** argv)
         }
         adamw_update(&model, lr, &ac, step + 1);
         double t3 = now_s();
-        t_sync += t2 - t1;
-        t_opt += t3 - t2b;
+        tt.sync += t2 - t1;
+        tt.opt += t3 - t2b;
         sent_total = s.total_sent;
         dense_total = s.total_dense;
         double loss = last_stage ? batch_loss : 0.0; /* the replicas' mean, from the last stage */
@@ -392,7 +374,7 @@ int main(int argc, char** argv)
         if (eval_now) {
             double te = now_s();
             val_loss = evaluate(&q, &model, &val, B, T, o.eval_batches, inputs, targets);
-            t_eval += now_s() - te;
+            tt.eval += now_s() - te;
         }
         if (o.mode == EDGC_MODE_EDGC && o.r_max == 0 && s.phase != EDGC_PHASE_PROFILE &&
             s.r_max != r_max_seen) {
@@ -401,40 +383,21 @@ int main(int argc, char** argv)
                 s.r_max == 0 ? " (no rank saves time on this link: staying dense)" : "");
             r_max_seen = s.r_max;
         }
-        if (log != NULL) {
-            char h[32] = "null";
-            if (s.entropy_sampled) snprintf(h, sizeof h, "%.6g", s.entropy);
-            char vl[32] = "null";
-            if (eval_now) snprintf(vl, sizeof vl, "%.6g", val_loss);
-            char ce[32] = "null", wb[32] = "null", ds[32] = "null";
-            if (isfinite(s.compression_error)) snprintf(ce, sizeof ce, "%.4g", s.compression_error);
-            if (isfinite(s.wam_budget_ms)) snprintf(wb, sizeof wb, "%.4g", s.wam_budget_ms);
-            if (isfinite(s.dense_sync_ms)) snprintf(ds, sizeof ds, "%.4g", s.dense_sync_ms);
-            /* time_s: training time so far, evaluation excluded, for time-to-quality plots */
-            fprintf(log,
-                    "{\"step\":%d,\"loss\":%.6g,\"val_loss\":%s,\"lr\":%.6g,\"grad_norm\":%.6g,"
-                    "\"rank\":%d,\"phase\":\"%s\",\"entropy\":%s,\"compression_error\":%s,"
-                    "\"bytes_sent\":%llu,\"bytes_dense\":%llu,\"total_sent\":%llu,"
-                    "\"sync_ms\":%.4g,\"forward_ms\":%.4g,\"backward_ms\":%.4g,"
-                    "\"optimizer_ms\":%.4g,\"stage\":%d,\"wait_ms\":%.4g,\"bwd_mb_ms\":%.4g,"
-                    "\"dense_sync_ms\":%s,\"wam_budget_ms\":%s,\"time_s\":%.4f}\n",
-                    step + 1, loss, vl, lr, norm, s.rank, phase_name(&s), h, ce,
-                    (unsigned long long)s.bytes_sent, (unsigned long long)s.bytes_dense,
-                    (unsigned long long)s.total_sent, (t2 - t1) * 1e3, q.forward_ms, q.backward_ms,
-                    (t3 - t2b) * 1e3, q.stage, q.wait_ms, q.backward_ms / q.micro, ds, wb,
-                    elapsed_before + now_s() - t_begin - t_eval);
-            fflush(log);
-        }
-        if ((step + 1) % o.print_every == 0 || last || step == start) {
-            double spent = now_s() - t_begin;
-            double tok_s = (double)(step + 1 - start) * B * T * D / spent;
-            char eta[32];
-            fmt_duration(eta, sizeof eta, spent / (step + 1 - start) * (o.steps - step - 1));
-            say("step %5d/%d | loss %.4f | %7.0f tok/s | %-8s r=%-3d | %6.3f / %6.3f MB | "
-                "ratio %5.1fx | ETA %s\n",
-                step + 1, o.steps, loss, tok_s, phase_name(&s), s.rank, s.bytes_sent / 1e6,
-                s.bytes_dense / 1e6, dense_total ? (double)dense_total / sent_total : 1.0, eta);
-        }
+        step_report rep = {step + 1,
+                           o.steps,
+                           loss,
+                           eval_now ? val_loss : NAN,
+                           lr,
+                           norm,
+                           (t2 - t1) * 1e3,
+                           (t3 - t2b) * 1e3,
+                           elapsed_before + now_s() - t_begin - tt.eval,
+                           &s,
+                           &q};
+        if (log != NULL) report_log(log, &rep);
+        if ((step + 1) % o.print_every == 0 || last || step == start)
+            report_progress(&rep, (double)B * T * D, step + 1 - start, now_s() - t_begin,
+                            sent_total, dense_total);
         if (eval_now) say("step %5d/%d | val loss %.4f\n", step + 1, o.steps, val_loss);
         if (o.out != NULL && ((o.ckpt_every > 0 && (step + 1) % o.ckpt_every == 0) || last))
             save_checkpoint(&o, &q, &model, whole, red, step + 1,
@@ -453,38 +416,19 @@ int main(int argc, char** argv)
     /* bytes: every stage's, summed over the replica's pipeline */
     uint64_t bytes[2] = {sent_total, dense_total};
     MPI_Allreduce(MPI_IN_PLACE, bytes, 2, MPI_UINT64_T, MPI_SUM, q.pp);
-    sent_total = bytes[0];
-    dense_total = bytes[1];
-
-    double busy = t_fwd + t_bwd + t_wait + t_sync + t_opt;
-    double tok_s = (o.steps - start) * (double)B * T * D / total_s;
-    double gflops = gpt2_flops_per_token(&cfg, T) * tok_s / 1e9;
-    double ratio = sent_total ? (double)dense_total / sent_total : 1.0;
-    say("\ndone: %d steps in %.1f s | final val loss %.4f", o.steps - start, total_s, val_loss);
-    if (skipped) say(" | %d steps skipped (non-finite gradients)", skipped);
-    say("\nsent %.1f MB vs %.1f MB dense: %.1fx less\n", sent_total / 1e6, dense_total / 1e6,
-        ratio);
-    say("time: forward %.1f s (%.0f%%), backward %.1f s (%.0f%%), sync %.1f s (%.0f%%), "
-        "optimizer %.1f s (%.0f%%)",
-        t_fwd, 100 * t_fwd / busy, t_bwd, 100 * t_bwd / busy, t_sync, 100 * t_sync / busy, t_opt,
-        100 * t_opt / busy);
-    if (P > 1) say(", pipeline wait %.1f s (%.0f%%)", t_wait, 100 * t_wait / busy);
-    say("%s\n", P > 1 ? " (stage 0)" : "");
-    say("throughput: %.0f tokens/s, %.2f GFLOP/s (model flops)\n", tok_s, gflops);
-    if (o.mode == EDGC_MODE_EDGC && isfinite(s.dense_sync_ms)) {
-        /* the profile timed dense steps on this very link: what a dense run would have paid */
-        double dense_sync = s.dense_sync_ms * 1e-3 * (o.steps - start);
-        say("dense would have spent %.1f s in sync at the measured %.1f ms per step (this run: "
-            "%.1f s): %.1f s, %.0f%% of the dense run's time, saved\n",
-            dense_sync, s.dense_sync_ms, t_sync, dense_sync - t_sync,
-            100 * (dense_sync - t_sync) / (busy - t_sync + dense_sync));
-    }
-    /* one machine-readable line for scripts */
-    say("summary: steps=%d val_loss=%.5f sent_mb=%.3f dense_mb=%.3f tok_s=%.1f gflops=%.3f "
-        "fwd_pct=%.1f bwd_pct=%.1f sync_pct=%.1f opt_pct=%.1f wait_pct=%.1f train_s=%.2f\n",
-        o.steps - start, val_loss, sent_total / 1e6, dense_total / 1e6, tok_s, gflops,
-        100 * t_fwd / busy, 100 * t_bwd / busy, 100 * t_sync / busy, 100 * t_opt / busy,
-        100 * t_wait / busy, total_s - t_eval);
+    run_summary sum = {o.steps - start,
+                       skipped,
+                       P,
+                       total_s,
+                       val_loss,
+                       (double)B * T * D,
+                       gpt2_flops_per_token(&cfg, T),
+                       bytes[0],
+                       bytes[1],
+                       tt,
+                       o.mode,
+                       s.dense_sync_ms};
+    report_summary(&sum);
     if (o.sample_len > 0) pipe_gather(&q, &model, whole);
     sample_text(whole, o.sample_len, o.seed);
 
