@@ -627,6 +627,7 @@ int gpt2_forward(gpt2* m, const int* inputs, const int* targets, int B, int T)
         matmul_forward(l_fcproj, l_fch_gelu, p.fcprojw + (size_t)l * C * 4 * C, p.fcprojb + l * C,
                        B * T, 4 * C, C);
         residual_forward(l_residual3, l_residual2, l_fcproj, BTC);
+        if (m->between_layers != NULL) m->between_layers(m->between_ctx);
     }
     if (!m->part.head) {
         m->mean_loss = -1.0;
@@ -698,6 +699,7 @@ void gpt2_backward(gpt2* m, const float* dout)
                         ga.qkv + o3, a.ln1 + o1, p.qkvw + (size_t)l * 3 * C * C, B * T, C, 3 * C);
         layernorm_backward(dresidual, g.ln1w + l * C, g.ln1b + l * C, ga.ln1 + o1, residual,
                            p.ln1w + l * C, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, B, T, C);
+        if (m->between_layers != NULL) m->between_layers(m->between_ctx);
     }
     if (m->part.embedding) encoder_backward(g.wte, g.wpe, ga.encoded, m->inputs, B, T, C);
 }

@@ -112,6 +112,10 @@ typedef struct gpt2 {
     int* inputs;      /* (B, T) copy of the current slot's inputs */
     int* targets;     /* (B, T) or unused */
     float loss_scale; /* the backward's d(loss) factor: 1 / micro-batches; default 1 */
+    /* called after every block in forward and backward, when set: a pipeline progresses its
+     * messages there (MPI moves a large send only while the sender is inside MPI) */
+    void (*between_layers)(void* ctx);
+    void* between_ctx;
     double mean_loss; /* last forward's loss, -1 without targets */
 } gpt2;
 

@@ -45,6 +45,16 @@ gpt2_part pipe_part(const pipeline* q, const gpt2_config* c)
     return gpt2_stage_part(c->num_layers, q->stages, q->stage);
 }
 
+/* Lets MPI move the sends in flight while this stage computes: a send above the eager limit
+ * (an activation of a few tens of KB, over TCP) only progresses inside an MPI call. */
+static void progress(void* ctx)
+{
+    pipeline* q = ctx;
+    int done;
+    MPI_Testall(q->slots, q->out_req, &done, MPI_STATUSES_IGNORE);
+    MPI_Testall(q->micro, q->back_req, &done, MPI_STATUSES_IGNORE);
+}
+
 void pipe_prepare(pipeline* q, gpt2* m)
 {
     int ahead = q->stages - q->stage; /* 1F1B keeps at most P - s micro-batches in flight */
@@ -62,6 +72,10 @@ void pipe_prepare(pipeline* q, gpt2* m)
     for (int i = 0; i < q->micro; i++)
         q->back_req[i] = MPI_REQUEST_NULL;
     m->loss_scale = 1.0f / (float)q->micro; /* the step's loss is the micro-batches' mean */
+    if (q->stages > 1) {
+        m->between_layers = progress;
+        m->between_ctx = q;
+    }
 }
 
 /* Blocking receive from a neighbour stage, timed as waiting. */
