@@ -183,9 +183,18 @@ static int decide_rank(edgc_controller* c)
     return edgc__smooth_rank(target, c->rank_cur, b);
 }
 
+/* Measured over predicted sync time in the first window after profiling (1 before it is known):
+ * a profile taken on a quiet link can be off by a steady factor once the pipeline's activations
+ * and the other stages' syncs share it. */
+static double measured_scale(const edgc_controller* c)
+{
+    return isfinite(c->drift_ref) && c->drift_ref > 0.0 ? c->drift_ref : 1.0;
+}
+
 /* WAM, stage p > 0: the rank that spends the slack of p micro-batch backwards the 1F1B schedule
- * leaves this stage (edgc_wam_stage_rank over its own profile); without timings to align with
- * (r_max given, nothing profiled or measured yet), stage 0's rank within this stage's bounds. */
+ * leaves this stage (edgc_wam_stage_rank over its own profile, scaled to what was measured);
+ * without timings to align with (r_max given, nothing profiled or measured yet), stage 0's rank
+ * within this stage's bounds. */
 static int follow_rank(edgc_controller* c)
 {
     const edgc__profiler* p = &c->prof;
@@ -193,10 +202,13 @@ static int follow_rank(edgc_controller* c)
     c->wam_budget = NAN;
     if (p->n > 0 && isfinite(p->base_ms) && isfinite(c->wam_t0) && isfinite(c->wam_tmb)) {
         edgc_profile own = {p->ranks, p->ms, p->n, p->base_ms};
-        if (edgc_wam_stage_rank(&own, c->wam_t0, stage, c->wam_tmb, c->r_max, &rank) == EDGC_OK) {
+        /* a profile scaled by s against a budget B is the profile against B / s */
+        double s = measured_scale(c);
+        if (edgc_wam_stage_rank(&own, c->wam_t0 / s, stage, c->wam_tmb / s, c->r_max, &rank) ==
+            EDGC_OK) {
             c->wam_budget = c->wam_t0 + stage * c->wam_tmb;
             /* more slack than r_max needs, less than dense needs: r_max fits, dense does not */
-            if (rank == 0 && c->cfg.wam_rule == EDGC_WAM_CAP && c->wam_budget <= p->base_ms)
+            if (rank == 0 && c->cfg.wam_rule == EDGC_WAM_CAP && c->wam_budget <= s * p->base_ms)
                 rank = c->r_max;
             return rank;
         }
@@ -227,6 +239,11 @@ double edgc__controller_wam_budget(const edgc_controller* c)
 double edgc__controller_predict(const edgc_controller* c, int rank)
 {
     return edgc__profiler_predict(&c->prof, rank);
+}
+
+double edgc__controller_predict_measured(const edgc_controller* c, int rank)
+{
+    return measured_scale(c) * edgc__profiler_predict(&c->prof, rank);
 }
 
 /* At a window boundary: has the link changed since it was profiled? The measured sync time over
@@ -288,7 +305,7 @@ edgc_status edgc_controller_plan(edgc_controller* c, edgc_plan* out)
             /* re-profile now; the untimed settling steps are not needed mid-run */
             uint64_t s0 = (uint64_t)c->cfg.profile_start;
             start_profile(c, c->step >= s0 ? c->step - s0 : 0);
-            c->drift_ref = c->err_ref = NAN;
+            c->drift_ref = c->err_ref = c->wam_budget = NAN; /* nothing aligned while profiling */
         } else if (c->r_max > 0) {
             int led = c->cfg.pipeline_stage > 0 && c->wam_have;
             c->rank_cur = led ? follow_rank(c) : decide_rank(c);

@@ -379,7 +379,7 @@ edgc_status edgc_reducer_wam_lead(edgc_reducer* r, edgc_wam_lead* out)
     edgc_plan plan; /* the plan is fixed until the step commits it: this is the step's rank */
     EDGC_FORWARD(edgc_controller_plan(r->ctl, &plan));
     out->rank = plan.rank;
-    out->predicted_ms = edgc__controller_predict(r->ctl, plan.rank);
+    out->predicted_ms = edgc__controller_predict_measured(r->ctl, plan.rank);
     return EDGC_OK;
 }
 

@@ -407,12 +407,25 @@ static edgc_config defaults_run(uint64_t steps)
     return c;
 }
 
-/* Runs `steps` steps against the simulated link, from wherever ctl is; returns the plans. */
-static void simulate(edgc_controller* ctl, const sim* m, uint64_t steps, edgc_plan* plans)
+/* WAM input of a pipeline stage > 0: stage 0's lead and this stage's backward time per
+ * micro-batch, given before every step. */
+typedef struct wam_feed {
+    int rank;
+    double t0_ms, tmb_ms;
+} wam_feed;
+
+/* Runs `steps` steps against the simulated link, from wherever ctl is, led by `lead` when not
+ * NULL; returns the plans. */
+static void simulate_led(edgc_controller* ctl, const sim* m, uint64_t steps, const wam_feed* lead,
+                         edgc_plan* plans)
 {
     int prev_rank = -1;
     uint64_t prev_t = 0;
     for (uint64_t i = 0; i < steps; i++) {
+        if (lead != NULL) {
+            edgc__controller_wam_lead(ctl, lead->rank, lead->t0_ms);
+            edgc__controller_wam_tmb(ctl, lead->tmb_ms);
+        }
         edgc_plan p;
         assert_int_equal(edgc_controller_plan(ctl, &p), EDGC_OK);
         edgc_observation o = {.entropy = 5.0,
@@ -429,6 +442,11 @@ static void simulate(edgc_controller* ctl, const sim* m, uint64_t steps, edgc_pl
         prev_t = p.step;
         plans[i] = p;
     }
+}
+
+static void simulate(edgc_controller* ctl, const sim* m, uint64_t steps, edgc_plan* plans)
+{
+    simulate_led(ctl, m, steps, NULL, plans);
 }
 
 /* A slow link (dense 300 ms) under a 100 ms compute step: rank r costs 2 + 3r ms. The fastest
@@ -671,11 +689,8 @@ static void test_state_round_trip_continues_identically(void** state)
 static void follow(edgc_controller* ctl, const sim* m, uint64_t steps, int lead, double t0,
                    double tmb, edgc_plan* plans)
 {
-    for (uint64_t i = 0; i < steps; i++) {
-        edgc__controller_wam_lead(ctl, lead, t0);
-        edgc__controller_wam_tmb(ctl, tmb);
-        simulate(ctl, m, 1, plans + i);
-    }
+    wam_feed feed = {lead, t0, tmb};
+    simulate_led(ctl, m, steps, &feed, plans);
 }
 
 static void test_wam_follower_spends_the_slack(void** state)
@@ -736,6 +751,27 @@ static void test_wam_follower_spends_the_slack(void** state)
         edgc_controller_free(ctl);
     }
     c.wam_rule = EDGC_WAM_CAP;
+
+    /* the link turns out twice as slow once compression starts (in a pipeline, the activations
+     * and the other stages' syncs share it): the first window measures (2 + 6 r_max) against the
+     * profile's (2 + 3 r_max), and the same 24 ms budget then buys 22 / 6 = 3.7 -> rank 4, not 8.
+     * Stage 0's lead carries its prediction scaled the same way. */
+    sim busy = k_slow;
+    busy.slow_from = 30; /* after profiling, before compression starts at 40 */
+    busy.slow = 2.0;
+    for (int stage = 1; stage >= 0; stage--) {
+        c.pipeline_stage = stage;
+        assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
+        follow(ctl, &busy, 120, 4, 14.0, 10.0, p);
+        assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+        double ratio = (2.0 + 6.0 * hi) / (2.0 + 3.0 * hi);
+        if (stage == 1)
+            for (int t = 60; t < 120; t++)
+                assert_int_equal(p[t].rank, 4);
+        assert_true(fabs(edgc__controller_predict_measured(ctl, 4) - ratio * 14.0) < 1e-9);
+        assert_true(edgc__controller_predict(ctl, 4) == 14.0);
+        edgc_controller_free(ctl);
+    }
 
     /* stage 0 is never led: the same lead leaves its decisions unchanged */
     c.pipeline_stage = 0;
