@@ -36,7 +36,7 @@ section() { # name, command...
         elif [ "$1" = converge4_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 40 min)"
         elif [ "$1" = pipeline_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 10 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 12 min)"
         elif [ "$1" = torch_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 2 min)"
         elif [ "$1" = reliability_table ]; then
@@ -213,7 +213,9 @@ converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own den
 
 pipeline_table() { # DP x PP with WAM on emulated links
     converge_setup
-    local np=4 rate=100mbit steps=${PIPELINE_STEPS:-300} specs=()
+    local np=4 rate=100mbit steps=${PIPELINE_STEPS:-300} repeats=${PIPELINE_REPEATS:-3} specs=()
+    local modes=(dense powersgd:8 "edgc --wam off" "edgc --wam paper" edgc)
+    declare -A logs
     echo "PP=2 x DP=2, \`tiny\` preset, batch 8 per replica in 4 micro-batches (1F1B), $steps steps;"
     echo "one rank per namespace at $rate (\`scripts/netsim.sh\`): activations between the stages"
     echo "and each stage's gradient sync share the shaped links. At this speed a dense sync of one"
@@ -221,19 +223,25 @@ pipeline_table() { # DP x PP with WAM on emulated links
     echo "regime pipelines with compression are built for. 4 ranks share the 2 cores here, so"
     echo "compute is slower and noisier than on 4 machines (one thread per rank). Steady state: the second half of each"
     echo "run; per stage its rank (median, range), reducer sync time, backward time per micro-batch"
-    echo "(t_mb) and time blocked in pipeline receives, all means per step."
+    echo "(t_mb) and time blocked in pipeline receives, all means per step. Every compressed setting"
+    echo "ran $repeats times, the settings taking turns, since one run's iteration time moves by"
+    echo "+-15 % here; the table gives the median run and the range (dense ran once)."
     echo
     scripts/netsim.sh up "$np" "$rate"
-    for mode in dense powersgd:8 "edgc --wam off" "edgc --wam paper" edgc; do
-        local label=$mode log="$dir/pipeline-${mode// /_}.jsonl"
-        log=${log//:/-}
-        rm -f "$log"*
-        echo "bench: pipeline: $label" >&2
-        scripts/netsim.sh mpirun "$np" "$t" --preset tiny --pp 2 --micro-batches 4 --batch 8 \
-            --steps "$steps" --compress $mode --data "$PWD/data/kjv.txt" --eval-every 50 \
-            --sample-len 0 --hash-every 50 --print-every 100 --threads 1 --log "$PWD/$log" >&2
-        specs+=("$label=$log")
+    rm -f "$dir"/pipeline-*
+    for ((r = 1; r <= repeats; r++)); do
+        for mode in "${modes[@]}"; do
+            [ "$mode" = dense ] && [ "$r" -gt 1 ] && continue
+            local log="$dir/pipeline-${mode// /_}.r$r.jsonl"
+            log=${log//:/-}
+            echo "bench: pipeline: $mode, run $r of $repeats" >&2
+            scripts/netsim.sh mpirun "$np" "$t" --preset tiny --pp 2 --micro-batches 4 --batch 8 \
+                --steps "$steps" --compress $mode --data "$PWD/data/kjv.txt" --eval-every 50 \
+                --sample-len 0 --hash-every 50 --print-every 100 --threads 1 --log "$PWD/$log" >&2
+            logs[$mode]+="${logs[$mode]:+,}$log"
+        done
     done
+    for mode in "${modes[@]}"; do specs+=("$mode=${logs[$mode]}"); done
     scripts/netsim.sh down "$np"
     python3 scripts/pipeline_table.py "${specs[@]}"
     echo
