@@ -448,7 +448,7 @@ EDGC_API edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t 
 typedef struct edgc_wam_lead {
     int rank;            /* stage 0's rank for its next step; 0 = dense */
     double predicted_ms; /* its sync time at that rank: its profile's, scaled by measured over
-                            predicted in the first window after profiling; NaN unprofiled */
+                            predicted in its last window; NaN when not profiled */
 } edgc_wam_lead;
 /** Stage 0: the lead for the coming step (fixes that step's plan). In dense and powersgd modes the
  *  rank is 0 or the static rank, the time NaN. Local. @return EDGC_OK, EDGC_ERR_INVALID_ARG. */

@@ -248,7 +248,7 @@ pipeline_table() { # DP x PP with WAM on emulated links
     echo "\"edgc --wam off\": every stage takes stage 0's rank; \"edgc\" (WAM, the default): stage 1"
     echo "spends its slack (stage 0's expected sync time plus one t_mb) on the largest rank its own"
     echo "profile says fits, at most its r_max; both profiles are scaled by the ratio of measured to"
-    echo "predicted sync time in their first window; \"edgc --wam paper\": the authors' rule, dense"
+    echo "predicted sync time in their last window; \"edgc --wam paper\": the authors' rule, dense"
     echo "when that rank exceeds r_max."
     echo "Logs in \`$dir/pipeline-*\`."
 }

@@ -46,6 +46,7 @@ struct edgc_controller {
     int win_err_n, win_sync_n;
     double err_ref;   /* error rule: the first compressed window's mean error (at r_max) */
     double drift_ref; /* measured / predicted sync time in the first window after profiling */
+    double win_ratio; /* measured / predicted sync time in the last window; NAN until one ends */
 
     /* WAM, pipeline stages > 0: stage 0's report and this stage's agreed backward time per
      * micro-batch; the rank at each window boundary follows from them */
@@ -113,7 +114,7 @@ edgc_status edgc_controller_create(const edgc_config* cfg, const edgc_layout* la
     if (c == NULL) return EDGC_ERR_NOMEM;
     c->cfg = *cfg;
     c->window = edgc_config_window(cfg);
-    c->h_ref = c->err_ref = c->drift_ref = NAN;
+    c->h_ref = c->err_ref = c->drift_ref = c->win_ratio = NAN;
     c->wam_t0 = c->wam_tmb = c->wam_budget = NAN;
     c->prof.base_ms = c->prof.compute_ms = NAN;
     c->sample_every = (uint64_t)llround(1.0 / cfg->alpha);
@@ -183,12 +184,12 @@ static int decide_rank(edgc_controller* c)
     return edgc__smooth_rank(target, c->rank_cur, b);
 }
 
-/* Measured over predicted sync time in the first window after profiling (1 before it is known):
- * a profile taken on a quiet link can be off by a steady factor once the pipeline's activations
- * and the other stages' syncs share it. */
+/* Measured over predicted sync time in the last window (1 before one has ended): a profile taken
+ * on a quiet link can be off by a factor once the pipeline's activations and the other stages'
+ * syncs share it, and the first window's factor is no better a guide than the latest one. */
 static double measured_scale(const edgc_controller* c)
 {
-    return isfinite(c->drift_ref) && c->drift_ref > 0.0 ? c->drift_ref : 1.0;
+    return isfinite(c->win_ratio) && c->win_ratio > 0.0 ? c->win_ratio : 1.0;
 }
 
 /* WAM, stage p > 0: the rank that spends the slack of p micro-batch backwards the 1F1B schedule
@@ -301,11 +302,14 @@ edgc_status edgc_controller_plan(edgc_controller* c, edgc_plan* out)
         reset_window(c);
     } else if (!c->prof.active && c->compressing && c->step % (uint64_t)c->window == 0 &&
                c->step != c->compress_start) {
+        if (c->win_sync_n > 0 && c->win_pred_sum > 0.0)
+            c->win_ratio = c->win_sync_sum / c->win_pred_sum;
         if (link_drifted(c)) {
             /* re-profile now; the untimed settling steps are not needed mid-run */
             uint64_t s0 = (uint64_t)c->cfg.profile_start;
             start_profile(c, c->step >= s0 ? c->step - s0 : 0);
-            c->drift_ref = c->err_ref = c->wam_budget = NAN; /* nothing aligned while profiling */
+            /* nothing aligned while profiling, nothing measured against the new profile yet */
+            c->drift_ref = c->err_ref = c->wam_budget = c->win_ratio = NAN;
         } else if (c->r_max > 0) {
             int led = c->cfg.pipeline_stage > 0 && c->wam_have;
             c->rank_cur = led ? follow_rank(c) : decide_rank(c);
@@ -437,6 +441,7 @@ edgc_status edgc__controller_save(const edgc_controller* c, edgc__writer* w)
     PUT(c->wam_t0);
     PUT(c->wam_tmb);
     PUT(c->wam_budget);
+    PUT(c->win_ratio);
     return EDGC_OK;
 }
 
@@ -484,6 +489,7 @@ edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r)
     GET(c->wam_t0);
     GET(c->wam_tmb);
     GET(c->wam_budget);
+    GET(c->win_ratio);
     if (r->bad) return EDGC_ERR_CORRUPT;
     /* A blob that passed its checksum but holds values this code would index with. */
     if (c->rank_cur < 0 || c->r_max < 0 || c->r_min < 0 || c->plan.rank < 0 || c->prev_rank < 0 ||

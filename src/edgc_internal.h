@@ -194,7 +194,7 @@ void edgc__controller_wam_tmb(edgc_controller* c, double tmb_ms);
 double edgc__controller_wam_budget(const edgc_controller* c);
 /* The profile's sync time at `rank` (rank 0: dense), clamped to the measured ranks; NaN unknown. */
 double edgc__controller_predict(const edgc_controller* c, int rank);
-/* The same scaled by measured / predicted sync time of the first window after profiling. */
+/* The same scaled by measured / predicted sync time over the last window (1 before one ended). */
 double edgc__controller_predict_measured(const edgc_controller* c, int rank);
 edgc_status edgc__controller_save(const edgc_controller* c, edgc__writer* w);
 edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r);

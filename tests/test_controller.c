@@ -686,6 +686,24 @@ static void test_state_round_trip_continues_identically(void** state)
  * micro-batch of backward (edgc_wam_stage_rank over this stage's own profile), goes dense when
  * that budget exceeds its dense time, and takes stage 0's rank when there is no timing to align
  * on. The lead and the backward time survive a state round trip. */
+/* A fresh controller of config c loaded with ctl's saved state. */
+static edgc_controller* clone(const edgc_config* c, const edgc_controller* ctl)
+{
+    edgc__writer w = {0};
+    edgc__controller_save(ctl, &w);
+    uint8_t* buf = malloc(w.len);
+    assert_non_null(buf);
+    edgc__writer w2 = {buf, w.len, 0};
+    edgc__controller_save(ctl, &w2);
+    edgc_controller* copy = NULL;
+    assert_int_equal(edgc_controller_create(c, &k_wide, &copy), EDGC_OK);
+    edgc__reader r = {buf, w.len, 0, 0};
+    assert_int_equal(edgc__controller_load(copy, &r), EDGC_OK);
+    assert_int_equal(r.at, w.len);
+    free(buf);
+    return copy;
+}
+
 static void follow(edgc_controller* ctl, const sim* m, uint64_t steps, int lead, double t0,
                    double tmb, edgc_plan* plans)
 {
@@ -714,16 +732,7 @@ static void test_wam_follower_spends_the_slack(void** state)
         assert_int_equal(p[t].rank, 8);
     /* save mid-window, with the lead in place */
     follow(ctl, &k_slow, 5, 4, 14.0, 400.0, p + 80);
-    edgc__writer w = {0};
-    edgc__controller_save(ctl, &w);
-    uint8_t* buf = malloc(w.len);
-    assert_non_null(buf);
-    edgc__writer w2 = {buf, w.len, 0};
-    edgc__controller_save(ctl, &w2);
-    assert_int_equal(edgc_controller_create(&c, &k_wide, &copy), EDGC_OK);
-    edgc__reader r = {buf, w.len, 0, 0};
-    assert_int_equal(edgc__controller_load(copy, &r), EDGC_OK);
-    free(buf);
+    copy = clone(&c, ctl);
     /* from step 80 the slack exceeds the dense time (14 + 400 > 300 ms): no compression */
     edgc_plan q[400];
     follow(ctl, &k_slow, 15, 4, 14.0, 400.0, p + 85);
@@ -753,9 +762,9 @@ static void test_wam_follower_spends_the_slack(void** state)
     c.wam_rule = EDGC_WAM_CAP;
 
     /* the link turns out twice as slow once compression starts (in a pipeline, the activations
-     * and the other stages' syncs share it): the first window measures (2 + 6 r_max) against the
-     * profile's (2 + 3 r_max), and the same 24 ms budget then buys 22 / 6 = 3.7 -> rank 4, not 8.
-     * Stage 0's lead carries its prediction scaled the same way. */
+     * and the other stages' syncs share it): each window measures (2 + 6 r) against the
+     * profile's (2 + 3 r), and the same 24 ms budget then buys 22 / 6 = 3.7 -> rank 4, not 8.
+     * Stage 0's lead carries its prediction scaled by its own last window the same way. */
     sim busy = k_slow;
     busy.slow_from = 30; /* after profiling, before compression starts at 40 */
     busy.slow = 2.0;
@@ -763,13 +772,18 @@ static void test_wam_follower_spends_the_slack(void** state)
         c.pipeline_stage = stage;
         assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
         follow(ctl, &busy, 120, 4, 14.0, 10.0, p);
-        assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-        double ratio = (2.0 + 6.0 * hi) / (2.0 + 3.0 * hi);
         if (stage == 1)
             for (int t = 60; t < 120; t++)
                 assert_int_equal(p[t].rank, 4);
-        assert_true(fabs(edgc__controller_predict_measured(ctl, 4) - ratio * 14.0) < 1e-9);
+        /* the last window that ended (steps 60-89, one value of step 59 included) */
+        double used = p[89].rank, ratio = (2.0 + 6.0 * used) / (2.0 + 3.0 * used);
+        assert_true(fabs(edgc__controller_predict_measured(ctl, 4) / (ratio * 14.0) - 1.0) < 0.01);
         assert_true(edgc__controller_predict(ctl, 4) == 14.0);
+        /* the measured ratio is part of the state */
+        copy = clone(&c, ctl);
+        assert_true(edgc__controller_predict_measured(copy, 4) ==
+                    edgc__controller_predict_measured(ctl, 4));
+        edgc_controller_free(copy);
         edgc_controller_free(ctl);
     }
 
