@@ -3,8 +3,9 @@
 #   1. dense: PP=2 x DP=1, PP=2 x DP=2 and PP=4 x DP=1 give the per-step losses and the gathered
 #      model.bin of PP=1 with the same global batch, to float tolerance;
 #   2. randomised small grids (P <= layers, M >= P) finish: the 1F1B schedule does not deadlock;
-#   3. edgc under PP=2 x DP=2: the replicas of each stage stay identical every step (hash check),
-#      and both stages log their ranks;
+#   3. edgc under PP=2 x DP=2 with --wam on: the replicas of each stage stay identical every
+#      step (hash check) and both stages reach compression (shared memory profiles no paying
+#      rank, so the aligned decisions themselves are test_reducer's, on a simulated slow link);
 #   4. --stop-after + --resume under PP is bit-identical; with r_max given, stage 1 takes stage
 #      0's rank every step (WAM without timings); resuming with another --pp is refused;
 #   5. bad grids (P not dividing the world, P > layers, M < P, M not dividing the batch) stop
@@ -67,9 +68,9 @@ for k in 1 2 3 4 5 6; do
     grep -q '^done: 3 steps' "$work/rand$k.out" || fail "P=$P M=$M D=$D L=$L did not finish"
 done
 
-echo "== 3. edgc under PP=2 x DP=2: replicas identical every step, both stages compress"
+echo "== 3. edgc under PP=2 x DP=2, --wam on: replicas identical every step, both stages compress"
 run -np 4 "$train" "${model[@]}" --batch 4 --steps 30 --compress edgc --pp 2 --micro-batches 2 \
-    --window 6 --alpha 0.5 --edgc-warmup 0.3 --hash-every 1 --log "$work/edgc.jsonl" \
+    --window 6 --alpha 0.5 --edgc-warmup 0.3 --wam on --hash-every 1 --log "$work/edgc.jsonl" \
     >"$work/edgc.out" || fail "edgc under PP failed: $(tail -3 "$work/edgc.out")"
 for f in "$work/edgc.jsonl" "$work/edgc.jsonl.stage1"; do
     grep -q '"phase":"compress"' "$f" || fail "$f never compressed"

@@ -82,9 +82,10 @@ void options_usage(FILE* f)
         "  --warmup-sync S      warm-up synchronisation: rmax (compressed at r_max; default) | "
         "dense\n"
         "  --rule R             trend | error | cqm (default trend)\n"
-        "  --wam W              with --pp: on (default): later stages spend the 1F1B slack on a\n"
-        "                       higher rank, r_max at most | paper: the authors' rule, dense when\n"
-        "                       the slack buys more than r_max | off: stage 0's rank everywhere\n"
+        "  --wam W              with --pp: off (default): every stage takes stage 0's rank |\n"
+        "                       on: later stages spend the 1F1B slack on a higher rank, r_max at\n"
+        "                       most | paper: the authors' rule, dense when the slack buys more\n"
+        "                       than r_max (docs/ALGORITHM.md 7 says why off is the default)\n"
         "output\n"
         "  --eval-every N       validation loss every N steps (default 100; 0 = only at the end)\n"
         "  --eval-batches N     validation batches, from the start of the validation data (default "
@@ -173,7 +174,7 @@ options options_parse(int argc, char** argv)
         .stop_after = 0,
         .keep_ckpt = 2,
         .pp = 1,
-        .wam = WAM_ON,
+        .wam = WAM_OFF, /* spending the slack lost in the pipeline benchmark */
         .lr = 1e-3f,
         .weight_decay = 0.01f,
         .grad_clip = 1.0f,
