@@ -7,7 +7,8 @@
 #      step (hash check) and both stages reach compression (shared memory profiles no paying
 #      rank, so the aligned decisions themselves are test_reducer's, on a simulated slow link);
 #   4. --stop-after + --resume under PP is bit-identical; with r_max given, stage 1 takes stage
-#      0's rank every step (WAM without timings); resuming with another --pp is refused;
+#      0's rank every step (WAM without timings), also after a NaN skipped on one stage;
+#      resuming with another --pp is refused;
 #   5. bad grids (P not dividing the world, P > layers, M < P, M not dividing the batch) stop
 #      every rank with one line.
 set -euo pipefail
@@ -91,6 +92,14 @@ cmp <(field "$work/full.jsonl" loss) <(field "$work/part.jsonl" loss) || fail "r
 cmp <(field "$work/full.jsonl" rank) <(field "$work/full.jsonl.stage1" rank) ||
     fail "stage 1 did not follow stage 0's rank"
 [ "$(field "$work/full.jsonl" rank | sort -u | wc -l)" -ge 2 ] || fail "the rank never changed"
+# a NaN on stage 0 alone: every stage skips that step, so the stages' windows stay aligned and
+# stage 1 still takes stage 0's rank on the same steps
+run -np 2 "$train" "${model[@]}" "${common[@]}" --debug-nan-step 9 --log "$work/nan.jsonl" \
+    >"$work/nan.out" 2>&1 || fail "the run with a NaN failed: $(tail -3 "$work/nan.out")"
+grep -q "step 10: non-finite gradient on some rank; step skipped on all ranks" "$work/nan.out" ||
+    fail "the NaN step was not skipped: $(cat "$work/nan.out")"
+cmp <(field "$work/nan.jsonl" rank) <(field "$work/nan.jsonl.stage1" rank) ||
+    fail "after a skipped step stage 1 no longer takes stage 0's rank on the same steps"
 if run -np 2 "$train" "${model[@]}" --batch 4 --steps 40 --compress edgc --rmax 8 --window 4 \
     --alpha 0.5 --edgc-warmup 0.1 --resume "$work/part" >"$work/other.out" 2>&1; then
     fail "resuming a PP=2 checkpoint with PP=1 was accepted"

@@ -168,6 +168,16 @@ void pipe_sum_tied(const pipeline* q, gpt2* m)
     MPI_Allreduce(MPI_IN_PLACE, m->grads.wte, (int)m->param_sizes[0], MPI_FLOAT, MPI_SUM, q->tied);
 }
 
+int pipe_any_nonfinite(const pipeline* q, const gpt2* m)
+{
+    if (q->stages == 1) return 0;
+    int bad = 0;
+    for (size_t i = 0; i < m->num_parameters && !bad; i++)
+        bad = !isfinite(m->grads_memory[i]);
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return bad;
+}
+
 double pipe_clip(const pipeline* q, gpt2* m, double max_norm, int* status)
 {
     /* the last stage's wte is stage 0's, counted there */

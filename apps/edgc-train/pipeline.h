@@ -52,6 +52,10 @@ double pipe_eval_batch(pipeline* q, gpt2* m, const int* inputs, const int* targe
 /* Stages 0 and P - 1: adds the two halves of the tied embedding's gradient, so both copies take
  * the same step. Nothing elsewhere or when P == 1. */
 void pipe_sum_tied(const pipeline* q, gpt2* m);
+/* Collective over MPI_COMM_WORLD when P > 1: 1 when any rank's gradient holds a NaN or an
+ * infinity. Every stage then skips its reducer step, so the stages' step counters (and windows)
+ * stay in lockstep; a reducer alone would only skip on the stage that saw it. 0 when P = 1. */
+int pipe_any_nonfinite(const pipeline* q, const gpt2* m);
 /* Global gradient-norm clipping across the stages (the tied embedding counted once), and the
  * stages' agreement on the step's outcome: *status is 0 (synchronised), 1 (skip the step) or 2
  * (failed) on entry, the worst over the stages on return. Returns the norm before clipping, or

@@ -338,7 +338,8 @@ int main(int argc, char** argv)
         double batch_loss = pipe_train_step(&q, &model, inputs, targets);
         if (step == o.nan_step && g_rank == 0) model.grads_memory[0] = NAN;
         double t1 = now_s();
-        st = edgc_reducer_step(red, model.grads_memory, &s);
+        st = pipe_any_nonfinite(&q, &model) ? EDGC_ERR_NONFINITE
+                                            : edgc_reducer_step(red, model.grads_memory, &s);
         double t2 = now_s();
         pipe_sum_tied(&q, &model);
         int outcome = st == EDGC_OK ? 0 : st == EDGC_ERR_NONFINITE ? 1 : 2;
