@@ -443,8 +443,8 @@ EDGC_API edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t 
  *  edgc_reducer_wam_lead() and sends it down its pipeline; every later stage passes it to
  *  edgc_reducer_wam_follow() with its own backward time per micro-batch. At each window boundary
  *  such a stage then takes edgc_wam_stage_rank() over its own profile, scaled the same way (dense
- *  when the budget exceeds its dense time), or stage 0's rank within its bounds when there are no timings
- *  to align with (r_max given). Stage 0 and PP = 1 are unaffected. */
+ *  when the budget exceeds its dense time), or stage 0's rank within its bounds when there are no
+ *  timings to align with (r_max given). Stage 0 and PP = 1 are unaffected. */
 typedef struct edgc_wam_lead {
     int rank;            /* stage 0's rank for its next step; 0 = dense */
     double predicted_ms; /* its sync time at that rank: its profile's, scaled by measured over

@@ -257,7 +257,7 @@ static int link_drifted(edgc_controller* c)
     if (c->cfg.reprofile_factor <= 0.0 || c->cfg.r_max > 0 || c->win_sync_n == 0 ||
         !(c->win_pred_sum > 0.0))
         return 0;
-    double ratio = c->win_sync_sum / c->win_pred_sum;
+    double ratio = c->win_ratio; /* this window's, set at the boundary just before */
     if (isnan(c->drift_ref)) {
         c->drift_ref = ratio;
         return 0;

@@ -646,46 +646,6 @@ static void test_link_slowing_down_triggers_a_new_profile(void** state)
     }
 }
 
-/* Save mid-run (mid-profile and mid-window), load into a fresh controller: both continue with
- * the same plans, every new field included. */
-static void test_state_round_trip_continues_identically(void** state)
-{
-    (void)state;
-    edgc_config c = defaults_run(600);
-    sim m = {300.0, 3.0, 2.0, 100.0, err_settling, 200, 5.0};
-    const uint64_t cut[] = {9, 100, 215, 250};
-    for (size_t k = 0; k < sizeof cut / sizeof cut[0]; k++) {
-        edgc_controller *a = NULL, *b = NULL;
-        assert_int_equal(edgc_controller_create(&c, &k_wide, &a), EDGC_OK);
-        assert_int_equal(edgc_controller_create(&c, &k_wide, &b), EDGC_OK);
-        edgc_plan pa[600], pb[600];
-        simulate(a, &m, cut[k], pa);
-        edgc_plan pending;
-        assert_int_equal(edgc_controller_plan(a, &pending), EDGC_OK); /* saved with a plan */
-        edgc__writer w = {0};
-        edgc__controller_save(a, &w);
-        uint8_t* buf = malloc(w.len);
-        assert_non_null(buf);
-        edgc__writer w2 = {buf, w.len, 0};
-        edgc__controller_save(a, &w2);
-        edgc__reader r = {buf, w.len, 0, 0};
-        assert_int_equal(edgc__controller_load(b, &r), EDGC_OK);
-        assert_int_equal(r.at, w.len);
-        free(buf);
-        /* the simulator's one-step-late values restart with the first step on both */
-        simulate(a, &m, 600 - cut[k], pa);
-        simulate(b, &m, 600 - cut[k], pb);
-        for (uint64_t t = 0; t < 600 - cut[k]; t++)
-            assert_plan_equal(&pa[t], &pb[t]);
-        edgc_controller_free(a);
-        edgc_controller_free(b);
-    }
-}
-
-/* WAM, stage 1: at each window boundary the rank spends stage 0's predicted time plus one
- * micro-batch of backward (edgc_wam_stage_rank over this stage's own profile), goes dense when
- * that budget exceeds its dense time, and takes stage 0's rank when there is no timing to align
- * on. The lead and the backward time survive a state round trip. */
 /* A fresh controller of config c loaded with ctl's saved state. */
 static edgc_controller* clone(const edgc_config* c, const edgc_controller* ctl)
 {
@@ -704,6 +664,36 @@ static edgc_controller* clone(const edgc_config* c, const edgc_controller* ctl)
     return copy;
 }
 
+/* Save mid-run (mid-profile and mid-window), load into a fresh controller: both continue with
+ * the same plans, every new field included. */
+static void test_state_round_trip_continues_identically(void** state)
+{
+    (void)state;
+    edgc_config c = defaults_run(600);
+    sim m = {300.0, 3.0, 2.0, 100.0, err_settling, 200, 5.0};
+    const uint64_t cut[] = {9, 100, 215, 250};
+    for (size_t k = 0; k < sizeof cut / sizeof cut[0]; k++) {
+        edgc_controller* a = NULL;
+        assert_int_equal(edgc_controller_create(&c, &k_wide, &a), EDGC_OK);
+        edgc_plan pa[600], pb[600];
+        simulate(a, &m, cut[k], pa);
+        edgc_plan pending;
+        assert_int_equal(edgc_controller_plan(a, &pending), EDGC_OK); /* saved with a plan */
+        edgc_controller* b = clone(&c, a);
+        /* the simulator's one-step-late values restart with the first step on both */
+        simulate(a, &m, 600 - cut[k], pa);
+        simulate(b, &m, 600 - cut[k], pb);
+        for (uint64_t t = 0; t < 600 - cut[k]; t++)
+            assert_plan_equal(&pa[t], &pb[t]);
+        edgc_controller_free(a);
+        edgc_controller_free(b);
+    }
+}
+
+/* WAM, stage 1: at each window boundary the rank spends stage 0's predicted time plus one
+ * micro-batch of backward (edgc_wam_stage_rank over this stage's own profile), goes dense when
+ * that budget exceeds its dense time, and takes stage 0's rank when there is no timing to align
+ * on. The lead and the backward time survive a state round trip. */
 static void follow(edgc_controller* ctl, const sim* m, uint64_t steps, int lead, double t0,
                    double tmb, edgc_plan* plans)
 {
