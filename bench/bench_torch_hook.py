@@ -11,6 +11,7 @@ and the training loss averaged over the last 20 steps. Prints a Markdown table.
 """
 
 import argparse
+import gc
 import os
 import socket
 import statistics
@@ -91,6 +92,7 @@ def worker(rank, kind, r, steps, port, out):
             f.write(f"{statistics.median(times) * 1e3} {statistics.mean(sent)} "
                     f"{statistics.mean(losses[-20:])}\n")
     del ddp
+    gc.collect()  # DDP's reference cycles go before the process group (see examples/torch_ddp.py)
     dist.destroy_process_group()
 
 

@@ -15,6 +15,7 @@ with
 """
 
 import argparse
+import gc
 import os
 import socket
 import sys
@@ -90,7 +91,10 @@ def worker(rank, args, port):
             dense = sum(s.total_dense for s in state.last_stats.values())
             print(f"step {step:4d} | loss {loss.item():.4f} | rank {st.rank if st else '-'} | "
                   f"sent {sent / 1e6:.1f} MB of {dense / 1e6:.1f} MB dense", flush=True)
-    del ddp  # before the process group: DDP's destructor still talks to it
+    # DDP and the hook's state hold reference cycles: collect them before the process group goes,
+    # or their destructors run at interpreter exit against a dead group (an abort, now and then).
+    del ddp
+    gc.collect()
     dist.destroy_process_group()
 
 
