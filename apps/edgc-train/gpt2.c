@@ -213,7 +213,9 @@ static inline float tanh_fast(float u)
 {
     u = u < -9.0f ? -9.0f : (u > 9.0f ? 9.0f : u); // tanh(9) = 1 - 3e-8: saturated in float
     float x = 2.0f * u;
-    float k = rintf(x * 1.44269504088896341f);
+    // round to nearest by adding and removing 1.5 * 2^23 (what rintf gives for |x| < 2^22), since
+    // rintf itself has no SSE2 vector form and kept this loop scalar
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - k * 0.693145751953125f - k * 1.428606765330187e-6f; // ln2 in two parts
     float p =
         1.0f +
