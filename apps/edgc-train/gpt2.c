@@ -120,43 +120,40 @@ static void matmul_backward(float* dinp, float* dweight, float* dbias, const flo
                 dbias[o] += dout[r * OC + o];
 }
 
-// causal self-attention; inp (B, T, 3C) holds q, k, v; preatt and att are (B, NH, T, T)
+// Causal self-attention; inp (B, T, 3C) holds q, k, v; preatt and att are (B, NH, T, T).
+// Per (batch, head) the products are small GEMMs over strided views of inp (row stride 3C). They
+// cover the full T x T square although only t2 <= t counts: att is 0 above the diagonal, so the
+// extra terms add nothing, and BLAS on the square is still several times faster than dot loops.
 static void attention_forward(float* out, float* preatt, float* att, const float* inp, int B, int T,
                               int C, int NH)
 {
     const int C3 = 3 * C, hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++)
-            for (int h = 0; h < NH; h++) {
-                const float* q = inp + ((size_t)b * T + t) * C3 + h * hs;
-                float* pre = preatt + (((size_t)b * NH + h) * T + t) * T;
-                float* a = att + (((size_t)b * NH + h) * T + t) * T;
+        for (int h = 0; h < NH; h++) {
+            const float* q = inp + (size_t)b * T * C3 + h * hs;
+            float* pre = preatt + ((size_t)b * NH + h) * T * T;
+            float* a = att + ((size_t)b * NH + h) * T * T;
+            // pre = scale * q k^T
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, q + C,
+                        C3, 0.0f, pre, T);
+            for (int t = 0; t < T; t++) {
+                float *pr = pre + (size_t)t * T, *ar = a + (size_t)t * T;
                 float maxv = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float* k = inp + ((size_t)b * T + t2) * C3 + h * hs + C;
-                    float dot = 0.0f;
-                    for (int i = 0; i < hs; i++)
-                        dot += q[i] * k[i];
-                    pre[t2] = dot * scale;
-                    maxv = pre[t2] > maxv ? pre[t2] : maxv;
-                }
+                for (int t2 = 0; t2 <= t; t2++)
+                    maxv = pr[t2] > maxv ? pr[t2] : maxv;
                 float sum = 0.0f;
                 for (int t2 = 0; t2 <= t; t2++) {
-                    a[t2] = expf(pre[t2] - maxv);
-                    sum += a[t2];
+                    ar[t2] = expf(pr[t2] - maxv);
+                    sum += ar[t2];
                 }
                 for (int t2 = 0; t2 < T; t2++)
-                    a[t2] = t2 <= t ? a[t2] / sum : 0.0f;
-                float* o = out + ((size_t)b * T + t) * C + h * hs;
-                for (int i = 0; i < hs; i++)
-                    o[i] = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float* v = inp + ((size_t)b * T + t2) * C3 + h * hs + 2 * C;
-                    for (int i = 0; i < hs; i++)
-                        o[i] += a[t2] * v[i];
-                }
+                    ar[t2] = t2 <= t ? ar[t2] / sum : 0.0f;
             }
+            // out = att v
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T,
+                        q + 2 * C, C3, 0.0f, out + (size_t)b * T * C + h * hs, C);
+        }
 }
 
 static void attention_backward(float* dinp, float* dpreatt, float* datt, const float* dout,
@@ -165,42 +162,34 @@ static void attention_backward(float* dinp, float* dpreatt, float* datt, const f
     const int C3 = 3 * C, hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++)
-            for (int h = 0; h < NH; h++) {
-                const float* a = att + (((size_t)b * NH + h) * T + t) * T;
-                float* da = datt + (((size_t)b * NH + h) * T + t) * T;
-                float* dpre = dpreatt + (((size_t)b * NH + h) * T + t) * T;
-                const float* q = inp + ((size_t)b * T + t) * C3 + h * hs;
-                float* dq = dinp + ((size_t)b * T + t) * C3 + h * hs;
-                const float* d = dout + ((size_t)b * T + t) * C + h * hs;
-                // out = att . v (local sums: da may alias v and d as far as the compiler knows)
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float* v = inp + ((size_t)b * T + t2) * C3 + h * hs + 2 * C;
-                    float* dv = dinp + ((size_t)b * T + t2) * C3 + h * hs + 2 * C;
-                    float acc = 0.0f, at2 = a[t2];
-                    for (int i = 0; i < hs; i++)
-                        acc += v[i] * d[i];
-                    for (int i = 0; i < hs; i++)
-                        dv[i] += at2 * d[i];
-                    da[t2] += acc;
-                }
-                // softmax: dpre = a * (da - sum(a * da))
+        for (int h = 0; h < NH; h++) {
+            const float* q = inp + (size_t)b * T * C3 + h * hs;
+            float* dq = dinp + (size_t)b * T * C3 + h * hs;
+            const float* d = dout + (size_t)b * T * C + h * hs;
+            const float* a = att + ((size_t)b * NH + h) * T * T;
+            float* da = datt + ((size_t)b * NH + h) * T * T;
+            float* dpre = dpreatt + ((size_t)b * NH + h) * T * T;
+            // out = att v: datt += d v^T, dv += att^T d
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, d, C, q + 2 * C,
+                        C3, 1.0f, da, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, d, C, 1.0f,
+                        dq + 2 * C, C3);
+            // softmax: dpre = a * (da - sum(a * da)), on the causal part (dpre stays 0 above it)
+            for (int t = 0; t < T; t++) {
+                const float *ar = a + (size_t)t * T, *dar = da + (size_t)t * T;
+                float* dpr = dpre + (size_t)t * T;
                 float s = 0.0f;
                 for (int t2 = 0; t2 <= t; t2++)
-                    s += a[t2] * da[t2];
+                    s += ar[t2] * dar[t2];
                 for (int t2 = 0; t2 <= t; t2++)
-                    dpre[t2] += a[t2] * (da[t2] - s);
-                // pre = q . k * scale
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float* k = inp + ((size_t)b * T + t2) * C3 + h * hs + C;
-                    float* dk = dinp + ((size_t)b * T + t2) * C3 + h * hs + C;
-                    float g = dpre[t2] * scale;
-                    for (int i = 0; i < hs; i++)
-                        dq[i] += k[i] * g;
-                    for (int i = 0; i < hs; i++)
-                        dk[i] += q[i] * g;
-                }
+                    dpr[t2] += ar[t2] * (dar[t2] - s);
             }
+            // pre = scale q k^T: dq += scale dpre k, dk += scale dpre^T q
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, dpre, T, q + C,
+                        C3, 1.0f, dq, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, dpre, T, q, C3,
+                        1.0f, dq + C, C3);
+        }
 }
 
 #define GELU_SCALE 0.7978845608028654f // sqrt(2 / pi)
