@@ -135,8 +135,8 @@ static void attention_forward(float* out, float* preatt, float* att, const float
             float* pre = preatt + ((size_t)b * NH + h) * T * T;
             float* a = att + ((size_t)b * NH + h) * T * T;
             // pre = scale * q k^T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, q + C,
-                        C3, 0.0f, pre, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, q + C, C3,
+                        0.0f, pre, T);
             for (int t = 0; t < T; t++) {
                 float *pr = pre + (size_t)t * T, *ar = a + (size_t)t * T;
                 float maxv = -INFINITY;
@@ -151,8 +151,8 @@ static void attention_forward(float* out, float* preatt, float* att, const float
                     ar[t2] = t2 <= t ? ar[t2] / sum : 0.0f;
             }
             // out = att v
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T,
-                        q + 2 * C, C3, 0.0f, out + (size_t)b * T * C + h * hs, C);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, q + 2 * C,
+                        C3, 0.0f, out + (size_t)b * T * C + h * hs, C);
         }
 }
 
