@@ -101,8 +101,9 @@ train_table() { # throughput and convergence of edgc-train
     run_tp() { # label np steps args...
         local label=$1 np=$2 steps=$3
         shift 3
-        sum=$($mpi -np "$np" "$t" "$@" --steps "$steps" --compress dense --eval-every 0 \
-            --eval-batches 1 --sample-len 0 --hash-every 0 --data data/kjv.txt | grep '^summary:')
+        sum=$($mpi ${BIND:-} -np "$np" "$t" --data "${DATA:-data/kjv.txt}" "$@" --steps "$steps" \
+            --compress dense --eval-every 0 --eval-batches 1 --sample-len 0 --hash-every 0 |
+            grep '^summary:')
         echo "$sum" | awk -v l="$label" -v np="$np" -v bt="$BT" '{
             for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
             printf "| %s | %s | %s | %s | %.0f | %.2f | %.0f %% | %.0f %% | %.0f %% | %.0f %% |\n",
@@ -113,6 +114,17 @@ train_table() { # throughput and convergence of edgc-train
         BT="8 x 64" run_tp "tiny (L4 C128 NH4)" $np 60 --preset tiny
         BT="2 x 256" run_tp "124m layout (L12 C768 NH12), T=256" $np 4 --preset 124m --seq 256 --batch 2 --warmup 1
     done
+    # GPT-2 124M itself (vocabulary 50257): the KJV's bytes as GPT-2 token ids in an llm.c shard
+    # give the model its real shape without a tokenizer; 2 cores as 2 ranks or 1 rank x 2 threads
+    local shard
+    shard=$(mktemp --suffix=.bin)
+    python3 -c 'import struct, sys
+d = open("data/kjv.txt", "rb").read()
+h = [20240520, 1, len(d)] + [0] * 253
+sys.stdout.buffer.write(struct.pack("<256i", *h) + struct.pack("<%dH" % len(d), *d))' >"$shard"
+    BT="4 x 64" DATA=$shard run_tp "GPT-2 124M (V 50257), 1 thread per rank" 2 6 --preset 124m --seq 64 --batch 4 --warmup 1 --threads 1
+    BT="4 x 64" DATA=$shard BIND="--bind-to none" run_tp "GPT-2 124M (V 50257), 2 threads" 1 6 --preset 124m --seq 64 --batch 4 --warmup 1 --threads 2
+    rm -f "$shard"
     echo
     echo "### Convergence on the King James Bible (tiny, 2 ranks, 600 steps, same seed)"
     echo
