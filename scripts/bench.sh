@@ -38,7 +38,7 @@ section() { # name, command...
         elif [ "$1" = pipeline_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 12 min)"
         elif [ "$1" = torch_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 2 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 5 min)"
         elif [ "$1" = reliability_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build reliability\` (about 20 min; the fuzz part needs clang)"
         elif [ "$1" = train_table ]; then
@@ -268,7 +268,16 @@ pipeline_table() { # DP x PP with WAM on emulated links
 }
 
 torch_table() { # the PyTorch hook against torch's powerSGD_hook
+    echo "### The hook in training"
+    echo
     EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_torch_hook.py
+    echo
+    echo "### The engine on the GPT-2-small layout (\`bench/bench_engine_torch.py\`)"
+    echo
+    echo "One worker, one thread, error feedback off, warm start, the same DDP buckets through"
+    echo "both hooks; relative error of the synchronised gradient after the same steps."
+    echo
+    EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_engine_torch.py
 }
 
 reliability_table() { # crash safety, fuzzing, bad input, a long run's memory

@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""The PowerSGD engine against torch's powerSGD_hook on the GPT-2-small layout, side by side in
+one process: 12 layers of {768x2304, 768x768, 768x3072, 3072x768} matrices with their biases and
+LayerNorms (85 M floats), one worker (gloo, world size 1), one thread, error feedback off, warm
+start, DDP's default 25 MB buckets.
+
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/bench_engine_torch.py [--ranks 4 8 16 32]
+
+Both run as DDP communication hooks on the same buckets: torch's powerSGD_hook, and edgc_hook in
+mode "powersgd" (libedgc's engine on the bucket memory). Per row: the hooks' time per step (every
+bucket's call until its future completes, summed; median over the timed steps, the first
+compressed steps untimed) and the relative error of the synchronised gradient against the true
+one (with one worker the average is the gradient itself), after the same number of warm-started
+steps on the same fixed gradient. The two hooks alternate step blocks so drift on this shared
+machine hits both. Prints a Markdown table.
+"""
+
+import argparse
+import gc
+import os
+import socket
+import statistics
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as ps
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "python"))
+from edgc.torch import EDGCState, edgc_hook  # noqa: E402
+
+START = 2  # torch needs at least one plain step before warm-started PowerSGD
+
+
+def gpt2_small_shapes(layers=12, C=768):
+    shapes = []
+    for _ in range(layers):
+        for m, n in ((C, 3 * C), (C, C), (C, 4 * C), (4 * C, C)):
+            shapes += [(m, n), (m,)]  # torch stores Linear weights as out x in: m rows
+        shapes += [(C,)] * 4
+    return shapes
+
+
+class Probe(torch.nn.Module):
+    """loss = sum_i <W_i, G_i>: the gradient of W_i is exactly G_i."""
+
+    def __init__(self, shapes):
+        super().__init__()
+        self.w = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(s)) for s in shapes])
+
+    def forward(self, grads):
+        return sum((w * g).sum() for w, g in zip(self.w, grads))
+
+
+def timed(hook, times):
+    def wrapper(state, bucket):
+        t0 = time.perf_counter()
+        fut = hook(state, bucket)
+        fut.wait()
+        times[-1] += time.perf_counter() - t0
+        return fut
+    return wrapper
+
+
+def make(kind, r, shapes):
+    model = Probe(shapes)
+    ddp = DDP(model)
+    kw = {"matrix_approximation_rank": r, "start_powerSGD_iter": START,
+          "use_error_feedback": False, "warm_start": True}
+    times = []
+    if kind == "torch":
+        ddp.register_comm_hook(ps.PowerSGDState(None, **kw), timed(ps.powerSGD_hook, times))
+    else:
+        ddp.register_comm_hook(EDGCState(None, mode="powersgd", **kw), timed(edgc_hook, times))
+    return model, ddp, times
+
+
+def step(model, ddp, times, grads, timed_step):
+    times.append(0.0)
+    ddp.zero_grad()
+    ddp(grads).backward()
+    if not timed_step:
+        times.pop()
+
+
+def rel_error(model, grads):
+    num = sum(float((p.grad - g).norm() ** 2) for p, g in zip(model.w, grads))
+    den = sum(float(g.norm() ** 2) for g in grads)
+    return (num / den) ** 0.5
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16, 32])
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--width", type=int, default=768)
+    ap.add_argument("--blocks", type=int, default=3, help="alternating blocks per hook")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per block")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    shapes = gpt2_small_shapes(args.layers, args.width)
+    g = torch.Generator().manual_seed(1)
+    grads = [torch.randn(s, generator=g) for s in shapes]
+    print(f"{sum(x.numel() for x in grads)} floats in {len(shapes)} tensors, "
+          f"{args.blocks} x {args.steps} timed steps per hook and rank\n")
+    print("| rank | torch powerSGD_hook ms/step | edgc powersgd ms/step | edgc / torch "
+          "| rel. error torch | rel. error edgc |")
+    print("|---|---|---|---|---|---|")
+    for r in args.ranks:
+        runs = {k: make(k, r, shapes) for k in ("torch", "edgc")}
+        for k, (model, ddp, times) in runs.items():
+            for _ in range(START + 2):  # dense steps, then two untimed compressed ones
+                step(model, ddp, times, grads, False)
+        for _ in range(args.blocks):
+            for k, (model, ddp, times) in runs.items():
+                for _ in range(args.steps):
+                    step(model, ddp, times, grads, True)
+        ms = {k: statistics.median(v[2]) * 1e3 for k, v in runs.items()}
+        err = {k: rel_error(v[0], grads) for k, v in runs.items()}
+        print(f"| {r} | {ms['torch']:.1f} | {ms['edgc']:.1f} | {ms['edgc'] / ms['torch']:.2f} "
+              f"| {err['torch']:.4f} | {err['edgc']:.4f} |", flush=True)
+        del runs
+        gc.collect()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
