@@ -6,15 +6,11 @@
 set -uo pipefail
 train=$1
 tries=${TRIES:-10}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export OPENBLAS_NUM_THREADS=1
-for i in $(seq 1 2000); do echo "line $((i % 17)) of the test corpus says $((i * 7 % 13)) things."; done >"$work/corpus.txt"
+source "$(dirname "$0")/trainer_lib.sh"
+make_corpus 2000 "$work/corpus.txt"
 args=(--data "$work/corpus.txt" --layers 2 --dim 64 --heads 2 --seq 32 --batch 4 --steps 480
       --compress edgc --rmax 4 --window 8 --alpha 0.5 --checkpoint-every 4 --keep-checkpoints 2
       --print-every 1000 --sample-len 0 --eval-batches 2 --eval-every 160)
-fail() { echo "FAIL: $*" >&2; exit 1; }
 
 start=$(date +%s.%N)
 timeout 120 mpirun -np 2 "$train" "${args[@]}" --out "$work/ref" >/dev/null || fail "reference run"

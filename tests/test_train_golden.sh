@@ -8,18 +8,13 @@
 set -euo pipefail
 train=$1
 golden="$(dirname "$0")/data/golden_losses.txt"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OPENBLAS_NUM_THREADS=1
-fail() { echo "FAIL: $*" >&2; exit 1; }
-for i in $(seq 1 400); do echo "line $((i % 17)) of the test corpus says $((i * 7 % 13)) things."; done >"$work/corpus.txt"
+source "$(dirname "$0")/trainer_lib.sh"
+make_corpus 400 "$work/corpus.txt"
 run=(--data "$work/corpus.txt" --preset tiny --batch 4 --steps 20 --warmup 5 --print-every 1000
      --sample-len 0 --eval-every 0 --eval-batches 1 --threads 1)
 timeout 120 mpirun -np 1 "$train" "${run[@]}" --compress dense --out "$work/a" --log "$work/a.jsonl" >/dev/null
 timeout 120 mpirun -np 2 "$train" "${run[@]}" --compress powersgd:4 --out "$work/b" --log "$work/b.jsonl" >/dev/null
-losses() { grep -o '"loss":[^,}]*' "$1" | cut -d: -f2; }
-paste <(losses "$work/a.jsonl") <(losses "$work/b.jsonl") >"$work/got.txt"
+paste <(field "$work/a.jsonl" loss) <(field "$work/b.jsonl" loss) >"$work/got.txt"
 [ "$(wc -l <"$work/got.txt")" -eq 20 ] || fail "expected 20 steps, got $(wc -l <"$work/got.txt")"
 if [ "${EDGC_GOLDEN_WRITE:-0}" = 1 ]; then
     cp "$work/got.txt" "$golden"

@@ -8,16 +8,10 @@
 #   5. --threads 2 gives the losses of --threads 1 to 1e-5 relative.
 set -euo pipefail
 train=$1 diff=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export OPENBLAS_NUM_THREADS=1
-# a corpus with structure to learn: repeated sentences with variations
-for i in $(seq 1 400); do echo "line $((i % 17)) of the test corpus says $((i * 7 % 13)) things."; done >"$work/corpus.txt"
+source "$(dirname "$0")/trainer_lib.sh"
+make_corpus 400 "$work/corpus.txt"
 model=(--data "$work/corpus.txt" --layers 2 --dim 32 --heads 2 --seq 16 --print-every 1000
        --sample-len 0 --eval-batches 2 --warmup 2)
-fail() { echo "FAIL: $*" >&2; exit 1; }
-field() { grep -o "\"$2\":[^,}]*" "$1" | cut -d: -f2; }
 
 echo "== 1. two ranks with batch 4 == one rank with batch 8"
 mpirun -np 2 "$train" "${model[@]}" --batch 4 --steps 6 --compress dense --out "$work/r2" --log "$work/r2.jsonl" >/dev/null

@@ -1,0 +1,13 @@
+# Sourced by the trainer's shell tests: a scratch directory removed at exit, Open MPI as root,
+# one BLAS thread, and the helpers they share.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OPENBLAS_NUM_THREADS=1
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# field FILE.jsonl NAME: the values of NAME in a --log file, one per step
+field() { grep -o "\"$2\":[^,}]*" "$1" | cut -d: -f2; }
+# make_corpus LINES FILE: repeated sentences with variations, a structure a small model can learn
+make_corpus() {
+    for i in $(seq 1 "$1"); do echo "line $((i % 17)) of the test corpus says $((i * 7 % 13)) things."; done >"$2"
+}
