@@ -459,6 +459,48 @@ EDGC_API edgc_status edgc_reducer_wam_lead(edgc_reducer* r, edgc_wam_lead* out);
  *  time, or this reducer is stage 0). */
 EDGC_API edgc_status edgc_reducer_wam_follow(edgc_reducer* r, const edgc_wam_lead* lead,
                                              double backward_mb_ms);
+/* Split step, for an engine outside the library (e.g. torch ops on a GPU, where the gradient is
+ * not in host memory). A reducer made with edgc_reducer_create_split() keeps everything of the
+ * algorithm but the arithmetic: the plan, the agreement of every worker on the non-finite flag and
+ * the rank, the profiling times, the entropy, the controller, the shared RNG and the log. The
+ * caller's engine does what edgc_powersgd_step does, at the rank it is given:
+ *
+ *   edgc_reducer_begin(r, local gradient has NaN/Inf, &plan)  -- collective
+ *   plan.rank == 0: average densely; else PowerSGD at plan.rank (per matrix min(rows, cols,
+ *   rank)), drawing new rows of Q^T with edgc_reducer_draw_gaussian as edgc_powersgd_set_rank
+ *   does (per matrix in layout order, the rows it did not have before), then orthonormalising
+ *   edgc_reducer_end(r, &report, &stats)  -- collective in timed steps
+ *
+ * Its state blob holds no error memory or Q: the caller saves its own beside it. */
+typedef struct edgc_sync_report {
+    uint64_t bytes_sent;         /* payload this worker put into allreduces (rank 0: ignored) */
+    double compression_error;    /* ||M - G_hat|| / ||M|| over the matrices; NaN when unknown */
+    const float* entropy_sample; /* plan.sample_entropy: x[0], x[k], x[2k], ... of the averaged
+                                    gradient, k = floor(1 / beta), in host memory; else unused */
+    size_t entropy_count;        /* elements in entropy_sample */
+} edgc_sync_report;
+
+/** As edgc_reducer_create, for a reducer whose caller synchronises (see above). Its workers must
+ *  all be split reducers (EDGC_ERR_MISMATCH otherwise). */
+EDGC_API edgc_status edgc_reducer_create_split(const edgc_config* cfg, const edgc_layout* layout,
+                                               const edgc_comm* comm, edgc_reducer** out);
+/** Opens a step: plans it, agrees with the other workers (nonfinite_here: this worker's gradient
+ *  holds a NaN or Inf; ignored when cfg.check_finite is 0) and, in a timed step, waits at a
+ *  barrier; the sync time is measured from its return to edgc_reducer_end. plan->rank is the
+ *  agreed rank (0: dense).
+ *  @return EDGC_OK; EDGC_ERR_NONFINITE on every worker when any worker flagged its gradient
+ *  (nothing changed, the step is not opened: skip it); EDGC_ERR_STATE (not a split reducer, or the
+ *  previous step is still open); EDGC_ERR_INVALID_ARG; EDGC_ERR_COMM. */
+EDGC_API edgc_status edgc_reducer_begin(edgc_reducer* r, int nonfinite_here, edgc_plan* plan);
+/** n normal draws from the RNG every worker shares (seeded with cfg.seed, saved in the state).
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG, EDGC_ERR_STATE (not a split reducer). */
+EDGC_API edgc_status edgc_reducer_draw_gaussian(edgc_reducer* r, float* out, size_t n);
+/** Closes the step opened by edgc_reducer_begin with what the caller's engine did; stats as from
+ *  edgc_reducer_step. Call it after the synchronisation has finished on the device.
+ *  @return EDGC_OK; EDGC_ERR_STATE (no open step); EDGC_ERR_INVALID_ARG (entropy_sample NULL when
+ *  the plan asked for it: the step stays open); EDGC_ERR_COMM. */
+EDGC_API edgc_status edgc_reducer_end(edgc_reducer* r, const edgc_sync_report* report,
+                                      edgc_step_stats* stats);
 /** A message about the last failure on this reducer ("" if none); valid until the next call. */
 EDGC_API const char* edgc_reducer_last_error(const edgc_reducer* r);
 EDGC_API void edgc_reducer_free(edgc_reducer* r);

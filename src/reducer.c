@@ -5,6 +5,9 @@
  * outcome of a state load, so that every worker takes the same branch and none is left waiting in a
  * collective. It never talks to MPI directly (see comm_mpi.c).
  *
+ * A split reducer (edgc_reducer_create_split) has no engine: the caller synchronises between
+ * edgc_reducer_begin and edgc_reducer_end, with Q drawn from the reducer's shared RNG.
+ *
  * Saved state blob (native byte order, marked):
  *   magic "EDGCRED1" | u32 version | u32 byte-order mark | u64 config+layout hash |
  *   u64 payload bytes | payload | u64 FNV-1a of everything before it
@@ -29,9 +32,18 @@ struct edgc_reducer {
     edgc_tensor* tensors; /* copy of the layout's entries */
     edgc_layout layout;
     uint64_t hash;
-    edgc_powersgd* ps;    /* NULL in dense mode */
+    edgc_powersgd* ps;    /* NULL in dense mode and in a split reducer */
     edgc_controller* ctl; /* edgc mode only */
-    edgc_gds* gds;
+    edgc_gds* gds;        /* a split reducer's is given the sample: beta 1 */
+    int split;            /* edgc_reducer_create_split: the caller's engine synchronises */
+    edgc__rng rng;        /* split: the shared draws for the caller's Q */
+    /* the step between begin and end (edgc_reducer_begin / edgc_reducer_end) */
+    struct {
+        int open;
+        edgc_plan plan;                         /* rank: the agreed one */
+        int32_t prev_sync, prev_error, wam_tmb; /* agreed, micro-units */
+        double compute_ms, t0;
+    } cur;
     uint64_t step; /* dense / powersgd modes (edgc mode: the controller's) */
     uint64_t total_sent, total_dense;
     /* local timings of the previous step, agreed in the next step's agreement (no extra
@@ -91,7 +103,8 @@ static edgc_status build_parts(const edgc_reducer* r, edgc_powersgd** ps, edgc_c
     *ps = NULL;
     *ctl = NULL;
     edgc_status st = EDGC_OK;
-    if (r->cfg.mode != EDGC_MODE_DENSE) st = edgc_powersgd_create(&r->cfg, &r->layout, ps);
+    if (r->cfg.mode != EDGC_MODE_DENSE && !r->split)
+        st = edgc_powersgd_create(&r->cfg, &r->layout, ps);
     if (st == EDGC_OK && r->cfg.mode == EDGC_MODE_EDGC)
         st = edgc_controller_create(&r->cfg, &r->layout, ctl);
     if (st != EDGC_OK) {
@@ -101,8 +114,8 @@ static edgc_status build_parts(const edgc_reducer* r, edgc_powersgd** ps, edgc_c
     return st;
 }
 
-edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layout* layout,
-                                const edgc_comm* comm, edgc_reducer** out)
+static edgc_status create(const edgc_config* cfg, const edgc_layout* layout, const edgc_comm* comm,
+                          int split, edgc_reducer** out)
 {
     EDGC_RETURN_IF(out == NULL, EDGC_ERR_INVALID_ARG);
     *out = NULL;
@@ -113,6 +126,8 @@ edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layout* layou
      * waiting in a collective it never joins. */
     edgc_status local = edgc_config_check(cfg, layout, NULL, 0);
     uint64_t h = local == EDGC_OK ? edgc__config_layout_hash(cfg, layout) : 0;
+    /* a split reducer's state has no engine part: its blobs and its peers must be split too */
+    if (split && local == EDGC_OK) h = edgc__fnv1a(h, "split", 5);
     int32_t v[5];
     v[0] = local != EDGC_OK;
     hash_words(h, v + 1);
@@ -128,6 +143,8 @@ edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layout* layou
     r->cfg = *cfg;
     r->comm = *comm;
     r->hash = h;
+    r->split = split;
+    edgc__rng_seed(&r->rng, cfg->seed);
     r->tensors = malloc(layout->n_tensors * sizeof *r->tensors);
     if (r->tensors == NULL) {
         edgc_reducer_free(r);
@@ -137,7 +154,7 @@ edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layout* layou
     r->layout = (edgc_layout){r->tensors, layout->n_tensors, layout->total};
     r->prev_sync_ms = r->prev_error = r->wam_tmb_ms = NAN;
     st = build_parts(r, &r->ps, &r->ctl);
-    if (st == EDGC_OK) st = edgc_gds_create(cfg->beta, cfg->bins, &r->gds);
+    if (st == EDGC_OK) st = edgc_gds_create(split ? 1.0 : cfg->beta, cfg->bins, &r->gds);
     /* Creation may still fail on one worker (memory): agree, so all fail together. */
     int32_t bad = st != EDGC_OK;
     edgc_status ast = agree_max(comm, &bad, 1);
@@ -149,6 +166,18 @@ edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layout* layou
     }
     *out = r;
     return EDGC_OK;
+}
+
+edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layout* layout,
+                                const edgc_comm* comm, edgc_reducer** out)
+{
+    return create(cfg, layout, comm, 0, out);
+}
+
+edgc_status edgc_reducer_create_split(const edgc_config* cfg, const edgc_layout* layout,
+                                      const edgc_comm* comm, edgc_reducer** out)
+{
+    return create(cfg, layout, comm, 1, out);
 }
 
 /* 1 if any value is NaN or Inf. x * 0 is NaN exactly for those, and the sum keeps it: a
@@ -215,12 +244,12 @@ static edgc_status barrier(const edgc_comm* c)
     return agree_max(c, &x, 1);
 }
 
-edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats)
+/* The first half of every step: the plan, the one agreement between workers, the barrier of a
+ * timed step. On success the step is open, at the agreed rank in plan->rank. */
+static edgc_status step_begin(edgc_reducer* r, int bad_here, edgc_plan* out)
 {
-    EDGC_RETURN_IF(r == NULL || grad == NULL, EDGC_ERR_INVALID_ARG);
     r->err[0] = '\0';
-    edgc_step_stats s = {.mode = r->cfg.mode, .phase = EDGC_PHASE_COMPRESS};
-    s.entropy = s.entropy_scaled = s.compression_error = s.dense_sync_ms = s.wam_budget_ms = NAN;
+    if (r->cur.open) return fail(r, EDGC_ERR_STATE, "begin: the previous step was not ended");
     edgc_plan plan = {.step = r->step, .phase = EDGC_PHASE_COMPRESS};
     edgc_status st;
     if (r->cfg.mode == EDGC_MODE_EDGC) {
@@ -230,19 +259,17 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
         if (r->cfg.mode == EDGC_MODE_DENSE) plan.phase = EDGC_PHASE_WARMUP;
         edgc_gds_sample_step(r->cfg.alpha, r->step, &plan.sample_entropy);
     }
-    s.step = plan.step;
-    s.phase = plan.phase;
 
     /* One agreement per step: any non-finite gradient, the rank (equal on every worker by
      * construction; the max makes sure nothing diverges), and the previous step's sync time (us),
      * compression error (x 1e6) and WAM backward time (us), which cost nothing extra here. */
     double t_enter = now_ms();
     double compute_ms = r->last_end_ms > 0.0 ? t_enter - r->last_end_ms : NAN;
-    int bad_here = r->cfg.check_finite && has_nonfinite(grad, r->layout.total);
     /* Room for a higher rank is allocated now, before anything changes, so a worker that runs out
      * of memory says so in the agreement instead of leaving the others in a collective. */
-    int nomem_here = plan.rank > 0 && edgc__powersgd_reserve(r->ps, plan.rank) != EDGC_OK;
-    int32_t v[6] = {bad_here,
+    int nomem_here =
+        plan.rank > 0 && r->ps != NULL && edgc__powersgd_reserve(r->ps, plan.rank) != EDGC_OK;
+    int32_t v[6] = {bad_here != 0,
                     plan.rank,
                     nomem_here,
                     micro(r->prev_sync_ms),
@@ -262,29 +289,54 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
         return EDGC_ERR_NOMEM;
     }
     if (plan.timed && (st = barrier(&r->comm)) != EDGC_OK) return fail(r, st, "barrier");
-    double t0 = now_ms();
-    if ((st = sync(r, grad, v[1], &s)) != EDGC_OK) return fail(r, st, "synchronisation");
-    s.sync_ms = now_ms() - t0;
+    plan.rank = v[1];
+    r->cur.plan = plan;
+    r->cur.prev_sync = v[3];
+    r->cur.prev_error = v[4];
+    r->cur.wam_tmb = v[5];
+    r->cur.compute_ms = compute_ms;
+    r->cur.open = 1;
+    if (out != NULL) *out = plan;
+    r->cur.t0 = now_ms();
+    return EDGC_OK;
+}
 
-    edgc_observation obs = {
-        .compute_ms = NAN, .prev_sync_ms = from_micro(v[3]), .prev_error = from_micro(v[4]) * 1e-3};
-    if (plan.timed) { /* the slowest worker's times, so every worker profiles the same table */
-        int32_t t[2] = {micro(s.sync_ms), micro(compute_ms)};
+/* The second half: times the synchronisation that s describes (rank, bytes, compression error),
+ * takes the entropy of the averaged gradient when the plan asked for it (e: NULL otherwise),
+ * commits to the controller, logs and closes the step. */
+static edgc_status step_end(edgc_reducer* r, edgc_step_stats s, const edgc_entropy* e,
+                            edgc_step_stats* stats)
+{
+    const edgc_plan* plan = &r->cur.plan;
+    edgc_status st;
+    s.sync_ms = now_ms() - r->cur.t0;
+    s.mode = r->cfg.mode;
+    s.step = plan->step;
+    s.phase = plan->phase;
+    s.rank = plan->rank;
+    s.entropy = s.entropy_scaled = s.dense_sync_ms = s.wam_budget_ms = NAN;
+    s.bytes_dense = (uint64_t)r->layout.total * sizeof(float);
+    if (plan->rank == 0) s.bytes_sent = s.bytes_dense;
+    r->cur.open = 0;
+
+    edgc_observation obs = {.compute_ms = NAN,
+                            .prev_sync_ms = from_micro(r->cur.prev_sync),
+                            .prev_error = from_micro(r->cur.prev_error) * 1e-3};
+    if (plan->timed) { /* the slowest worker's times, so every worker profiles the same table */
+        int32_t t[2] = {micro(s.sync_ms), micro(r->cur.compute_ms)};
         if ((st = agree_max(&r->comm, t, 2)) != EDGC_OK) return fail(r, st, "timing");
         obs.sync_ms = from_micro(t[0]);
         obs.compute_ms = from_micro(t[1]);
     }
     r->prev_sync_ms = s.sync_ms;
     r->prev_error = s.compression_error;
-    if (plan.sample_entropy) {
-        edgc_entropy e;
-        edgc_gds_entropy(r->gds, grad, r->layout.total, &e);
+    if (plan->sample_entropy) {
         s.entropy_sampled = 1;
-        s.entropy = e.h;
-        s.entropy_scaled = e.h_scaled;
-        obs.entropy = r->cfg.scale_aware_entropy ? e.h_scaled : e.h;
+        s.entropy = e->h;
+        s.entropy_scaled = e->h_scaled;
+        obs.entropy = r->cfg.scale_aware_entropy ? e->h_scaled : e->h;
         /* -inf for an all-equal gradient: record the plain value instead of poisoning means */
-        if (!isfinite(obs.entropy)) obs.entropy = e.h;
+        if (!isfinite(obs.entropy)) obs.entropy = e->h;
     }
     if (r->cfg.mode == EDGC_MODE_EDGC) {
         if ((st = edgc_controller_commit(r->ctl, &obs)) != EDGC_OK) return fail(r, st, "commit");
@@ -294,7 +346,7 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
         edgc_controller_profiled(r->ctl, &s.dense_sync_ms, &compute, &profiles);
         s.wam_budget_ms = edgc__controller_wam_budget(r->ctl);
         /* for the decisions of later steps: equal on every worker of this stage */
-        edgc__controller_wam_tmb(r->ctl, from_micro(v[5]));
+        edgc__controller_wam_tmb(r->ctl, from_micro(r->cur.wam_tmb));
     } else {
         r->step++;
     }
@@ -309,6 +361,56 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     if (stats != NULL) *stats = s;
     r->last_end_ms = now_ms();
     return EDGC_OK;
+}
+
+edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats)
+{
+    EDGC_RETURN_IF(r == NULL || grad == NULL, EDGC_ERR_INVALID_ARG);
+    if (r->split) return fail(r, EDGC_ERR_STATE, "step on a split reducer: use begin and end");
+    edgc_plan plan;
+    int bad_here = r->cfg.check_finite && has_nonfinite(grad, r->layout.total);
+    EDGC_FORWARD(step_begin(r, bad_here, &plan));
+    edgc_step_stats s = {0};
+    edgc_status st = sync(r, grad, plan.rank, &s);
+    if (st != EDGC_OK) {
+        r->cur.open = 0;
+        return fail(r, st, "synchronisation");
+    }
+    edgc_entropy e;
+    if (plan.sample_entropy) edgc_gds_entropy(r->gds, grad, r->layout.total, &e);
+    return step_end(r, s, &e, stats);
+}
+
+edgc_status edgc_reducer_begin(edgc_reducer* r, int nonfinite_here, edgc_plan* plan)
+{
+    EDGC_RETURN_IF(r == NULL || plan == NULL, EDGC_ERR_INVALID_ARG);
+    if (!r->split) return fail(r, EDGC_ERR_STATE, "begin on a reducer with its own engine");
+    return step_begin(r, nonfinite_here && r->cfg.check_finite, plan);
+}
+
+edgc_status edgc_reducer_draw_gaussian(edgc_reducer* r, float* out, size_t n)
+{
+    EDGC_RETURN_IF(r == NULL || (out == NULL && n > 0), EDGC_ERR_INVALID_ARG);
+    if (!r->split) return fail(r, EDGC_ERR_STATE, "draw on a reducer with its own engine");
+    edgc__rng_gaussian(&r->rng, out, n);
+    return EDGC_OK;
+}
+
+edgc_status edgc_reducer_end(edgc_reducer* r, const edgc_sync_report* rep, edgc_step_stats* stats)
+{
+    EDGC_RETURN_IF(r == NULL || rep == NULL, EDGC_ERR_INVALID_ARG);
+    r->err[0] = '\0';
+    if (!r->split || !r->cur.open) return fail(r, EDGC_ERR_STATE, "end without begin");
+    edgc_entropy e;
+    if (r->cur.plan.sample_entropy) {
+        /* the step stays open: the caller can end it again with the sample */
+        if (rep->entropy_sample == NULL && r->layout.total > 0)
+            return fail(r, EDGC_ERR_INVALID_ARG, "end: entropy_sample is NULL");
+        edgc_gds_entropy(r->gds, rep->entropy_sample, rep->entropy_count, &e);
+    }
+    edgc_step_stats s = {.bytes_sent = rep->bytes_sent,
+                         .compression_error = r->cur.plan.rank > 0 ? rep->compression_error : NAN};
+    return step_end(r, s, &e, stats);
 }
 
 /* --------------------------------------------------------------------------------------------- */
@@ -409,6 +511,7 @@ static void save_payload(const edgc_reducer* r, edgc__writer* w)
     edgc__put(w, &r->prev_sync_ms, sizeof r->prev_sync_ms);
     edgc__put(w, &r->prev_error, sizeof r->prev_error);
     if (r->ps != NULL) edgc__powersgd_save(r->ps, w);
+    if (r->split) edgc__put(w, &r->rng, sizeof r->rng);
     if (r->ctl != NULL) edgc__controller_save(r->ctl, w);
 }
 
@@ -489,6 +592,7 @@ edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t len)
     edgc_controller* ctl = NULL;
     uint64_t step = 0, sent = 0, dense = 0;
     double prev_sync = NAN, prev_err = NAN;
+    edgc__rng rng = r->rng;
     if (st == EDGC_OK) st = build_parts(r, &ps, &ctl);
     if (st == EDGC_OK) {
         edgc__reader rd = {b + BLOB_HEADER, len - BLOB_HEADER - 8, 0, 0};
@@ -498,6 +602,7 @@ edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t len)
         edgc__get(&rd, &prev_sync, sizeof prev_sync);
         edgc__get(&rd, &prev_err, sizeof prev_err);
         if (ps != NULL) st = edgc__powersgd_load(ps, &rd);
+        if (r->split) edgc__get(&rd, &rng, sizeof rng);
         if (st == EDGC_OK && ctl != NULL) st = edgc__controller_load(ctl, &rd);
         if (st == EDGC_OK && (rd.bad || rd.at != rd.len)) st = EDGC_ERR_CORRUPT;
         if (st != EDGC_OK && r->err[0] == '\0')
@@ -528,6 +633,8 @@ edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t len)
     r->total_dense = dense;
     r->prev_sync_ms = prev_sync;
     r->prev_error = prev_err;
+    r->rng = rng;
+    r->cur.open = 0;
     r->last_end_ms = 0.0; /* the time since the save is no compute time */
     return EDGC_OK;
 }

@@ -1,6 +1,6 @@
 /* test_reducer.c - the reducer over the in-process communicator: argument checks, the stats JSON,
- * dense mode, agreement on a mismatched config, and WAM on a simulated slow link, without MPI. The MPI behaviour is in
- * test_reducer_mpi.c. */
+ * dense mode, agreement on a mismatched config, the split reducer's protocol, and WAM on a
+ * simulated slow link, without MPI. The MPI behaviour is in test_reducer_mpi.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -217,6 +217,124 @@ static void test_bad_arguments(void** state)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * A split reducer (an engine outside the library): the begin/end protocol, its agreement, the
+ * entropy of the sample it is given, and its shared RNG across save/load. */
+typedef struct split_job {
+    float grad[54];
+    edgc_status create, step_call, end_unopened, nonfinite, end_after_skip, begin, begin_again,
+        end_no_sample, end, normal_begin, normal_load, load;
+    edgc_plan plan;
+    edgc_step_stats stats;
+    edgc_entropy want; /* the entropy a reducer with its own engine takes of the same gradient */
+    float draws[10], after_save[5], after_load[5];
+} split_job;
+
+static void split_worker(void* arg, const edgc_comm* comm)
+{
+    split_job* j = arg;
+    edgc_config cfg = edgc_config_default();
+    cfg.mode = EDGC_MODE_POWERSGD;
+    cfg.rank = 2;
+    cfg.alpha = 1.0; /* entropy every step */
+    edgc_reducer *r = NULL, *normal = NULL;
+    if ((j->create = edgc_reducer_create_split(&cfg, &k_layout, comm, &r)) != EDGC_OK) return;
+    j->step_call = edgc_reducer_step(r, j->grad, NULL);
+    edgc_sync_report rep = {.bytes_sent = 123, .compression_error = 0.25};
+    j->end_unopened = edgc_reducer_end(r, &rep, NULL);
+    j->nonfinite = edgc_reducer_begin(r, comm->rank == 1, &j->plan);
+    j->end_after_skip = edgc_reducer_end(r, &rep, NULL);
+    j->begin = edgc_reducer_begin(r, 0, &j->plan);
+    j->begin_again = edgc_reducer_begin(r, 0, &j->plan);
+    j->end_no_sample = edgc_reducer_end(r, &rep, NULL);
+    float sample[14];
+    size_t n = 0;
+    for (size_t i = 0; i < 54; i += 4) /* beta 0.25: every 4th element */
+        sample[n++] = j->grad[i];
+    rep.entropy_sample = sample;
+    rep.entropy_count = n;
+    j->end = edgc_reducer_end(r, &rep, &j->stats);
+    edgc_gds* gds = NULL;
+    edgc_gds_create(cfg.beta, cfg.bins, &gds);
+    edgc_gds_entropy(gds, j->grad, 54, &j->want);
+    edgc_gds_free(gds);
+
+    edgc_reducer_draw_gaussian(r, j->draws, 10);
+    size_t size = 0, wrote = 0;
+    edgc_reducer_state_size(r, &size);
+    void* blob = malloc(size);
+    edgc_reducer_save(r, blob, size, &wrote);
+    edgc_reducer_draw_gaussian(r, j->after_save, 5);
+    j->load = edgc_reducer_load(r, blob, wrote);
+    edgc_reducer_draw_gaussian(r, j->after_load, 5);
+    /* a reducer with its own engine takes no split blob, and no begin */
+    if (edgc_reducer_create(&cfg, &k_layout, comm, &normal) == EDGC_OK) {
+        j->normal_begin = edgc_reducer_begin(normal, 0, &j->plan);
+        j->normal_load = edgc_reducer_load(normal, blob, wrote);
+    }
+    free(blob);
+    edgc_reducer_free(normal);
+    edgc_reducer_free(r);
+}
+
+static void test_split_reducer(void** state)
+{
+    (void)state;
+    split_job jobs[W];
+    memset(jobs, 0, sizeof jobs);
+    test_rng rng = {11};
+    for (int w = 0; w < W; w++)
+        test_gaussian(&rng, jobs[w].grad, 54, 1.0);
+    assert_int_equal(run_workers(W, split_worker, jobs, sizeof jobs[0]), 0);
+    for (int w = 0; w < W; w++) {
+        const split_job* j = &jobs[w];
+        assert_int_equal(j->create, EDGC_OK);
+        assert_int_equal(j->step_call, EDGC_ERR_STATE);
+        assert_int_equal(j->end_unopened, EDGC_ERR_STATE);
+        assert_int_equal(j->nonfinite, EDGC_ERR_NONFINITE);  /* worker 1's NaN, on every worker */
+        assert_int_equal(j->end_after_skip, EDGC_ERR_STATE); /* a skipped step is not open */
+        assert_int_equal(j->begin, EDGC_OK);
+        assert_int_equal(j->begin_again, EDGC_ERR_STATE);
+        assert_int_equal(j->end_no_sample, EDGC_ERR_INVALID_ARG); /* and the step stays open */
+        assert_int_equal(j->end, EDGC_OK);
+        assert_int_equal(j->plan.rank, 2);
+        assert_int_equal(j->plan.sample_entropy, 1);
+        assert_int_equal((int)j->stats.step, 0); /* the skipped step did not count */
+        assert_int_equal(j->stats.rank, 2);
+        assert_int_equal((int)j->stats.bytes_sent, 123);
+        assert_int_equal((int)j->stats.bytes_dense, 54 * 4);
+        assert_true(j->stats.compression_error == 0.25);
+        assert_int_equal(j->stats.entropy_sampled, 1);
+        assert_true(j->stats.entropy == j->want.h);
+        assert_true(j->stats.entropy_scaled == j->want.h_scaled);
+        assert_memory_equal(j->draws, jobs[0].draws, sizeof j->draws); /* shared */
+        assert_int_equal(j->load, EDGC_OK);
+        assert_memory_equal(j->after_load, j->after_save, sizeof j->after_save);
+        assert_int_equal(j->normal_begin, EDGC_ERR_STATE);
+        assert_int_equal(j->normal_load, EDGC_ERR_MISMATCH);
+    }
+}
+
+static void mixed_worker(void* arg, const edgc_comm* comm)
+{
+    job* j = arg;
+    edgc_reducer* r = NULL;
+    j->create = comm->rank == 0 ? edgc_reducer_create_split(&j->cfg, &k_layout, comm, &r)
+                                : edgc_reducer_create(&j->cfg, &k_layout, comm, &r);
+    edgc_reducer_free(r);
+}
+
+static void test_split_and_normal_reducers_do_not_mix(void** state)
+{
+    (void)state;
+    job jobs[W];
+    for (int w = 0; w < W; w++)
+        jobs[w].cfg = edgc_config_default(), jobs[w].cfg.mode = EDGC_MODE_DENSE;
+    assert_int_equal(run_workers(W, mixed_worker, jobs, sizeof jobs[0]), 0);
+    for (int w = 0; w < W; w++)
+        assert_int_equal(jobs[w].create, EDGC_ERR_MISMATCH);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * WAM on a stage 1 of two data-parallel workers, over a link that costs time per float: the
  * reducer profiles it, then at each window boundary aligns its rank on stage 0's predicted time
  * plus the backward time per micro-batch, agreed (max) between the workers. */
@@ -321,6 +439,8 @@ int main(void)
         cmocka_unit_test(test_one_invalid_config_fails_everywhere),
         cmocka_unit_test(test_state_load_fuzz),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_split_reducer),
+        cmocka_unit_test(test_split_and_normal_reducers_do_not_mix),
         cmocka_unit_test(test_wam_follower_over_a_slow_link),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -122,6 +122,30 @@ class StepStats(ctypes.Structure):
     ]
 
 
+class Plan(ctypes.Structure):
+    """edgc_plan."""
+
+    _fields_ = [
+        ("step", ctypes.c_uint64),
+        ("phase", ctypes.c_int),
+        ("rank", ctypes.c_int),
+        ("sample_entropy", ctypes.c_int),
+        ("timed", ctypes.c_int),
+        ("rank_changed", ctypes.c_int),
+    ]
+
+
+class SyncReport(ctypes.Structure):
+    """edgc_sync_report."""
+
+    _fields_ = [
+        ("bytes_sent", ctypes.c_uint64),
+        ("compression_error", ctypes.c_double),
+        ("entropy_sample", ctypes.c_void_p),
+        ("entropy_count", ctypes.c_size_t),
+    ]
+
+
 def _candidates():
     env = os.environ.get("EDGC_LIBRARY")
     if env:
@@ -167,6 +191,14 @@ _sig = {
                                            ctypes.POINTER(Comm), ctypes.POINTER(ctypes.c_void_p)]),
     "edgc_reducer_step": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p,
                                          ctypes.POINTER(StepStats)]),
+    "edgc_reducer_create_split": (ctypes.c_int, [ctypes.POINTER(Config), ctypes.POINTER(Layout),
+                                                 ctypes.POINTER(Comm),
+                                                 ctypes.POINTER(ctypes.c_void_p)]),
+    "edgc_reducer_begin": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(Plan)]),
+    "edgc_reducer_draw_gaussian": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p,
+                                                  ctypes.c_size_t]),
+    "edgc_reducer_end": (ctypes.c_int, [ctypes.c_void_p, ctypes.POINTER(SyncReport),
+                                        ctypes.POINTER(StepStats)]),
     "edgc_reducer_state_size": (ctypes.c_int, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]),
     "edgc_reducer_save": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                                          ctypes.POINTER(ctypes.c_size_t)]),

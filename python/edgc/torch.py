@@ -12,8 +12,10 @@ agreement of one rank across the group, and the non-finite check. Its collective
 into torch.distributed on the given process group (gloo or NCCL).
 
 Buckets in float16/bfloat16 are synchronised in float32 and written back in their own type; the
-error memory is float32. Buckets on another device than the CPU are staged through host memory
-in this version (see docs/PYTORCH.md).
+error memory is float32. A bucket on another device than the CPU (a GPU) stays there: its reducer
+is a split one (edgc_reducer_create_split) that keeps the whole algorithm but the arithmetic, and
+the products, the orthonormalisation and the error memory run as torch ops on the bucket's device
+(edgc/_engine.py). engine="torch" takes that path on the CPU too (the tests compare the two).
 """
 
 import ctypes
@@ -23,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 from . import _lib
+from ._engine import TorchEngine, split_step
 
 __all__ = ["EDGCState", "edgc_hook"]
 
@@ -36,6 +39,9 @@ class _TorchComm:
 
     def __init__(self, group):
         self.group = group
+        # NCCL moves device tensors only: the reducer's few small collectives are staged there
+        self.device = torch.device("cuda", torch.cuda.current_device()) \
+            if dist.get_backend(group) == "nccl" else None
         self.error = None
         self.comm = _lib.Comm()
         self.comm.ctx = None
@@ -50,10 +56,12 @@ class _TorchComm:
         self.comm.allreduce_sum_f32 = self._f32
         self.comm.allreduce_max_i32 = self._i32
         self.comm.broadcast = self._bcast
-        # the engine overlaps the dense part's all-reduce with the P/Q products through these
-        self.comm.iallreduce_sum_f32 = self._if32
-        self.comm.test = self._test
-        self.comm.wait = self._wait
+        # libedgc's engine overlaps the dense part's all-reduce with the P/Q products through
+        # these (optional: a NCCL group's reducers are split ones, whose engine is torch's)
+        if self.device is None:
+            self.comm.iallreduce_sum_f32 = self._if32
+            self.comm.test = self._test
+            self.comm.wait = self._wait
         self._requests = {}  # handle -> torch.distributed Work
         self._next = 1
 
@@ -72,14 +80,25 @@ class _TorchComm:
             self.error = e
             return _lib.ERR_COMM
 
+    def _on_group(self, t, collective):
+        """Runs collective(tensor) on t, through the group's device when it needs one."""
+        if t is None:
+            return
+        if self.device is None:
+            collective(t)
+            return
+        d = t.to(self.device)
+        collective(d)
+        t.copy_(d.cpu())
+
     def _allreduce_f32(self, _ctx, buf, n):
         t = self._view(buf, n, ctypes.c_float, torch.float32)
-        return self._run(lambda: t is None or dist.all_reduce(t, group=self.group))
+        return self._run(lambda: self._on_group(t, lambda x: dist.all_reduce(x, group=self.group)))
 
     def _allreduce_max_i32(self, _ctx, buf, n):
         t = self._view(buf, n, ctypes.c_int32, torch.int32)
-        return self._run(
-            lambda: t is None or dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group))
+        return self._run(lambda: self._on_group(
+            t, lambda x: dist.all_reduce(x, op=dist.ReduceOp.MAX, group=self.group)))
 
     def _iallreduce_f32(self, _ctx, buf, n, request):
         t = self._view(buf, n, ctypes.c_float, torch.float32)
@@ -115,7 +134,8 @@ class _TorchComm:
     def _broadcast(self, _ctx, buf, nbytes, root):
         t = self._view(buf, nbytes, ctypes.c_uint8, torch.uint8)
         src = root if self.group is None else dist.distributed_c10d._get_global_rank(self.group, root)
-        return self._run(lambda: t is None or dist.broadcast(t, src=src, group=self.group))
+        return self._run(
+            lambda: self._on_group(t, lambda x: dist.broadcast(x, src=src, group=self.group)))
 
 
 class EDGCState:
@@ -129,6 +149,8 @@ class EDGCState:
     orthogonalization_epsilon, random_seed.
 
     mode: "edgc" (dynamic rank; needs total_steps), "powersgd" (static rank) or "dense".
+    engine: where the arithmetic runs. "auto" (libedgc's engine for CPU buckets, torch ops on the
+    bucket's device for the others), "libedgc" (always staged through host memory) or "torch".
     EDGC's own settings are the fields of edgc_config, by name: rule ("trend" | "cqm" | "error"),
     r_max (0: profiled), r_min, window (0: from total_steps), alpha, beta, warmup_fraction,
     rmax_rule ("budget" | "paper"), rmax_slack, warmup_sync ("rmax" | "dense"), ... .
@@ -137,9 +159,11 @@ class EDGCState:
     def __init__(self, process_group=None, mode="edgc", matrix_approximation_rank=1,
                  start_powerSGD_iter=1000, min_compression_rate=2, use_error_feedback=True,
                  warm_start=True, orthogonalization_epsilon=0, random_seed=0, total_steps=0,
-                 **edgc_options):
+                 engine="auto", **edgc_options):
         if mode not in _lib.MODES:
             raise ValueError(f"mode {mode!r}: expected one of {sorted(_lib.MODES)}")
+        if engine not in ("auto", "libedgc", "torch"):
+            raise ValueError(f"engine {engine!r}: expected 'auto', 'libedgc' or 'torch'")
         if not warm_start:
             raise ValueError("warm_start=False: libedgc always warm-starts Q from the last step")
         self.process_group = process_group
@@ -152,6 +176,7 @@ class EDGCState:
         self.orthogonalization_epsilon = float(orthogonalization_epsilon)
         self.random_seed = int(random_seed)
         self.total_steps = int(total_steps)
+        self.engine = engine
         self.edgc_options = dict(edgc_options)
         self.config = self._make_config()
         self.iter = 0  # hook calls on bucket 0, as torch's state counts them
@@ -199,21 +224,22 @@ class EDGCState:
                 "use_error_feedback": self.use_error_feedback,
                 "orthogonalization_epsilon": self.orthogonalization_epsilon,
                 "random_seed": self.random_seed, "total_steps": self.total_steps,
-                "edgc_options": self.edgc_options, "iter": self.iter,
+                "engine": self.engine, "edgc_options": self.edgc_options, "iter": self.iter,
                 "skipped_steps": self.skipped_steps, "blobs": self._blobs()}
 
     def __setstate__(self, s):
         self.__init__(None, s["mode"], s["matrix_approximation_rank"], s["start_powerSGD_iter"],
                       s["min_compression_rate"], s["use_error_feedback"], True,
                       s["orthogonalization_epsilon"], s["random_seed"], s["total_steps"],
-                      **s["edgc_options"])
+                      s.get("engine", "auto"), **s["edgc_options"])
         self.iter = s["iter"]
         self.skipped_steps = s["skipped_steps"]
         self._pending_blobs = dict(s["blobs"])
 
     def state_dict(self):
         """Error memory, Q, controller and RNG of every bucket (libedgc's checksummed state
-        blobs), plus the step counters. Pickle-able."""
+        blobs; a torch-engine bucket's error memory and Q as CPU tensors beside its blob), plus
+        the step counters. Pickle-able."""
         return self.__getstate__()
 
     def load_state_dict(self, sd):
@@ -234,7 +260,8 @@ class EDGCState:
             st = _lib.lib.edgc_reducer_save(b.red, buf, size.value, ctypes.byref(wrote))
             if st != _lib.OK:
                 raise RuntimeError(f"edgc: saving bucket {index}: {_lib.status_text(st)}")
-            out[index] = (b.entries, buf.raw[:wrote.value])
+            out[index] = (b.entries, buf.raw[:wrote.value],
+                          None if b.engine is None else b.engine.state())
         return out
 
     def free(self):
@@ -277,26 +304,40 @@ class EDGCState:
             entries.append((None, at, buf.numel() - at, 1))
         return entries
 
-    def _create(self, index, entries, total, blob=None):
+    def _torch_engine(self, device):
+        """Whether a bucket on `device` is synchronised by torch ops (a split reducer)."""
+        return self.engine == "torch" or (self.engine == "auto" and device.type != "cpu")
+
+    def _create(self, index, entries, total, device, saved=None):
         if self._comm is None:
             self._comm = _TorchComm(self.process_group)
         arr = (_lib.Tensor * len(entries))(*[_lib.Tensor(o, r, c) for _, o, r, c in entries])
         layout = _lib.Layout(arr, len(entries), total)
         red = ctypes.c_void_p()
-        st = _lib.lib.edgc_reducer_create(ctypes.byref(self.config), ctypes.byref(layout),
-                                          ctypes.byref(self._comm.comm), ctypes.byref(red))
+        split = self._torch_engine(device)
+        create = _lib.lib.edgc_reducer_create_split if split else _lib.lib.edgc_reducer_create
+        st = create(ctypes.byref(self.config), ctypes.byref(layout),
+                    ctypes.byref(self._comm.comm), ctypes.byref(red))
         if st != _lib.OK:
             raise RuntimeError(f"edgc: bucket {index}: cannot create the reducer: "
                                f"{_lib.status_text(st)}"
                                + (" (check that every process uses the same EDGCState options "
                                   "and model)" if st == _lib.ERR_MISMATCH else ""))
-        b = _Bucket(red, entries, loaded=blob is not None)
+        engine = TorchEngine(entries, device, self.config, self.process_group) if split else None
+        b = _Bucket(red, entries, engine, loaded=saved is not None)
         self._reducers[index] = b
-        if blob is not None:
+        if saved is not None:
+            _, blob, engine_state = (tuple(saved) + (None,))[:3]
+            if (engine_state is None) != (engine is None):
+                raise RuntimeError(f"edgc: bucket {index}: its state was saved by the "
+                                   f"{'libedgc' if engine_state is None else 'torch'} engine and "
+                                   f"cannot be loaded into the other (see EDGCState's engine)")
             st = _lib.lib.edgc_reducer_load(red, blob, len(blob))
             if st != _lib.OK:
                 msg = _lib.lib.edgc_reducer_last_error(red).decode()
                 raise RuntimeError(f"edgc: bucket {index}: cannot load its state: {msg}")
+            if engine is not None:
+                engine.load(engine_state)
         return b
 
     def _bucket(self, bucket):
@@ -306,21 +347,22 @@ class EDGCState:
         live = self._entries(bucket, buf)
         b = self._reducers.get(index)
         if b is None and index in self._pending_blobs:
-            entries, blob = self._pending_blobs.pop(index)
-            b = self._create(index, entries, buf.numel(), blob)
+            saved = self._pending_blobs.pop(index)
+            b = self._create(index, saved[0], buf.numel(), buf.device, saved)
         if b is None:
-            return self._create(index, live, buf.numel()), live
+            return self._create(index, live, buf.numel(), buf.device), live
         if b.entries != live and not b.loaded and b.steps <= 1:
             # DDP rebuilds its buckets after the first iteration (every process alike): a fresh
             # run takes the new order from now on
             _lib.lib.edgc_reducer_free(b.red)
             del self._reducers[index]
-            b = self._create(index, live, buf.numel())
+            b = self._create(index, live, buf.numel(), buf.device)
         return b, live
 
     def step(self, bucket, flat):
-        """Synchronises the float32 CPU buffer flat in place. Returns False when the step was
-        skipped (a non-finite gradient on some process: flat is then all NaN everywhere)."""
+        """Synchronises the float32 buffer flat in place (on the CPU, or on the bucket's device for
+        the torch engine). Returns False when the step was skipped (a non-finite gradient on some
+        process: flat is then all NaN everywhere)."""
         b, live = self._bucket(bucket)
         work = flat
         if b.entries != live:  # a restored state meets DDP's first-iteration order
@@ -330,10 +372,13 @@ class EDGCState:
                      for key, off, _, _ in b.entries if key is not None]
             for src, dst, n in moves:
                 work[dst:dst + n] = flat[src:src + n]
-        stats = _lib.StepStats()
         self._comm.error = None
-        st = _lib.lib.edgc_reducer_step(b.red, ctypes.c_void_p(work.data_ptr()),
-                                        ctypes.byref(stats))
+        if b.engine is not None:
+            st, stats = split_step(b.engine, b.red, work, bool(self.config.check_finite))
+        else:
+            stats = _lib.StepStats()
+            st = _lib.lib.edgc_reducer_step(b.red, ctypes.c_void_p(work.data_ptr()),
+                                            ctypes.byref(stats))
         if self._comm.error is not None:
             raise RuntimeError(f"edgc: bucket {bucket.index()}: collective failed") \
                 from self._comm.error
@@ -356,9 +401,10 @@ class EDGCState:
 class _Bucket:
     """One bucket's reducer and the layout it was made with."""
 
-    def __init__(self, red, entries, loaded):
+    def __init__(self, red, entries, engine, loaded):
         self.red = red
         self.entries = entries
+        self.engine = engine  # a TorchEngine for a split reducer, else None
         self.loaded = loaded
         self.steps = 0
 
@@ -373,8 +419,9 @@ def edgc_hook(state: EDGCState, bucket: dist.GradBucket) -> torch.futures.Future
         world = dist.get_world_size(state.process_group)
         fut = dist.all_reduce(buf, group=state.process_group, async_op=True).get_future()
         return fut.then(lambda f: f.value()[0].div_(world))
-    staged = buf.dtype != torch.float32 or buf.device.type != "cpu" or not buf.is_contiguous()
-    flat = buf.detach().to(device="cpu", dtype=torch.float32).contiguous() if staged else buf
+    device = buf.device if state._torch_engine(buf.device) else torch.device("cpu")
+    staged = buf.dtype != torch.float32 or buf.device != device or not buf.is_contiguous()
+    flat = buf.detach().to(device=device, dtype=torch.float32).contiguous() if staged else buf
     ok = state.step(bucket, flat)
     if not ok and bucket.index() == 0:
         state.skipped_steps += 1

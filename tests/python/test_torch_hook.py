@@ -134,8 +134,13 @@ def average(step):
     return [(a + b) / 2 for a, b in zip(grads_for(0, step), grads_for(1, step))]
 
 
-def test_dense_is_the_plain_average_exactly():
-    r = run2(train, state_kwargs={"mode": "dense"}, steps=3)
+# libedgc's engine on host memory, and the torch-ops engine that GPU buckets use (split reducer)
+ENGINES = ["libedgc", "torch"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_dense_is_the_plain_average_exactly(engine):
+    r = run2(train, state_kwargs={"mode": "dense", "engine": engine}, steps=3)
     for proc in r:
         for k, grads in enumerate(proc["grads"]):
             for got, want in zip(grads, average(k + 1)):
@@ -158,9 +163,10 @@ def test_half_precision_buckets_are_reduced_in_float32():
         assert x.dtype == torch.float16 and torch.isfinite(x).all() and torch.equal(x, y)
 
 
-def test_powersgd_full_rank_equals_dense():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_powersgd_full_rank_equals_dense(engine):
     kw = {"mode": "powersgd", "matrix_approximation_rank": 32, "start_powerSGD_iter": 2,
-          "min_compression_rate": 0}
+          "min_compression_rate": 0, "engine": engine}
     r = run2(train, state_kwargs=kw, steps=4)
     for proc in r:
         for k, grads in enumerate(proc["grads"]):
@@ -168,9 +174,10 @@ def test_powersgd_full_rank_equals_dense():
                 assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_edgc_ranks_agree_and_replicas_stay_identical():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_edgc_ranks_agree_and_replicas_stay_identical(engine):
     kw = {"mode": "edgc", "total_steps": 40, "r_max": 8, "window": 4, "alpha": 0.5,
-          "warmup_fraction": 0.2}
+          "warmup_fraction": 0.2, "engine": engine}
     a, b = run2(train, state_kwargs=kw, steps=40)
     assert a["ranks"] == b["ranks"]
     assert any(r and r > 0 for r in a["ranks"]), "never compressed"
@@ -208,9 +215,10 @@ def test_error_no_worse_than_torch_powersgd_hook():
     assert ours[-1] <= theirs[-1] * 1.05 + 1e-6, (ours, theirs)
 
 
-def test_state_dict_round_trip_continues_bit_identically():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_state_dict_round_trip_continues_bit_identically(engine):
     kw = {"mode": "edgc", "total_steps": 30, "r_max": 8, "window": 4, "alpha": 0.5,
-          "warmup_fraction": 0.2}
+          "warmup_fraction": 0.2, "engine": engine}
     full = run2(train, state_kwargs=kw, steps=30)
     first = run2(train, state_kwargs=kw, steps=18)
     rest = run2(resume, state_kwargs=kw, parts=first)
@@ -220,14 +228,17 @@ def test_state_dict_round_trip_continues_bit_identically():
         assert full[r]["ranks"][18:] == rest[r]["ranks"]
 
 
-def resume(rank, state_kwargs, parts):
+def resume(rank, state_kwargs, parts, steps=12, start=19):
+    """Continues the run of parts[rank] (train's result) at step `start`."""
     p = parts[rank]
-    return train(rank, state_kwargs, steps=12, state_dict=p["state"], start=19,
+    return train(rank, state_kwargs, steps=steps, state_dict=p["state"], start=start,
                  weights=p["weights"])
 
 
-def test_nan_on_one_process_is_skipped_on_all():
-    kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2}
+@pytest.mark.parametrize("engine", ENGINES)
+def test_nan_on_one_process_is_skipped_on_all(engine):
+    kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2,
+          "engine": engine}
     a, b = run2(train, state_kwargs=kw, steps=6, nan_at=4)
     for proc in (a, b):
         assert proc["skipped"] == 1
@@ -235,6 +246,76 @@ def test_nan_on_one_process_is_skipped_on_all():
         assert all(torch.isfinite(g).all() for g in proc["grads"][4])
     for x, y in zip(a["weights"], b["weights"]):
         assert torch.equal(x, y)
+
+
+def test_torch_engine_follows_libedgc_engine():
+    # the same algorithm, arithmetic by torch ops instead of CBLAS: equal to float rounding
+    kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2}
+    ours = run2(train, state_kwargs=dict(kw, engine="torch"), steps=6)[0]
+    lib = run2(train, state_kwargs=dict(kw, engine="libedgc"), steps=6)[0]
+    for step, (x, y) in enumerate(zip(ours["grads"], lib["grads"])):
+        for u, v in zip(x, y):
+            assert float((u - v).abs().max() / v.abs().max()) < 1e-5, step
+    # and the dynamic rank: the same ranks step by step (down 8 -> 4 and back up), the same model
+    kw = {"mode": "edgc", "total_steps": 40, "r_max": 8, "window": 4, "alpha": 0.5,
+          "warmup_fraction": 0.2}
+    ours = run2(train, state_kwargs=dict(kw, engine="torch"), steps=40)[0]
+    lib = run2(train, state_kwargs=dict(kw, engine="libedgc"), steps=40)[0]
+    assert ours["ranks"] == lib["ranks"]
+    assert len(set(lib["ranks"])) >= 3, lib["ranks"]  # the rank went down and came back
+    for u, v in zip(ours["weights"], lib["weights"]):
+        assert torch.allclose(u, v, rtol=1e-4, atol=1e-4)
+
+
+def test_state_of_one_engine_is_refused_by_the_other():
+    # saved with engine="auto" on a GPU (the torch engine), resumed with "auto" on the CPU
+    # (libedgc's): the blob holds no error memory, so it must be refused, not half-loaded
+    kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2}
+    first = run2(train, state_kwargs=dict(kw, engine="torch"), steps=4)
+    for p in first:
+        p["state"]["engine"] = "auto"
+    a, b = run2(resume, state_kwargs=kw, parts=first, steps=2, start=5)
+    for proc in (a, b):
+        assert "error" in proc and "torch engine" in proc["error"], proc
+
+
+def resume(rank, state_kwargs, parts, steps=12, start=19):
+    """Continues the run of parts[rank] (train's result) at step `start`."""
+    p = parts[rank]
+    return train(rank, state_kwargs, steps=steps, state_dict=p["state"], start=start,
+                 weights=p["weights"])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_nan_on_one_process_is_skipped_on_all(engine):
+    kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2,
+          "engine": engine}
+    a, b = run2(train, state_kwargs=kw, steps=6, nan_at=4)
+    for proc in (a, b):
+        assert proc["skipped"] == 1
+        assert all(torch.isnan(g).all() for g in proc["grads"][3])
+        assert all(torch.isfinite(g).all() for g in proc["grads"][4])
+    for x, y in zip(a["weights"], b["weights"]):
+        assert torch.equal(x, y)
+
+
+def test_torch_engine_follows_libedgc_engine():
+    # the same algorithm, arithmetic by torch ops instead of CBLAS: equal to float rounding
+    kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2}
+    ours = run2(train, state_kwargs=dict(kw, engine="torch"), steps=6)[0]
+    lib = run2(train, state_kwargs=dict(kw, engine="libedgc"), steps=6)[0]
+    for step, (x, y) in enumerate(zip(ours["grads"], lib["grads"])):
+        for u, v in zip(x, y):
+            assert float((u - v).abs().max() / v.abs().max()) < 1e-5, step
+    # and the dynamic rank: the same ranks step by step (down 8 -> 4 and back up), the same model
+    kw = {"mode": "edgc", "total_steps": 40, "r_max": 8, "window": 4, "alpha": 0.5,
+          "warmup_fraction": 0.2}
+    ours = run2(train, state_kwargs=dict(kw, engine="torch"), steps=40)[0]
+    lib = run2(train, state_kwargs=dict(kw, engine="libedgc"), steps=40)[0]
+    assert ours["ranks"] == lib["ranks"]
+    assert len(set(lib["ranks"])) >= 3, lib["ranks"]  # the rank went down and came back
+    for u, v in zip(ours["weights"], lib["weights"]):
+        assert torch.allclose(u, v, rtol=1e-4, atol=1e-4)
 
 
 def mismatched(rank):
@@ -257,3 +338,5 @@ def test_bad_options_are_refused():
         EDGCState(None, mode="edgc", no_such_option=1)
     with pytest.raises(ValueError):
         EDGCState(None, mode="powersgd", warm_start=False)
+    with pytest.raises(ValueError):
+        EDGCState(None, mode="powersgd", engine="cuda")
