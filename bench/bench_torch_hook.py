@@ -4,7 +4,8 @@
 
     /usr/bin/python3 bench/bench_torch_hook.py [--steps 150] [--ranks 4 8 16]
 
-Per row: hook time per step (the hook's call until its future completes, summed over buckets,
+"torch engine" rows run the path GPU buckets take (engine="torch": libedgc's split reducer with
+the arithmetic in torch ops), here on the CPU. Per row: hook time per step (the hook's call until its future completes, summed over buckets,
 median over the compressed steps), bytes per step put into torch.distributed collectives by the
 hook (counted by wrapping all_reduce and broadcast, so edgc's small agreement messages count too),
 and the training loss averaged over the last 20 steps. Prints a Markdown table.
@@ -55,8 +56,10 @@ def worker(rank, kind, r, steps, port, out):
                                  min_compression_rate=2)
         hook = ps.powerSGD_hook
     else:
-        state = EDGCState(None, mode=kind, matrix_approximation_rank=r, total_steps=steps,
-                          start_powerSGD_iter=START, min_compression_rate=2)
+        mode, _, engine = kind.partition("/")
+        state = EDGCState(None, mode=mode, matrix_approximation_rank=r, total_steps=steps,
+                          start_powerSGD_iter=START, min_compression_rate=2,
+                          engine=engine or "auto")
         hook = edgc_hook
     spent = [0.0]
 
@@ -115,9 +118,9 @@ def main():
     a = p.parse_args()
     rows = []
     for r in a.ranks:
-        for kind in ("torch", "powersgd"):
-            rows.append((f"{'torch powerSGD_hook' if kind == 'torch' else 'edgc powersgd'} "
-                         f"rank {r}", kind, r) + run(kind, r, a.steps))
+        for kind, name in (("torch", "torch powerSGD_hook"), ("powersgd", "edgc powersgd"),
+                           ("powersgd/torch", "edgc powersgd, torch engine")):
+            rows.append((f"{name} rank {r}", kind, r) + run(kind, r, a.steps))
     rows.append(("edgc edgc (defaults)", "edgc", 0) + run("edgc", 1, a.steps))
     torch_ms = {r: ms for _, kind, r, ms, _, _ in rows if kind == "torch"}
     print(f"{a.steps} steps, TinyGPT (L2 C128), batch 8 x 64, 2 processes, gloo, 1 thread each\n")

@@ -67,30 +67,37 @@ def _orthonormalize_exact(a, eps):
 
 
 def orthonormalize_rows(a, eps):
-    """Orthonormalises the rows of a (k x n) in place, as libedgc does. The fast path runs the two
-    Gram-Schmidt passes that libedgc's loop runs unless a pass cancels more than half of a row,
-    with no host sync per row; one check at the end falls back to the exact row-by-row path when
-    some row needed more passes or was numerically dependent."""
-    k = a.shape[0]
-    if k == 0:
+    """Orthonormalises the rows of each a[b] (a: batch x k x n, or one k x n matrix) in place,
+    giving what libedgc's Gram-Schmidt gives. The fast path is one batched Householder QR of
+    a^T: for rows that are independent, Gram-Schmidt's result is Q^T with each row's sign set so
+    that R's diagonal is positive, and |R_ii| is the norm libedgc tests (what is left of row i
+    once the earlier rows' directions are removed). A matrix with a row whose |R_ii| fails that
+    test (numerically dependent) goes through the exact row-by-row path, which replaces it."""
+    if a.dim() == 2:
+        a = a.unsqueeze(0)
+    if a.shape[1] == 0 or a.shape[0] == 0:
         return
-    orig = a.clone()
-    tiny = torch.finfo(a.dtype).tiny
-    before = a.norm(dim=1)
-    left = before.clone()  # the norm left after orthogonalising (row 0: none done)
-    ratio = torch.ones_like(before)  # second pass over first: libedgc stops when > 0.5
-    a[0] /= before[0].clamp_min(tiny)
-    for i in range(1, k):
-        ri, done = a[i], a[:i]
-        ri -= done.t() @ (done @ ri)
-        first = ri.norm()
-        ri -= done.t() @ (done @ ri)
-        left[i] = ri.norm()
-        ratio[i] = left[i] / first.clamp_min(tiny)
-        ri /= left[i].clamp_min(tiny)
-    if not bool(((ratio > 0.5) & (left > 0) & (left > eps * before)).all()):
-        a.copy_(orig)
-        _orthonormalize_exact(a, eps)
+    before = a.norm(dim=2)
+    q, r = torch.linalg.qr(a.transpose(1, 2))  # (B, n, k), (B, k, k)
+    d = r.diagonal(dim1=1, dim2=2)
+    sign = torch.where(d < 0, -1.0, 1.0).to(a.dtype)
+    ok = ((d.abs() > 0) & (d.abs() > eps * before)).all(dim=1)
+    bad = (~ok).nonzero().flatten().tolist() if not bool(ok.all()) else []
+    orig = [a[j].clone() for j in bad]
+    a.copy_((q * sign.unsqueeze(1)).transpose(1, 2))
+    for j, o in zip(bad, orig):
+        a[j].copy_(o)
+        _orthonormalize_exact(a[j], eps)
+
+
+class _Group:
+    """The matrices of one shape: stacked, so each product is one batched call."""
+
+    def __init__(self, rows, cols):
+        self.rows, self.cols = rows, cols
+        self.index = []  # the matrices' positions in layout order
+        self.err = None  # (B, rows, cols) error memory
+        self.q = None  # (B, r, cols): Q^T of each matrix
 
 
 class TorchEngine:
@@ -107,26 +114,36 @@ class TorchEngine:
         self.mats = [(off, rows, cols) for _, off, rows, cols in entries if rows >= 2 and cols >= 2]
         self.dense = [(off, rows * cols) for _, off, rows, cols in entries
                       if not (rows >= 2 and cols >= 2)]
+        groups = {}
+        for k, (_, rows, cols) in enumerate(self.mats):
+            groups.setdefault((rows, cols), _Group(rows, cols)).index.append(k)
+        self.groups = list(groups.values())
+        for g in self.groups:
+            if self.error_feedback:
+                g.err = torch.zeros(len(g.index), g.rows, g.cols, device=device)
         self.rank = int(config.rank)
         self.q_ready = False
-        self.q = [None] * len(self.mats)  # Q^T per matrix: min(rank, rows, cols) x cols
-        self.err = [torch.zeros(rows, cols, device=device) for _, rows, cols in self.mats] \
-            if self.error_feedback else []
-        self.total = sum(n for _, n in self.dense) + sum(r * c for _, r, c in self.mats)
 
-    def _r(self, k, rank):
-        _, rows, cols = self.mats[k]
-        return min(rows, cols, rank)
+    def _r(self, g, rank):
+        return min(g.rows, g.cols, rank)
 
-    def _draw(self, red, k, n_rows):
-        """n_rows rows of matrix k's Q^T from the reducer's shared RNG."""
-        cols = self.mats[k][2]
-        host = torch.empty(n_rows * cols, dtype=torch.float32)
-        st = _lib.lib.edgc_reducer_draw_gaussian(red, ctypes.c_void_p(host.data_ptr()),
-                                                 host.numel())
-        if st != _lib.OK:
-            raise RuntimeError(f"edgc: drawing Q: {_lib.status_text(st)}")
-        return host.view(n_rows, cols).to(self.device)
+    def _draw(self, red, rows_of):
+        """Draws from the reducer's shared RNG, matrix by matrix in layout order as libedgc does,
+        rows_of(group) new rows of Q^T per matrix; returns them per group (B, rows, cols)."""
+        per_matrix = {}
+        for g in self.groups:
+            for k in g.index:
+                per_matrix[k] = (g, rows_of(g))
+        out = {id(g): [None] * len(g.index) for g in self.groups}
+        for k in range(len(self.mats)):
+            g, n = per_matrix[k]
+            host = torch.empty(n * g.cols, dtype=torch.float32)
+            st = _lib.lib.edgc_reducer_draw_gaussian(red, ctypes.c_void_p(host.data_ptr()),
+                                                     host.numel())
+            if st != _lib.OK:
+                raise RuntimeError(f"edgc: drawing Q: {_lib.status_text(st)}")
+            out[id(g)][g.index.index(k)] = host.view(n, g.cols)
+        return {key: torch.stack(v).to(self.device) for key, v in out.items()}
 
     def set_rank(self, red, rank):
         """edgc_powersgd_set_rank: keep each Q's first rows, draw the ones a higher rank adds."""
@@ -135,15 +152,14 @@ class TorchEngine:
         old, self.rank = self.rank, rank
         if not self.q_ready:
             return
-        for k in range(len(self.mats)):
-            r, r0 = self._r(k, rank), self._r(k, old)
-            q = self.q[k][:r]
-            if r > r0:
-                q = torch.cat([q, self._draw(red, k, r - r0)])
-            self.q[k] = q.contiguous()
-        if rank > old:
-            for q in self.q:
-                orthonormalize_rows(q, self.eps)
+        if rank < old:
+            for g in self.groups:
+                g.q = g.q[:, :self._r(g, rank)].contiguous()
+            return
+        new = self._draw(red, lambda g: self._r(g, rank) - self._r(g, old))
+        for g in self.groups:
+            g.q = torch.cat([g.q, new[id(g)]], dim=1)
+            orthonormalize_rows(g.q, self.eps)
 
     def step(self, red, flat, rank):
         """Synchronises flat (float32, on the device) at rank > 0. Returns (bytes sent, relative
@@ -153,46 +169,37 @@ class TorchEngine:
         work = dist.all_reduce(pack, group=self.group, async_op=True) if pack is not None else None
 
         views = [flat[o:o + r * c].view(r, c) for o, r, c in self.mats]
-        ms, m2 = [], 0.0
-        for k, g in enumerate(views):
+        ms, m2 = [], flat.new_zeros(())
+        for g in self.groups:
+            grads = torch.stack([views[k] for k in g.index])
             if self.error_feedback:
-                self.err[k] += g
-                m2 += float(self.err[k].square().sum())
-                ms.append(self.err[k])
-            else:
-                ms.append(g)
+                g.err += grads
+                m2 += g.err.square().sum()
+                grads = g.err
+            ms.append(grads)
         if not self.q_ready:
-            self.q = [self._draw(red, k, self._r(k, self.rank)) for k in range(len(self.mats))]
-            for q in self.q:
-                orthonormalize_rows(q, self.eps)
+            first = self._draw(red, lambda g: self._r(g, self.rank))
+            for g in self.groups:
+                g.q = first[id(g)]
+                orthonormalize_rows(g.q, self.eps)
             self.q_ready = True
         elif self.orthonormalize_q:
-            for q in self.q:
-                orthonormalize_rows(q, self.eps)
+            for g in self.groups:
+                orthonormalize_rows(g.q, self.eps)
 
-        pts = [q @ m.t() for q, m in zip(self.q, ms)]  # P^T = Q^T M^T
-        n_p = sum(p.numel() for p in pts)
-        if pts:
-            flat_p = torch.cat([p.flatten() for p in pts])
-            dist.all_reduce(flat_p, group=self.group)
-            pts = [p.view_as(x) for p, x in zip(torch.split(flat_p, [x.numel() for x in pts]), pts)]
-        for p in pts:
+        pts = self._allreduce([g.q @ m.transpose(1, 2) for g, m in zip(self.groups, ms)])
+        for p in pts:  # P^T = Q^T M^T, summed over the workers
             orthonormalize_rows(p, self.eps)
-        qs = [p @ m for p, m in zip(pts, ms)]  # Q^T = P^T M
-        n_q = sum(q.numel() for q in qs)
-        if qs:
-            flat_q = torch.cat([q.flatten() for q in qs])
-            dist.all_reduce(flat_q, group=self.group)
-            flat_q *= 1.0 / self.world
-            self.q = [q.view_as(x).clone() for q, x in
-                      zip(torch.split(flat_q, [x.numel() for x in qs]), qs)]
-
-        e2 = 0.0
-        for k, (p, q, g) in enumerate(zip(pts, self.q, views)):
-            torch.mm(p.t(), q, out=g) if g.is_contiguous() else g.copy_(p.t() @ q)
+        qs = self._allreduce([p @ m for p, m in zip(pts, ms)])  # Q^T = P^T M
+        e2 = flat.new_zeros(())
+        for g, p, q, m in zip(self.groups, pts, qs, ms):
+            g.q = q.mul_(1.0 / self.world)
+            approx = p.transpose(1, 2) @ g.q  # G_hat = P Q^T
+            for j, k in enumerate(g.index):
+                views[k].copy_(approx[j])
             if self.error_feedback:
-                self.err[k] -= g
-                e2 += float(self.err[k].square().sum())
+                g.err -= approx
+                e2 += g.err.square().sum()
         if work is not None:
             work.wait()
             pack *= 1.0 / self.world
@@ -200,27 +207,46 @@ class TorchEngine:
             for o, n in self.dense:
                 flat[o:o + n] = pack[at:at + n]
                 at += n
-        sent = 4 * (n_p + n_q + (pack.numel() if pack is not None else 0))
-        err = (math.sqrt(e2 / m2) if m2 > 0 else 0.0) if self.error_feedback else math.nan
-        return sent, err
+        n_pq = sum(p.numel() + q.numel() for p, q in zip(pts, qs))
+        sent = 4 * (n_pq + (pack.numel() if pack is not None else 0))
+        if not self.error_feedback:
+            return sent, math.nan
+        m2, e2 = float(m2), float(e2)  # the step's one host sync for the error
+        return sent, math.sqrt(e2 / m2) if m2 > 0 else 0.0
 
-    # -- exact resume ------------------------------------------------------------------------
+    def _allreduce(self, parts):
+        """Sums the tensors over the workers in one flat all-reduce; returns them in shape."""
+        if not parts:
+            return parts
+        flat = torch.cat([p.flatten() for p in parts])
+        dist.all_reduce(flat, group=self.group)
+        return [x.view_as(p) for x, p in zip(torch.split(flat, [p.numel() for p in parts]), parts)]
+
+    # -- exact resume: per matrix, independent of the grouping --------------------------------
     def state(self):
-        return {"rank": self.rank, "q_ready": self.q_ready,
-                "q": [None if q is None else q.cpu() for q in self.q],
-                "err": [e.cpu() for e in self.err]}
+        q, err = [None] * len(self.mats), [None] * len(self.mats)
+        for g in self.groups:
+            for j, k in enumerate(g.index):
+                q[k] = None if g.q is None else g.q[j].cpu()
+                err[k] = None if g.err is None else g.err[j].cpu()
+        return {"rank": self.rank, "q_ready": self.q_ready, "q": q, "err": err}
 
     def load(self, s):
         self.rank = s["rank"]
         self.q_ready = s["q_ready"]
-        self.q = [None if q is None else q.to(self.device) for q in s["q"]]
-        self.err = [e.to(self.device) for e in s["err"]]
+        for g in self.groups:
+            if self.q_ready:
+                g.q = torch.stack([s["q"][k] for k in g.index]).to(self.device)
+            if self.error_feedback:
+                g.err = torch.stack([s["err"][k] for k in g.index]).to(self.device)
 
 
 def split_step(engine, red, flat, check_finite):
     """One step of a split reducer over flat (float32, on its device), in place. Returns
     (status, edgc_step_stats); on ERR_NONFINITE nothing changed."""
-    bad = check_finite and not bool(torch.isfinite(flat).all())
+    # min and max are NaN if any element is, and infinite if any is: one pass, nothing allocated
+    bad = check_finite and flat.numel() > 0 and \
+        not bool(torch.isfinite(torch.stack(torch.aminmax(flat))).all())
     plan = _lib.Plan()
     st = _lib.lib.edgc_reducer_begin(red, int(bad), ctypes.byref(plan))
     if st != _lib.OK:
