@@ -94,10 +94,11 @@ train_table() { # throughput and convergence of edgc-train
     echo "### Training throughput (dense sync, Open MPI shared memory)"
     echo
     echo "GFLOP/s counts the model's matmul and attention flops (6 per parameter-token plus"
-    echo "attention); the shares are of the time inside the training loop."
+    echo "attention); \"of peak\" is that over the rate a 1024-square sgemm reaches on the same ranks"
+    echo "and threads at the end of the run; the shares are of the time inside the training loop."
     echo
-    echo "| model | ranks | batch x seq per rank | steps | tokens/s | GFLOP/s | forward | backward | sync | optimizer |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| model | ranks | batch x seq per rank | steps | tokens/s | GFLOP/s | of peak | forward | backward | sync | optimizer |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
     run_tp() { # label np steps args...
         local label=$1 np=$2 steps=$3
         shift 3
@@ -106,8 +107,8 @@ train_table() { # throughput and convergence of edgc-train
             grep '^summary:')
         echo "$sum" | awk -v l="$label" -v np="$np" -v bt="$BT" '{
             for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-            printf "| %s | %s | %s | %s | %.0f | %.2f | %.0f %% | %.0f %% | %.0f %% | %.0f %% |\n",
-                l, np, bt, v["steps"], v["tok_s"], v["gflops"], v["fwd_pct"], v["bwd_pct"],
+            printf "| %s | %s | %s | %s | %.0f | %.2f | %.0f %% | %.0f %% | %.0f %% | %.0f %% | %.0f %% |\n",
+                l, np, bt, v["steps"], v["tok_s"], v["gflops"], v["peak_pct"], v["fwd_pct"], v["bwd_pct"],
                 v["sync_pct"], v["opt_pct"] }'
     }
     for np in 1 2; do

@@ -90,7 +90,12 @@ void report_summary(const run_summary* r)
         t->opt, 100 * t->opt / busy);
     if (r->stages > 1) say(", pipeline wait %.1f s (%.0f%%)", t->wait, 100 * t->wait / busy);
     say("%s\n", r->stages > 1 ? " (stage 0)" : "");
-    say("throughput: %.0f tokens/s, %.2f GFLOP/s (model flops)\n", tok_s, gflops);
+    double peak_pct = r->peak_gflops > 0 ? 100 * gflops / r->peak_gflops : NAN;
+    say("throughput: %.0f tokens/s, %.2f GFLOP/s (model flops)", tok_s, gflops);
+    if (isfinite(peak_pct))
+        say(", %.0f%% of the %.1f GFLOP/s that sgemm reaches on these ranks", peak_pct,
+            r->peak_gflops);
+    say("\n");
     if (r->mode == EDGC_MODE_EDGC && isfinite(r->dense_sync_ms)) {
         /* the profile timed dense steps on this very link: what a dense run would have paid */
         double dense_sync = r->dense_sync_ms * 1e-3 * r->steps;
@@ -101,8 +106,9 @@ void report_summary(const run_summary* r)
     }
     /* one machine-readable line for scripts */
     say("summary: steps=%d val_loss=%.5f sent_mb=%.3f dense_mb=%.3f tok_s=%.1f gflops=%.3f "
-        "fwd_pct=%.1f bwd_pct=%.1f sync_pct=%.1f opt_pct=%.1f wait_pct=%.1f train_s=%.2f\n",
+        "fwd_pct=%.1f bwd_pct=%.1f sync_pct=%.1f opt_pct=%.1f wait_pct=%.1f train_s=%.2f "
+        "peak_pct=%.1f\n",
         r->steps, r->val_loss, r->sent_total / 1e6, r->dense_total / 1e6, tok_s, gflops,
         100 * t->fwd / busy, 100 * t->bwd / busy, 100 * t->sync / busy, 100 * t->opt / busy,
-        100 * t->wait / busy, r->total_s - t->eval);
+        100 * t->wait / busy, r->total_s - t->eval, isfinite(peak_pct) ? peak_pct : 0.0);
 }

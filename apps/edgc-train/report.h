@@ -43,6 +43,7 @@ typedef struct run_summary {
     step_times t;
     edgc_mode mode;
     double dense_sync_ms; /* the profiled dense sync time, NAN when none */
+    double peak_gflops;   /* sgemm GFLOP/s of all ranks together (peak.h); 0 = unknown */
 } run_summary;
 
 void report_summary(const run_summary* r);

@@ -29,6 +29,7 @@
 #include "gpt2.h"
 #include "optim.h"
 #include "options.h"
+#include "peak.h"
 #include "pipeline.h"
 #include "ranks.h"
 #include "report.h"
@@ -417,6 +418,9 @@ int main(int argc, char** argv)
     /* bytes: every stage's, summed over the replica's pipeline */
     uint64_t bytes[2] = {sent_total, dense_total};
     MPI_Allreduce(MPI_IN_PLACE, bytes, 2, MPI_UINT64_T, MPI_SUM, q.pp);
+    /* every rank at once, as they trained: the machine's peak for this run's layout of ranks */
+    double peak = peak_sgemm_gflops();
+    MPI_Allreduce(MPI_IN_PLACE, &peak, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     run_summary sum = {o.steps - start,
                        skipped,
                        P,
@@ -428,7 +432,8 @@ int main(int argc, char** argv)
                        bytes[1],
                        tt,
                        o.mode,
-                       s.dense_sync_ms};
+                       s.dense_sync_ms,
+                       peak};
     report_summary(&sum);
     if (o.sample_len > 0) pipe_gather(&q, &model, whole);
     sample_text(whole, o.sample_len, o.seed);
