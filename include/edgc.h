@@ -473,6 +473,9 @@ EDGC_API edgc_status edgc_reducer_wam_follow(edgc_reducer* r, const edgc_wam_lea
  *
  * Its state blob holds no error memory or Q: the caller saves its own beside it. */
 typedef struct edgc_sync_report {
+    double sync_ms;              /* the synchronisation's wall time, from begin's return until its
+                                    collectives and device work finished; NaN: the reducer takes
+                                    the time until this call */
     uint64_t bytes_sent;         /* payload this worker put into allreduces (rank 0: ignored) */
     double compression_error;    /* ||M - G_hat|| / ||M|| over the matrices; NaN when unknown */
     const float* entropy_sample; /* plan.sample_entropy: x[0], x[k], x[2k], ... of the averaged
@@ -486,8 +489,7 @@ EDGC_API edgc_status edgc_reducer_create_split(const edgc_config* cfg, const edg
                                                const edgc_comm* comm, edgc_reducer** out);
 /** Opens a step: plans it, agrees with the other workers (nonfinite_here: this worker's gradient
  *  holds a NaN or Inf; ignored when cfg.check_finite is 0) and, in a timed step, waits at a
- *  barrier; the sync time is measured from its return to edgc_reducer_end. plan->rank is the
- *  agreed rank (0: dense).
+ *  barrier. plan->rank is the agreed rank (0: dense).
  *  @return EDGC_OK; EDGC_ERR_NONFINITE on every worker when any worker flagged its gradient
  *  (nothing changed, the step is not opened: skip it); EDGC_ERR_STATE (not a split reducer, or the
  *  previous step is still open); EDGC_ERR_INVALID_ARG; EDGC_ERR_COMM. */

@@ -301,15 +301,14 @@ static edgc_status step_begin(edgc_reducer* r, int bad_here, edgc_plan* out)
     return EDGC_OK;
 }
 
-/* The second half: times the synchronisation that s describes (rank, bytes, compression error),
- * takes the entropy of the averaged gradient when the plan asked for it (e: NULL otherwise),
+/* The second half: records the synchronisation that s describes (sync time, bytes, compression
+ * error), the entropy of the averaged gradient when the plan asked for it (e: unread otherwise),
  * commits to the controller, logs and closes the step. */
 static edgc_status step_end(edgc_reducer* r, edgc_step_stats s, const edgc_entropy* e,
                             edgc_step_stats* stats)
 {
     const edgc_plan* plan = &r->cur.plan;
     edgc_status st;
-    s.sync_ms = now_ms() - r->cur.t0;
     s.mode = r->cfg.mode;
     s.step = plan->step;
     s.phase = plan->phase;
@@ -376,6 +375,7 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
         r->cur.open = 0;
         return fail(r, st, "synchronisation");
     }
+    s.sync_ms = now_ms() - r->cur.t0; /* the entropy below is not synchronisation */
     edgc_entropy e;
     if (plan.sample_entropy) edgc_gds_entropy(r->gds, grad, r->layout.total, &e);
     return step_end(r, s, &e, stats);
@@ -401,6 +401,8 @@ edgc_status edgc_reducer_end(edgc_reducer* r, const edgc_sync_report* rep, edgc_
     EDGC_RETURN_IF(r == NULL || rep == NULL, EDGC_ERR_INVALID_ARG);
     r->err[0] = '\0';
     if (!r->split || !r->cur.open) return fail(r, EDGC_ERR_STATE, "end without begin");
+    double sync_ms =
+        isfinite(rep->sync_ms) && rep->sync_ms >= 0.0 ? rep->sync_ms : now_ms() - r->cur.t0;
     edgc_entropy e;
     if (r->cur.plan.sample_entropy) {
         /* the step stays open: the caller can end it again with the sample */
@@ -408,7 +410,8 @@ edgc_status edgc_reducer_end(edgc_reducer* r, const edgc_sync_report* rep, edgc_
             return fail(r, EDGC_ERR_INVALID_ARG, "end: entropy_sample is NULL");
         edgc_gds_entropy(r->gds, rep->entropy_sample, rep->entropy_count, &e);
     }
-    edgc_step_stats s = {.bytes_sent = rep->bytes_sent,
+    edgc_step_stats s = {.sync_ms = sync_ms,
+                         .bytes_sent = rep->bytes_sent,
                          .compression_error = r->cur.plan.rank > 0 ? rep->compression_error : NAN};
     return step_end(r, s, &e, stats);
 }

@@ -239,7 +239,7 @@ static void split_worker(void* arg, const edgc_comm* comm)
     edgc_reducer *r = NULL, *normal = NULL;
     if ((j->create = edgc_reducer_create_split(&cfg, &k_layout, comm, &r)) != EDGC_OK) return;
     j->step_call = edgc_reducer_step(r, j->grad, NULL);
-    edgc_sync_report rep = {.bytes_sent = 123, .compression_error = 0.25};
+    edgc_sync_report rep = {.sync_ms = 2.5, .bytes_sent = 123, .compression_error = 0.25};
     j->end_unopened = edgc_reducer_end(r, &rep, NULL);
     j->nonfinite = edgc_reducer_begin(r, comm->rank == 1, &j->plan);
     j->end_after_skip = edgc_reducer_end(r, &rep, NULL);
@@ -300,6 +300,7 @@ static void test_split_reducer(void** state)
         assert_int_equal(j->plan.sample_entropy, 1);
         assert_int_equal((int)j->stats.step, 0); /* the skipped step did not count */
         assert_int_equal(j->stats.rank, 2);
+        assert_true(j->stats.sync_ms == 2.5); /* the caller's own measurement */
         assert_int_equal((int)j->stats.bytes_sent, 123);
         assert_int_equal((int)j->stats.bytes_dense, 54 * 4);
         assert_true(j->stats.compression_error == 0.25);

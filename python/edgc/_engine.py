@@ -19,6 +19,7 @@ reducer's RNG, matrix by matrix, as libedgc draws them.
 
 import ctypes
 import math
+import time
 
 import torch
 import torch.distributed as dist
@@ -251,6 +252,7 @@ def split_step(engine, red, flat, check_finite):
     st = _lib.lib.edgc_reducer_begin(red, int(bad), ctypes.byref(plan))
     if st != _lib.OK:
         return st, None
+    t0 = time.perf_counter()
     rep = _lib.SyncReport()
     if plan.rank == 0:
         if engine.world > 1:
@@ -259,12 +261,13 @@ def split_step(engine, red, flat, check_finite):
         rep.compression_error = math.nan
     else:
         rep.bytes_sent, rep.compression_error = engine.step(red, flat, plan.rank)
+    _device_sync(flat)
+    rep.sync_ms = (time.perf_counter() - t0) * 1e3  # the sample's copy below is not sync time
     sample = None
     if plan.sample_entropy:
         sample = flat[::engine.stride].to("cpu", copy=True).contiguous()
         rep.entropy_sample = sample.data_ptr()
         rep.entropy_count = sample.numel()
-    _device_sync(flat)
     stats = _lib.StepStats()
     st = _lib.lib.edgc_reducer_end(red, ctypes.byref(rep), ctypes.byref(stats))
     return st, stats

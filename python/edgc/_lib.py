@@ -139,6 +139,7 @@ class SyncReport(ctypes.Structure):
     """edgc_sync_report."""
 
     _fields_ = [
+        ("sync_ms", ctypes.c_double),
         ("bytes_sent", ctypes.c_uint64),
         ("compression_error", ctypes.c_double),
         ("entropy_sample", ctypes.c_void_p),
