@@ -30,7 +30,7 @@ struct edgc_powersgd {
     size_t* err_at; /* per matrix, offset into err */
     float* p;       /* flat Pt buffer */
     float* q;       /* flat Qt buffer, persistent: the warm start */
-    float* dense;   /* the 1-D tensors packed, pl.dense_total */
+    float* dense;   /* the 1-D tensors packed, pl.dense_total, and one slot for a flag */
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
 };
 
@@ -114,7 +114,7 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
         ps->err = calloc(n_err ? n_err : 1, sizeof *ps->err);
         if (ps->err == NULL) goto fail;
     }
-    ps->dense = malloc((ps->pl.dense_total ? ps->pl.dense_total : 1) * sizeof *ps->dense);
+    ps->dense = malloc((ps->pl.dense_total + 1) * sizeof *ps->dense);
     if (ps->dense == NULL) goto fail;
     st = reserve_rank(ps, ps->rank);
     if (st != EDGC_OK) goto fail;
@@ -208,8 +208,12 @@ static edgc_status poll(const edgc_comm* comm, void** req)
     return EDGC_OK;
 }
 
+/* Packs the 1-D tensors and starts their allreduce (non-blocking when the communicator can).
+ * With a flag (>= 0: this worker's gradient is not finite), the flag rides along as one more
+ * element and the allreduce blocks: *flag_sum then says whether any worker raised it, before the
+ * step has changed anything. */
 static edgc_status dense_start(edgc_powersgd* ps, const float* grad, const edgc_comm* comm,
-                               void** req)
+                               int flag, float* flag_sum, void** req)
 {
     const edgc__plan_layout* pl = &ps->pl;
     size_t at = 0;
@@ -218,6 +222,12 @@ static edgc_status dense_start(edgc_powersgd* ps, const float* grad, const edgc_
         at += pl->dense[i].count;
     }
     *req = NULL;
+    if (flag >= 0) {
+        ps->dense[at] = (float)flag;
+        EDGC_FORWARD(comm->allreduce_sum_f32(comm->ctx, ps->dense, at + 1));
+        *flag_sum = ps->dense[at];
+        return EDGC_OK;
+    }
     if (at == 0) return EDGC_OK;
     int async = comm->iallreduce_sum_f32 != NULL && comm->test != NULL && comm->wait != NULL;
     if (async) return comm->iallreduce_sum_f32(comm->ctx, ps->dense, at, req);
@@ -245,14 +255,18 @@ static int comm_ok(const edgc_comm* c)
            c->allreduce_sum_f32 != NULL;
 }
 
-edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
-                               edgc_step_bytes* bytes)
+/* One step; bad_here >= 0 also agrees on a non-finite gradient (see edgc__powersgd_step_checked). */
+static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, int bad_here,
+                        int* bad_any, edgc_step_bytes* bytes)
 {
     EDGC_RETURN_IF(ps == NULL || grad == NULL || !comm_ok(comm), EDGC_ERR_INVALID_ARG);
     const edgc__plan_layout* pl = &ps->pl;
     void* req = NULL;
-    edgc_status st = dense_start(ps, grad, comm, &req);
+    float flags = 0.0f;
+    edgc_status st = dense_start(ps, grad, comm, bad_here, &flags, &req);
     if (st != EDGC_OK) return st;
+    if (bad_any != NULL) *bad_any = flags != 0.0f;
+    if (flags != 0.0f) return EDGC_OK; /* nothing has changed: the caller skips the step */
 
     /* M = G + e, kept in the error buffer (or G itself without error feedback). */
     /* The norms ride along in passes that are memory-bound anyway. */
@@ -336,6 +350,19 @@ edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* 
     ps->e2 = e2;
     if (bytes != NULL) EDGC_FORWARD(edgc_powersgd_bytes_at(ps, ps->rank, bytes));
     return EDGC_OK;
+}
+
+edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
+                               edgc_step_bytes* bytes)
+{
+    return step(ps, grad, comm, -1, NULL, bytes);
+}
+
+edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
+                                        int bad_here, int* bad_any, edgc_step_bytes* bytes)
+{
+    EDGC_RETURN_IF(bad_any == NULL, EDGC_ERR_INVALID_ARG);
+    return step(ps, grad, comm, bad_here != 0, bad_any, bytes);
 }
 
 edgc_status edgc_powersgd_bytes_at(const edgc_powersgd* ps, int rank, edgc_step_bytes* bytes)

@@ -208,8 +208,10 @@ static edgc_status dense_average(const edgc_reducer* r, float* grad)
     return EDGC_OK;
 }
 
-/* The synchronisation itself: dense at rank 0, else PowerSGD at `rank`. */
-static edgc_status sync(edgc_reducer* r, float* grad, int rank, edgc_step_stats* s)
+/* The synchronisation itself: dense at rank 0, else PowerSGD at `rank`. With bad_any, the
+ * non-finite agreement rides in the engine's first allreduce (bad_here: this worker's flag). */
+static edgc_status sync(edgc_reducer* r, float* grad, int rank, int bad_here, int* bad_any,
+                        edgc_step_stats* s)
 {
     s->rank = rank;
     s->compression_error = NAN;
@@ -219,7 +221,12 @@ static edgc_status sync(edgc_reducer* r, float* grad, int rank, edgc_step_stats*
     }
     EDGC_FORWARD(edgc_powersgd_set_rank(r->ps, rank));
     edgc_step_bytes b;
-    EDGC_FORWARD(edgc_powersgd_step(r->ps, grad, &r->comm, &b));
+    if (bad_any != NULL) {
+        EDGC_FORWARD(edgc__powersgd_step_checked(r->ps, grad, &r->comm, bad_here, bad_any, &b));
+        if (*bad_any) return EDGC_OK;
+    } else {
+        EDGC_FORWARD(edgc_powersgd_step(r->ps, grad, &r->comm, &b));
+    }
     s->bytes_sent = b.sent;
     s->bytes_dense = b.dense;
     s->compression_error = edgc__powersgd_last_error(r->ps);
@@ -244,9 +251,20 @@ static edgc_status barrier(const edgc_comm* c)
     return agree_max(c, &x, 1);
 }
 
-/* The first half of every step: the plan, the one agreement between workers, the barrier of a
- * timed step. On success the step is open, at the agreed rank in plan->rank. */
-static edgc_status step_begin(edgc_reducer* r, int bad_here, edgc_plan* out)
+/* A step skipped for a non-finite gradient on some worker: nothing changed. */
+static edgc_status skipped(edgc_reducer* r, uint64_t step, int bad_here)
+{
+    snprintf(r->err, sizeof r->err,
+             "step %llu: non-finite gradient on %s worker; step skipped, state unchanged",
+             (unsigned long long)step, bad_here ? "this" : "another");
+    r->last_end_ms = now_ms();
+    return EDGC_ERR_NONFINITE;
+}
+
+/* The first half of every step: the plan, the one agreement between workers (agree = 0: the
+ * caller has the engine agree on the non-finite flag instead, which needs a static rank), the
+ * barrier of a timed step. On success the step is open, at the agreed rank in plan->rank. */
+static edgc_status step_begin(edgc_reducer* r, int bad_here, int agree, edgc_plan* out)
 {
     r->err[0] = '\0';
     if (r->cur.open) return fail(r, EDGC_ERR_STATE, "begin: the previous step was not ended");
@@ -275,14 +293,8 @@ static edgc_status step_begin(edgc_reducer* r, int bad_here, edgc_plan* out)
                     micro(r->prev_sync_ms),
                     micro(r->prev_error * 1e3),
                     micro(r->wam_tmb_ms)};
-    if ((st = agree_max(&r->comm, v, 6)) != EDGC_OK) return fail(r, st, "agreement");
-    if (v[0]) {
-        snprintf(r->err, sizeof r->err,
-                 "step %llu: non-finite gradient on %s worker; step skipped, state unchanged",
-                 (unsigned long long)plan.step, bad_here ? "this" : "another");
-        r->last_end_ms = now_ms();
-        return EDGC_ERR_NONFINITE;
-    }
+    if (agree && (st = agree_max(&r->comm, v, 6)) != EDGC_OK) return fail(r, st, "agreement");
+    if (v[0]) return skipped(r, plan.step, bad_here);
     if (v[2]) {
         snprintf(r->err, sizeof r->err, "step %llu: out of memory for rank %d on %s worker",
                  (unsigned long long)plan.step, (int)v[1], nomem_here ? "this" : "another");
@@ -368,13 +380,18 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     if (r->split) return fail(r, EDGC_ERR_STATE, "step on a split reducer: use begin and end");
     edgc_plan plan;
     int bad_here = r->cfg.check_finite && has_nonfinite(grad, r->layout.total);
-    EDGC_FORWARD(step_begin(r, bad_here, &plan));
+    /* A static rank leaves only the non-finite flag to agree on: it rides in the engine's first
+     * allreduce, one collective per step fewer. Nothing else in the agreement is read then (no
+     * controller, and the rank's buffers exist from creation). */
+    int in_engine = r->cfg.mode == EDGC_MODE_POWERSGD;
+    EDGC_FORWARD(step_begin(r, in_engine ? 0 : bad_here, !in_engine, &plan));
     edgc_step_stats s = {0};
-    edgc_status st = sync(r, grad, plan.rank, &s);
-    if (st != EDGC_OK) {
-        r->cur.open = 0;
-        return fail(r, st, "synchronisation");
-    }
+    int bad_any = 0;
+    int* flag = in_engine && r->cfg.check_finite ? &bad_any : NULL;
+    edgc_status st = sync(r, grad, plan.rank, bad_here, flag, &s);
+    if (st != EDGC_OK || bad_any) r->cur.open = 0;
+    if (st != EDGC_OK) return fail(r, st, "synchronisation");
+    if (bad_any) return skipped(r, plan.step, bad_here);
     s.sync_ms = now_ms() - r->cur.t0; /* the entropy below is not synchronisation */
     edgc_entropy e;
     if (plan.sample_entropy) edgc_gds_entropy(r->gds, grad, r->layout.total, &e);
@@ -385,7 +402,7 @@ edgc_status edgc_reducer_begin(edgc_reducer* r, int nonfinite_here, edgc_plan* p
 {
     EDGC_RETURN_IF(r == NULL || plan == NULL, EDGC_ERR_INVALID_ARG);
     if (!r->split) return fail(r, EDGC_ERR_STATE, "begin on a reducer with its own engine");
-    return step_begin(r, nonfinite_here && r->cfg.check_finite, plan);
+    return step_begin(r, nonfinite_here && r->cfg.check_finite, 1, plan);
 }
 
 edgc_status edgc_reducer_draw_gaussian(edgc_reducer* r, float* out, size_t n)

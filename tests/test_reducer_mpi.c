@@ -308,11 +308,12 @@ static void test_mismatch_on_every_rank(void)
 }
 
 /* A NaN on one worker: every worker gets EDGC_ERR_NONFINITE, nothing changes, and the run then
- * continues exactly as one that never saw the bad step. */
-static void test_nonfinite_skips_step_everywhere(void)
+ * continues exactly as one that never saw the bad step. In every mode: powersgd agrees on the flag
+ * inside the engine's first allreduce, the others in the reducer's agreement. */
+static void nonfinite_skips_step_everywhere(edgc_mode mode)
 {
-    edgc_config c = config(EDGC_MODE_EDGC);
-    c.warmup_fraction = 0.05; /* compress from step 3 on: the EF memory is in play */
+    edgc_config c = config(mode);
+    c.warmup_fraction = 0.05; /* edgc: compress from step 3 on, the EF memory is in play */
     edgc_reducer* clean = make(&c);
     edgc_reducer* dirty = make(&c);
     for (int step = 0; step < 20; step++) {
@@ -334,6 +335,13 @@ static void test_nonfinite_skips_step_everywhere(void)
     }
     edgc_reducer_free(clean);
     edgc_reducer_free(dirty);
+}
+
+static void test_nonfinite_skips_step_everywhere(void)
+{
+    nonfinite_skips_step_everywhere(EDGC_MODE_EDGC);
+    nonfinite_skips_step_everywhere(EDGC_MODE_POWERSGD);
+    nonfinite_skips_step_everywhere(EDGC_MODE_DENSE);
 }
 
 static void test_bad_blobs_rejected_everywhere(void)

@@ -415,10 +415,11 @@ def edgc_hook(state: EDGCState, bucket: dist.GradBucket) -> torch.futures.Future
     if bucket.index() == 0:
         state.iter += 1
     if state.mode == "powersgd" and state.iter <= state.start_powerSGD_iter:
-        # torch's behaviour: plain averaged all-reduce before start_powerSGD_iter
-        world = dist.get_world_size(state.process_group)
-        fut = dist.all_reduce(buf, group=state.process_group, async_op=True).get_future()
-        return fut.then(lambda f: f.value()[0].div_(world))
+        # torch's behaviour: plain averaged all-reduce before start_powerSGD_iter. Blocking, like
+        # every step of this hook: no work or callback left in gloo's threads holding the group
+        dist.all_reduce(buf, group=state.process_group)
+        buf.div_(dist.get_world_size(state.process_group))
+        return _done(buf)
     device = buf.device if state._torch_engine(buf.device) else torch.device("cpu")
     staged = buf.dtype != torch.float32 or buf.device != device or not buf.is_contiguous()
     flat = buf.detach().to(device=device, dtype=torch.float32).contiguous() if staged else buf
@@ -427,6 +428,11 @@ def edgc_hook(state: EDGCState, bucket: dist.GradBucket) -> torch.futures.Future
         state.skipped_steps += 1
     if staged:
         buf.copy_(flat)
+    return _done(buf)
+
+
+def _done(buf):
+    """A completed future holding buf, as DDP expects from a hook."""
     fut = torch.futures.Future()
     fut.set_result(buf)
     return fut
