@@ -41,7 +41,7 @@ def counted(fn, counter):
     return wrapper
 
 
-def worker(rank, kind, r, steps, port, out):
+def worker(rank, kind, r, steps, port, out, options):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=2)
@@ -59,7 +59,7 @@ def worker(rank, kind, r, steps, port, out):
         mode, _, engine = kind.partition("/")
         state = EDGCState(None, mode=mode, matrix_approximation_rank=r, total_steps=steps,
                           start_powerSGD_iter=START, min_compression_rate=2,
-                          engine=engine or "auto")
+                          engine=engine or "auto", **options)
         hook = edgc_hook
     spent = [0.0]
 
@@ -99,12 +99,12 @@ def worker(rank, kind, r, steps, port, out):
     dist.destroy_process_group()
 
 
-def run(kind, r, steps):
+def run(kind, r, steps, **options):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = f"/tmp/bench_torch_hook_{os.getpid()}.txt"
-    mp.spawn(worker, args=(kind, r, steps, port, out), nprocs=2)
+    mp.spawn(worker, args=(kind, r, steps, port, out, options), nprocs=2)
     with open(out) as f:
         ms, sent, loss = map(float, f.read().split())
     os.remove(out)
@@ -122,6 +122,9 @@ def main():
                            ("powersgd/torch", "edgc powersgd, torch engine")):
             rows.append((f"{name} rank {r}", kind, r) + run(kind, r, a.steps))
     rows.append(("edgc edgc (defaults)", "edgc", 0) + run("edgc", 1, a.steps))
+    # on this fast link profiling keeps the defaults (nearly) dense; with the ceiling set, the
+    # dynamic rank against torch's static rank 8 in bytes and loss
+    rows.append(("edgc edgc (r_max 8)", "edgc", 0) + run("edgc", 1, a.steps, r_max=8))
     torch_ms = {r: ms for _, kind, r, ms, _, _ in rows if kind == "torch"}
     print(f"{a.steps} steps, TinyGPT (L2 C128), batch 8 x 64, 2 processes, gloo, 1 thread each\n")
     print("| hook | ms per step in the hook | vs torch same rank | KB per step | "
