@@ -168,21 +168,21 @@ static void test_profiling_finds_r_max(void** state)
         assert_int_equal(plans[t].phase, EDGC_PHASE_PROFILE);
         assert_int_equal(plans[t].timed, 0);
     }
-    /* 2 base steps, then ranks 2, 4, 8, 16, 32 for 3 steps each; 32 is slower than dense */
-    const int want[] = {0, 0, 2, 2, 2, 4, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32};
-    for (int i = 0; i < 17; i++) {
+    /* 2 base steps, then ranks 2, 4, 8, 12, 16, 24 for 3 steps each; 24 is slower than dense */
+    const int want[] = {0, 0, 2, 2, 2, 4, 4, 4, 8, 8, 8, 12, 12, 12, 16, 16, 16, 24, 24, 24};
+    for (int i = 0; i < 20; i++) {
         assert_int_equal(plans[5 + i].phase, EDGC_PHASE_PROFILE);
         assert_int_equal(plans[5 + i].timed, 1);
         assert_int_equal(plans[5 + i].rank, want[i]);
     }
     /* profiling ended after the warm-up fraction: compression starts right away */
-    assert_int_equal(plans[22].phase, EDGC_PHASE_COMPRESS);
-    assert_int_equal(plans[22].timed, 0);
+    assert_int_equal(plans[25].phase, EDGC_PHASE_COMPRESS);
+    assert_int_equal(plans[25].timed, 0);
     assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-    /* T(16) = 10 = T_base, T(32) = 18: interpolation gives 16 */
+    /* T(16) = 10 = T_base, T(24) = 14: interpolation gives 16 */
     assert_int_equal(hi, 16);
     assert_int_equal(lo, 4);
-    assert_int_equal(plans[22].rank, 16);
+    assert_int_equal(plans[25].rank, 16);
     edgc_controller_free(ctl);
 }
 
@@ -451,7 +451,7 @@ static void simulate(edgc_controller* ctl, const sim* m, uint64_t steps, edgc_pl
 
 /* A slow link (dense 300 ms) under a 100 ms compute step: rank r costs 2 + 3r ms. The fastest
  * step is rank 2's 108 ms; with 20 % of the 292 ms saving given back the step may take 166 ms,
- * so ranks up to 16 (150 ms) qualify and 32 (198 ms) does not. */
+ * so ranks up to 16 (150 ms) qualify and 24 (174 ms) does not. */
 static const sim k_slow = {300.0, 3.0, 2.0, 100.0, NULL, UINT64_MAX, 1.0};
 
 static void test_budget_profile_and_warmup_at_r_max(void** state)
@@ -461,21 +461,22 @@ static void test_budget_profile_and_warmup_at_r_max(void** state)
     edgc_controller* ctl = make(c);
     edgc_plan plans[400];
     simulate(ctl, &k_slow, 400, plans);
-    /* 3 settling steps, 2 dense timed, then ranks 2, 4, 8 (16 > the layout's worth cap of 12) */
-    const int want[] = {0, 0, 0, 0, 0, 2, 2, 2, 4, 4, 4, 8, 8, 8};
-    for (int t = 0; t < 14; t++) {
+    /* 3 settling steps, 2 dense timed, then ranks 2, 4, 8, 12 (the layout's worth cap: 16 would
+     * send more than half the dense bytes) */
+    const int want[] = {0, 0, 0, 0, 0, 2, 2, 2, 4, 4, 4, 8, 8, 8, 12, 12, 12};
+    for (int t = 0; t < 17; t++) {
         assert_int_equal(plans[t].phase, EDGC_PHASE_PROFILE);
         assert_int_equal(plans[t].rank, want[t]);
         assert_int_equal(plans[t].timed, t >= 3);
     }
     int lo, hi;
     assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-    assert_int_equal(hi, 8); /* the narrow layout caps it before the time budget does */
-    assert_int_equal(lo, 2);
+    assert_int_equal(hi, 12); /* the narrow layout caps it before the time budget does */
+    assert_int_equal(lo, 3);
     /* warm-up (to step 40) runs at r_max, not dense */
-    for (int t = 14; t < 40; t++) {
+    for (int t = 17; t < 40; t++) {
         assert_int_equal(plans[t].phase, EDGC_PHASE_WARMUP);
-        assert_int_equal(plans[t].rank, 8);
+        assert_int_equal(plans[t].rank, 12);
     }
     assert_int_equal(plans[40].phase, EDGC_PHASE_COMPRESS);
     double dense_ms, compute_ms;
@@ -488,9 +489,9 @@ static void test_budget_profile_and_warmup_at_r_max(void** state)
     c.warmup_sync = EDGC_WARMUP_DENSE;
     ctl = make(c);
     simulate(ctl, &k_slow, 60, plans);
-    for (int t = 14; t < 40; t++)
+    for (int t = 17; t < 40; t++)
         assert_int_equal(plans[t].rank, 0);
-    assert_int_equal(plans[40].rank, 8);
+    assert_int_equal(plans[40].rank, 12);
     edgc_controller_free(ctl);
 }
 
@@ -510,13 +511,13 @@ static void test_budget_stops_where_time_stops_paying(void** state)
     assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
     assert_int_equal(hi, 16);
     assert_int_equal(lo, 4);
-    /* rank 32 was timed (it ended profiling), rank 64 never was */
-    int saw32 = 0;
+    /* rank 24 was timed (it ended profiling), rank 32 never was */
+    int saw24 = 0;
     for (int t = 0; t < 100; t++) {
-        saw32 |= plans[t].rank == 32;
-        assert_true(plans[t].rank <= 32);
+        saw24 |= plans[t].rank == 24;
+        assert_true(plans[t].rank <= 24);
     }
-    assert_true(saw32);
+    assert_true(saw24);
     edgc_controller_free(ctl);
 
     /* the same link under the paper's rule: every rank "beats dense", r_max goes to the cap */
