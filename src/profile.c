@@ -1,8 +1,8 @@
 /*
  * profile.c - measuring sync time against rank and choosing r_max from it (docs/ALGORITHM.md,
  * "Profiling"). A profile is: a few dense steps timed for T_base, then ranks 2, 4, 8, 12, 16, 24,
- * 32, 48, ... (see next_rank) timed for profile_reps steps each (the first dropped: it pays for allocation and a cold Q). The
- * compute time per step (what the caller does between two synchronisations) is collected on the
+ * 32, 48, ... (see next_rank) timed for profile_reps steps each (the first dropped: it pays for
+ * allocation and a cold Q). The compute time per step (what the caller does between two synchronisations) is collected on the
  * same steps, so the budget rule can weigh the sync time against the whole step.
  *
  * Two rules pick r_max:

@@ -209,16 +209,13 @@ static edgc_status dense_average(const edgc_reducer* r, float* grad)
 }
 
 /* The synchronisation itself: dense at rank 0, else PowerSGD at `rank`. With bad_any, the
- * non-finite agreement rides in the engine's first allreduce (bad_here: this worker's flag). */
+ * non-finite agreement rides in the engine's first allreduce (bad_here: this worker's flag).
+ * Fills what only the engine knows (bytes sent, compression error); step_end derives the rest. */
 static edgc_status sync(edgc_reducer* r, float* grad, int rank, int bad_here, int* bad_any,
                         edgc_step_stats* s)
 {
-    s->rank = rank;
     s->compression_error = NAN;
-    if (rank == 0) {
-        s->bytes_sent = s->bytes_dense = (uint64_t)r->layout.total * sizeof(float);
-        return dense_average(r, grad);
-    }
+    if (rank == 0) return dense_average(r, grad);
     EDGC_FORWARD(edgc_powersgd_set_rank(r->ps, rank));
     edgc_step_bytes b;
     if (bad_any != NULL) {
@@ -228,7 +225,6 @@ static edgc_status sync(edgc_reducer* r, float* grad, int rank, int bad_here, in
         EDGC_FORWARD(edgc_powersgd_step(r->ps, grad, &r->comm, &b));
     }
     s->bytes_sent = b.sent;
-    s->bytes_dense = b.dense;
     s->compression_error = edgc__powersgd_last_error(r->ps);
     return EDGC_OK;
 }
