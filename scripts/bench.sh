@@ -202,7 +202,7 @@ converge_about() {
     echo "validation loss + 1 %; \"time to target\" is the training time at the first evaluation"
     echo "that reaches it. Network links: one rank per namespace, TCP through tbf (\`scripts/netsim.sh\`)."
     echo "edgc rows without flags use every default (r_max profiled by the budget rule, window from"
-    echo "--steps, warm-up at r_max, trend rule); the others change one setting each."
+    echo "--steps, warm-up at r_max, decay rule); the others change one setting each."
     echo
 }
 
@@ -210,10 +210,12 @@ converge_table() { # time to dense's quality on emulated links: docs/BENCHMARKS.
     converge_setup
     converge_about
     local modes100=(dense powersgd:2 powersgd:4 powersgd:8 powersgd:16 powersgd:32 edgc
-        edgc+--rule+error edgc+--rule+cqm edgc+--rmax-rule+paper edgc+--warmup-sync+dense)
+        edgc+--rule+trend edgc+--rule+error edgc+--rule+cqm edgc+--rmax-rule+paper
+        edgc+--warmup-sync+dense)
     group tiny-100mbit-np2 100mbit 2 tiny 600 8 "${modes100[@]}"
-    group tiny-shm-np2 shm 2 tiny 600 8 dense powersgd:8 edgc edgc+--rule+error
-    group mini-1gbit-np2 1gbit 2 mini 300 4 dense powersgd:8 powersgd:32 edgc edgc+--rule+error
+    group tiny-shm-np2 shm 2 tiny 600 8 dense powersgd:8 edgc edgc+--rule+trend
+    group mini-1gbit-np2 1gbit 2 mini 300 4 dense powersgd:8 powersgd:32 edgc edgc+--rule+trend \
+        edgc+--rule+error
 }
 
 converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own dense baseline
@@ -222,7 +224,7 @@ converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own den
     echo "4 ranks share the 2 cores here, so compute takes about twice as long per step as at 2"
     echo "ranks and the sync share is lower than on 4 real machines."
     echo
-    group mini-1gbit-np4 1gbit 4 mini 300 4 dense powersgd:8 powersgd:32 edgc
+    group mini-1gbit-np4 1gbit 4 mini 300 4 dense powersgd:8 powersgd:32 edgc edgc+--rule+trend
 }
 
 pipeline_table() { # DP x PP with WAM on emulated links

@@ -18,7 +18,7 @@ edgc_config edgc_config_default(void)
     c.beta = 0.25; /* GSR */
     c.bins = 1000;
     c.scale_aware_entropy = 0;
-    c.rule = EDGC_RULE_TREND; /* won the time-to-quality benchmark (docs/BENCHMARKS.md) */
+    c.rule = EDGC_RULE_DECAY; /* won the time-to-quality benchmark (docs/BENCHMARKS.md) */
     c.rank_step = 4;
     c.r_max = 0;
     c.r_min = 0;
@@ -101,8 +101,10 @@ edgc_status edgc_config_check(const edgc_config* c, const edgc_layout* layout, c
           c->window, round(1.0 / c->alpha), c->alpha);
     CHECK(isfinite(c->warmup_fraction) && c->warmup_fraction >= 0.0 && c->warmup_fraction < 1.0,
           "warmup_fraction = %g: must be in [0, 1)", c->warmup_fraction);
-    CHECK(c->rule == EDGC_RULE_TREND || c->rule == EDGC_RULE_CQM || c->rule == EDGC_RULE_ERROR,
-          "rule = %d: must be EDGC_RULE_TREND, EDGC_RULE_CQM or EDGC_RULE_ERROR", (int)c->rule);
+    CHECK(c->rule == EDGC_RULE_TREND || c->rule == EDGC_RULE_CQM || c->rule == EDGC_RULE_ERROR ||
+              c->rule == EDGC_RULE_DECAY,
+          "rule = %d: must be EDGC_RULE_TREND, EDGC_RULE_CQM, EDGC_RULE_ERROR or EDGC_RULE_DECAY",
+          (int)c->rule);
     CHECK(c->rmax_rule == EDGC_RMAX_BUDGET || c->rmax_rule == EDGC_RMAX_PAPER,
           "rmax_rule = %d: must be EDGC_RMAX_BUDGET or EDGC_RMAX_PAPER", (int)c->rmax_rule);
     CHECK(isfinite(c->rmax_slack) && c->rmax_slack >= 0.0 && c->rmax_slack <= 1.0,

@@ -160,7 +160,9 @@ static int decide_rank(edgc_controller* c)
     edgc__bounds b = {c->r_min, c->r_max, c->cfg.rank_step};
     int target;
     double h_now = c->n_hist > 0 ? mean_last(c->hist, c->n_hist, c->n_w) : NAN;
-    if (c->cfg.rule == EDGC_RULE_TREND) {
+    if (c->cfg.rule == EDGC_RULE_DECAY) {
+        target = edgc__decay_target(c->step, c->compress_start, c->cfg.total_steps, b);
+    } else if (c->cfg.rule == EDGC_RULE_TREND) {
         target = edgc__trend_target(c->hist, c->n_hist, c->n_w, b);
     } else if (c->cfg.rule == EDGC_RULE_ERROR) {
         if (c->win_err_n == 0) return c->rank_cur;

@@ -91,6 +91,9 @@ double edgc__mean(const double* h, size_t n);
 /* Spec 5.5: the rank the trend map proposes before smoothing, from the entropy samples h[0..n)
  * and n_w samples per window. Returns r_max when fewer than 2 windows have been sampled. */
 int edgc__trend_target(const double* h, size_t n, size_t n_w, edgc__bounds b);
+/* The decay rule: r_max at step `start` (compression began), falling linearly to r_min at step
+ * `total`, r_min from then on (before smoothing). */
+int edgc__decay_target(uint64_t step, uint64_t start, uint64_t total, edgc__bounds b);
 /* Clamp to [r_min, r_max], round down to even (for ranks >= 2), then limit the change from
  * `prev` to +-step; the bounds win over parity. */
 int edgc__smooth_rank(int target, int prev, edgc__bounds b);

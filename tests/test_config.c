@@ -29,7 +29,7 @@ static void test_defaults_are_documented(void** state)
     assert_int_equal(c.bins, 1000);
     assert_int_equal(c.rank_step, 4);
     assert_int_equal(c.seed, 714);
-    assert_int_equal(c.rule, EDGC_RULE_TREND);
+    assert_int_equal(c.rule, EDGC_RULE_DECAY);
     assert_int_equal(c.rmax_rule, EDGC_RMAX_BUDGET);
     assert_int_equal(c.warmup_sync, EDGC_WARMUP_RMAX);
     assert_int_equal(c.wam_rule, EDGC_WAM_CAP);

@@ -273,6 +273,39 @@ static void test_steady_trend_keeps_r_max(void** state)
     edgc_controller_free(ctl);
 }
 
+static void test_decay_rule_ignores_entropy_and_falls_to_r_min(void** state)
+{
+    (void)state;
+    /* 200 steps, window 20, dense warm-up to step 20, r_max 16 (r_min 4): compression starts at
+     * 16 and the rank at each boundary follows 16 - 12 (t - 20) / 180, rounded to even */
+    edgc_config c = short_run();
+    c.rule = EDGC_RULE_DECAY;
+    const entropy_fn signals[] = {h_falling, h_settling, h_flat};
+    edgc_plan first[200];
+    for (int k = 0; k < 3; k++) {
+        edgc_controller* ctl = make(c);
+        edgc_plan plans[200];
+        drive(ctl, 200, signals[k], NULL, plans);
+        for (int t = 0; t < 200; t++) {
+            if (k == 0) {
+                first[t] = plans[t];
+            } else {
+                assert_plan_equal(&plans[t], &first[t]); /* the entropy does not move it */
+            }
+        }
+        edgc_controller_free(ctl);
+    }
+    assert_int_equal(first[20].rank, 16);
+    assert_int_equal(first[40].rank, 14);  /* 14.67 -> 15 -> even */
+    assert_int_equal(first[100].rank, 10); /* 10.67 -> 11 -> even */
+    assert_int_equal(first[180].rank, 4);  /* 5.33 -> 5 -> even */
+    assert_int_equal(first[199].rank, 4);
+    for (int t = 21; t < 200; t++) {
+        assert_true(first[t].rank <= first[t - 1].rank);
+        if (t % 20 != 0) assert_int_equal(first[t].rank, first[t - 1].rank);
+    }
+}
+
 static void test_cqm_rule(void** state)
 {
     (void)state;
@@ -802,6 +835,7 @@ int main(void)
         cmocka_unit_test(test_profiling_stops_at_rank_cap),
         cmocka_unit_test(test_profiling_small_r_max),
         cmocka_unit_test(test_steady_trend_keeps_r_max),
+        cmocka_unit_test(test_decay_rule_ignores_entropy_and_falls_to_r_min),
         cmocka_unit_test(test_cqm_rule),
         cmocka_unit_test(test_cqm_rising_entropy_keeps_r_max),
         cmocka_unit_test(test_same_inputs_same_decisions),

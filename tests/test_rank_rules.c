@@ -1,4 +1,4 @@
-/* test_rank_rules.c - the trend map, the error budget, the shared smoothing, and r_max from a
+/* test_rank_rules.c - the trend map, the decay schedule, the error budget, the shared smoothing, and r_max from a
  * timing profile by the budget and the authors' rules. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -228,6 +228,25 @@ static void test_profile_time_and_wam_alignment(void** state)
     assert_int_equal(edgc_profile_time_at(&bad, 4, &t), EDGC_ERR_INVALID_ARG);
 }
 
+static void test_decay_target(void** state)
+{
+    (void)state;
+    /* r_max when compression begins (and before), r_min at total_steps and after, linear between */
+    assert_int_equal(edgc__decay_target(20, 20, 220, B), 16);
+    assert_int_equal(edgc__decay_target(5, 20, 220, B), 16);
+    assert_int_equal(edgc__decay_target(120, 20, 220, B), 10);
+    assert_int_equal(edgc__decay_target(70, 20, 220, B), 13);
+    assert_int_equal(edgc__decay_target(220, 20, 220, B), 4);
+    assert_int_equal(edgc__decay_target(1000, 20, 220, B), 4);
+    /* compression that begins at (or past) the end: nothing left to decay over */
+    assert_int_equal(edgc__decay_target(220, 220, 220, B), 16);
+    assert_int_equal(edgc__decay_target(300, 400, 220, B), 16);
+    for (uint64_t t = 20; t < 220; t++)
+        assert_true(edgc__decay_target(t + 1, 20, 220, B) <= edgc__decay_target(t, 20, 220, B));
+    const edgc__bounds one = {3, 3, 4};
+    assert_int_equal(edgc__decay_target(100, 20, 220, one), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_rmax_from_profile),
         cmocka_unit_test(test_rmax_budget),
         cmocka_unit_test(test_error_target),
+        cmocka_unit_test(test_decay_target),
         cmocka_unit_test(test_profile_time_and_wam_alignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -160,11 +160,12 @@ static void test_powersgd_bytes_and_identity(void)
 static void test_edgc_lifecycle(void)
 {
     /* every rank rule, with the warm-up compressed at r_max (the default) and dense */
-    const edgc_rank_rule rules[] = {EDGC_RULE_ERROR, EDGC_RULE_TREND, EDGC_RULE_CQM};
-    for (int k = 0; k < 6; k++) {
+    const edgc_rank_rule rules[] = {EDGC_RULE_ERROR, EDGC_RULE_TREND, EDGC_RULE_CQM,
+                                    EDGC_RULE_DECAY};
+    for (int k = 0; k < 8; k++) {
         edgc_config c = config(EDGC_MODE_EDGC);
-        c.rule = rules[k % 3];
-        c.warmup_sync = k < 3 ? EDGC_WARMUP_RMAX : EDGC_WARMUP_DENSE;
+        c.rule = rules[k % 4];
+        c.warmup_sync = k < 4 ? EDGC_WARMUP_RMAX : EDGC_WARMUP_DENSE;
         edgc_reducer* r = make(&c);
         int prev_rank = -1;
         for (int step = 0; step < 60; step++) {
@@ -181,6 +182,8 @@ static void test_edgc_lifecycle(void)
                 CHECK(s.rank >= 3 && s.rank <= 12);
                 if (step == 12) CHECK(s.rank == 12);
                 if (step > 12 && s.rank != prev_rank) CHECK(step % 10 == 0);
+                /* decay: 12 - 9 (20 - 12) / 48 = 10.5 at the first boundary, even: 10 */
+                if (c.rule == EDGC_RULE_DECAY && step >= 20) CHECK(s.rank <= 10);
             }
             CHECK(s.entropy_sampled == (step % 2 == 0));
             if (s.entropy_sampled) CHECK(isfinite(s.entropy) && s.entropy > 0);

@@ -17,7 +17,7 @@
 static char parse_error[512];
 
 /* Names of the enumerated options, in their enums' order. */
-const char* const OPTIONS_RULES[] = {"trend", "cqm", "error", NULL};
+const char* const OPTIONS_RULES[] = {"trend", "cqm", "error", "decay", NULL};
 static const char* const RMAX_RULES[] = {"budget", "paper", NULL};
 static const char* const WARMUP_SYNCS[] = {"rmax", "dense", NULL};
 const char* const OPTIONS_WAM[] = {"on", "off", "paper", NULL};
@@ -82,7 +82,8 @@ void options_usage(FILE* f)
         "  --edgc-warmup F      fraction of the run before the rank adapts (default 0.1)\n"
         "  --warmup-sync S      warm-up synchronisation: rmax (compressed at r_max; default) | "
         "dense\n"
-        "  --rule R             trend | error | cqm (default trend)\n"
+        "  --rule R             decay (r_max down to r_max/4 over the run; default) | trend\n"
+        "                       (the authors' entropy trend) | error | cqm\n"
         "  --wam W              with --pp: off (default): every stage takes stage 0's rank |\n"
         "                       on: later stages spend the 1F1B slack on a higher rank, r_max at\n"
         "                       most | paper: the authors' rule, dense when the slack buys more\n"
@@ -186,7 +187,7 @@ options options_parse(int argc, char** argv)
         .rank = 4,
         .window = 0,
         .rmax_slack = 0.2,
-        .rule = EDGC_RULE_TREND,
+        .rule = EDGC_RULE_DECAY,
         .alpha = 0.1,
         .beta = 0.25,
         .edgc_warmup = 0.1,

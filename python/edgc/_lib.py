@@ -16,7 +16,7 @@ OK, ERR_INVALID_ARG, ERR_CONFIG, ERR_NOMEM, ERR_LAYOUT, ERR_COMM, ERR_MISMATCH, 
 ERR_BUFFER_SMALL, ERR_CORRUPT, ERR_STATE = 8, 9, 10
 
 MODES = {"dense": 0, "powersgd": 1, "edgc": 2}
-RULES = {"trend": 0, "cqm": 1, "error": 2}
+RULES = {"trend": 0, "cqm": 1, "error": 2, "decay": 3}
 RMAX_RULES = {"budget": 0, "paper": 1}
 WARMUP_SYNCS = {"rmax": 0, "dense": 1}
 
