@@ -151,9 +151,10 @@ class EDGCState:
     mode: "edgc" (dynamic rank; needs total_steps), "powersgd" (static rank) or "dense".
     engine: where the arithmetic runs. "auto" (libedgc's engine for CPU buckets, torch ops on the
     bucket's device for the others), "libedgc" (always staged through host memory) or "torch".
-    EDGC's own settings are the fields of edgc_config, by name: rule ("decay" | "trend" | "cqm" | "error"),
-    r_max (0: profiled), r_min, window (0: from total_steps), alpha, beta, warmup_fraction,
-    rmax_rule ("budget" | "paper"), rmax_slack, warmup_sync ("rmax" | "dense"), ... .
+    EDGC's own settings are the fields of edgc_config, by name: rule ("decay" | "trend" | "cqm" |
+    "error"), r_max (0: profiled), r_min, window (0: from total_steps), alpha, beta,
+    warmup_fraction, rmax_rule ("budget" | "paper"), rmax_slack, warmup_sync ("rmax" | "dense"),
+    ... .
     """
 
     def __init__(self, process_group=None, mode="edgc", matrix_approximation_rank=1,
