@@ -709,18 +709,21 @@ static void test_state_round_trip_continues_identically(void** state)
     edgc_config c = defaults_run(600);
     sim m = {300.0, 3.0, 2.0, 100.0, err_settling, 200, 5.0};
     const uint64_t cut[] = {9, 100, 215, 250};
-    for (size_t k = 0; k < sizeof cut / sizeof cut[0]; k++) {
+    const size_t n_cut = sizeof cut / sizeof cut[0];
+    /* the default (decay) rule, then the trend rule (whose state is the entropy history) */
+    for (size_t k = 0; k < 2 * n_cut; k++) {
+        if (k == n_cut) c.rule = EDGC_RULE_TREND;
         edgc_controller* a = NULL;
         assert_int_equal(edgc_controller_create(&c, &k_wide, &a), EDGC_OK);
         edgc_plan pa[600], pb[600];
-        simulate(a, &m, cut[k], pa);
+        simulate(a, &m, cut[k % n_cut], pa);
         edgc_plan pending;
         assert_int_equal(edgc_controller_plan(a, &pending), EDGC_OK); /* saved with a plan */
         edgc_controller* b = clone(&c, a);
         /* the simulator's one-step-late values restart with the first step on both */
-        simulate(a, &m, 600 - cut[k], pa);
-        simulate(b, &m, 600 - cut[k], pb);
-        for (uint64_t t = 0; t < 600 - cut[k]; t++)
+        simulate(a, &m, 600 - cut[k % n_cut], pa);
+        simulate(b, &m, 600 - cut[k % n_cut], pb);
+        for (uint64_t t = 0; t < 600 - cut[k % n_cut]; t++)
             assert_plan_equal(&pa[t], &pb[t]);
         edgc_controller_free(a);
         edgc_controller_free(b);
