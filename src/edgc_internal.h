@@ -147,12 +147,10 @@ int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, int worth_c
 double edgc__profiler_predict(const edgc__profiler* p, int rank);
 void edgc__profiler_save(const edgc__profiler* p, edgc__writer* w);
 edgc_status edgc__profiler_load(edgc__profiler* p, edgc__reader* r);
-/* The budget rule over a (partial) table: *r_max is the rank where the step time compute + ms,
- * interpolated between the last measured rank inside the threshold (slack of the best saving over
- * dense) and the next one, reaches that threshold; rounded down to a multiple of 4 (at 4 and
- * above), never below the last rank inside, never past a measured rank; 0 when the best saves
- * less than min_saving. *more (may be NULL) is 1 when the last rank is still inside, i.e.
- * profiling should go on. compute_ms NaN or <= 0 counts as 0. */
+/* The budget rule over a (partial) table: *r_max is the largest measured rank whose step time
+ * compute + ms is within slack of the best saving over dense (0 when the best saves less than
+ * min_saving); *more (may be NULL) is 1 when the last rank is still inside, i.e. profiling should
+ * go on. compute_ms NaN or <= 0 counts as 0. */
 edgc_status edgc__rmax_budget(const int* ranks, const double* ms, size_t n, double base_ms,
                               double compute_ms, double slack, double min_saving, int* r_max,
                               int* more);

@@ -79,18 +79,8 @@ edgc_status edgc__rmax_budget(const int* ranks, const double* ms, size_t n, doub
      * the step stays this close to the fastest one. */
     double threshold = best + slack * (dense - best);
     int r = 0;
-    size_t in = 0;
-    for (; in < n && c + ms[in] <= threshold; in++)
-        r = ranks[in];
-    /* Between the last rank inside and the first one past the line the time is measured on both
-     * sides: interpolate there rather than snap to a ladder rung, so timing noise near the line
-     * moves r_max a little (24 -> 28) instead of a whole rung (24 <-> 32). */
-    if (in > 0 && in < n && ms[in] > ms[in - 1]) {
-        double x = ranks[in - 1] + (ranks[in] - ranks[in - 1]) * (threshold - c - ms[in - 1]) /
-                                       (ms[in] - ms[in - 1]);
-        int ri = x >= 4.0 ? 4 * (int)floor(x / 4.0) : (int)floor(x);
-        if (ri > r && ri < ranks[in]) r = ri;
-    }
+    for (size_t i = 0; i < n && c + ms[i] <= threshold; i++)
+        r = ranks[i];
     if (best > (1.0 - min_saving) * dense) r = 0; /* nothing saves enough: stay dense */
     *r_max = r;
     if (more != NULL) *more = r > 0 && r == ranks[n - 1] && ms[n - 1] < base_ms;
