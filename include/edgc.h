@@ -169,8 +169,8 @@ typedef struct edgc_config {
     int r_max;               /* 0: profile it with rmax_rule (if no rank pays, stay dense);
                                 else the rank ceiling, >= 1 */
     int r_min;               /* 0: r_max / 4 (at least 1); else 1 <= r_min <= r_max */
-    int profile_start;       /* first profiling step, >= 0; default 3 */
-    int profile_base_steps;  /* timed dense steps giving T_base, >= 1; default 2 */
+    int profile_start;       /* first profiling step, >= 0; default 1 */
+    int profile_base_steps;  /* timed dense steps giving T_base, >= 1; default 4 */
     int profile_reps;        /* steps per profiled rank, the first dropped, >= 2; default 3 */
     int error_feedback;      /* 1: keep e = M - G_hat between steps; default 1 */
     int orthonormalize_q;    /* 1: re-orthonormalise the warm-started Q each step; default 1 */

@@ -35,7 +35,8 @@ static void test_defaults_are_documented(void** state)
     assert_int_equal(c.wam_rule, EDGC_WAM_CAP);
     assert_true(c.rmax_slack == 0.2 && c.min_saving == 0.05 && c.reprofile_factor == 2.0);
     assert_int_equal(c.r_max, 0); /* profiled */
-    assert_int_equal(c.profile_start, 3);
+    assert_int_equal(c.profile_start, 1);
+    assert_int_equal(c.profile_base_steps, 4);
     assert_true(c.orth_eps == 1e-5f);
     c.total_steps = 100;
     char why[128];
