@@ -1,7 +1,7 @@
 /*
  * controller.c - the EDGC phase machine (docs/ALGORITHM.md): r_max profiling (profile.c),
  * warm-up (compressed at r_max, or dense), then compression with the rank re-decided at each
- * window boundary by the error-budget, trend or CQM rule, and a new profile when the link's
+ * window boundary by the decay, error-budget, trend or CQM rule, and a new profile when the link's
  * measured speed drifts. Pure logic: it never communicates and never reads a clock. The caller
  * measures, agrees the measurements across workers, and reports them through commit().
  *

@@ -1,5 +1,5 @@
 /* test_controller.c - the EDGC phase machine: warm-up length, window timing, profiling to r_max,
- * the trend and CQM rules driven end to end, and misuse. */
+ * the decay, trend and CQM rules driven end to end, and misuse. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
-/* test_rank_rules.c - the trend map, the decay schedule, the error budget, the shared smoothing, and r_max from a
- * timing profile by the budget and the authors' rules. */
+/* test_rank_rules.c - the trend map, the decay schedule, the error budget, the shared smoothing,
+ * and r_max from a timing profile by the budget and the authors' rules. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
