@@ -121,8 +121,8 @@ typedef enum {
                             Lost to the trend rule on our benchmark; kept as an option */
     EDGC_RULE_DECAY = 3  /* the rank falls linearly with the run's progress, from r_max when
                             compression begins to r_min at total_steps: the falling-entropy
-                            observation without the noisy per-window entropy estimate. Reached
-                            dense's quality with the fewest bytes on our benchmark: the default */
+                            observation without the noisy per-window entropy estimate. Fastest
+                            to dense's quality on our slow-link benchmark: the default */
 } edgc_rank_rule;
 
 typedef enum {

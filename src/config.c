@@ -18,7 +18,7 @@ edgc_config edgc_config_default(void)
     c.beta = 0.25; /* GSR */
     c.bins = 1000;
     c.scale_aware_entropy = 0;
-    c.rule = EDGC_RULE_DECAY; /* won the time-to-quality benchmark (docs/BENCHMARKS.md) */
+    c.rule = EDGC_RULE_DECAY; /* won the slow-link time-to-quality bench (docs/BENCHMARKS.md) */
     c.rank_step = 4;
     c.r_max = 0;
     c.r_min = 0;

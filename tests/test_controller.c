@@ -714,14 +714,15 @@ static void test_state_round_trip_continues_identically(void** state)
         edgc_controller* a = NULL;
         assert_int_equal(edgc_controller_create(&c, &k_wide, &a), EDGC_OK);
         edgc_plan pa[600], pb[600];
-        simulate(a, &m, cut[k % n_cut], pa);
+        const uint64_t at = cut[k % n_cut];
+        simulate(a, &m, at, pa);
         edgc_plan pending;
         assert_int_equal(edgc_controller_plan(a, &pending), EDGC_OK); /* saved with a plan */
         edgc_controller* b = clone(&c, a);
         /* the simulator's one-step-late values restart with the first step on both */
-        simulate(a, &m, 600 - cut[k % n_cut], pa);
-        simulate(b, &m, 600 - cut[k % n_cut], pb);
-        for (uint64_t t = 0; t < 600 - cut[k % n_cut]; t++)
+        simulate(a, &m, 600 - at, pa);
+        simulate(b, &m, 600 - at, pb);
+        for (uint64_t t = 0; t < 600 - at; t++)
             assert_plan_equal(&pa[t], &pb[t]);
         edgc_controller_free(a);
         edgc_controller_free(b);

@@ -162,10 +162,11 @@ static void test_edgc_lifecycle(void)
     /* every rank rule, with the warm-up compressed at r_max (the default) and dense */
     const edgc_rank_rule rules[] = {EDGC_RULE_ERROR, EDGC_RULE_TREND, EDGC_RULE_CQM,
                                     EDGC_RULE_DECAY};
-    for (int k = 0; k < 8; k++) {
+    const int n_rules = (int)(sizeof rules / sizeof rules[0]);
+    for (int k = 0; k < 2 * n_rules; k++) {
         edgc_config c = config(EDGC_MODE_EDGC);
-        c.rule = rules[k % 4];
-        c.warmup_sync = k < 4 ? EDGC_WARMUP_RMAX : EDGC_WARMUP_DENSE;
+        c.rule = rules[k % n_rules];
+        c.warmup_sync = k < n_rules ? EDGC_WARMUP_RMAX : EDGC_WARMUP_DENSE;
         edgc_reducer* r = make(&c);
         int prev_rank = -1;
         for (int step = 0; step < 60; step++) {
