@@ -171,7 +171,7 @@ typedef struct edgc_config {
     int r_min;               /* 0: r_max / 4 (at least 1); else 1 <= r_min <= r_max */
     int profile_start;       /* first profiling step, >= 0; default 1 */
     int profile_base_steps;  /* timed dense steps giving T_base, >= 1; default 4 */
-    int profile_reps;        /* steps per profiled rank, the first dropped, >= 2; default 3 */
+    int profile_reps;        /* steps per profiled rank, the first dropped, 2..17; default 4 */
     int error_feedback;      /* 1: keep e = M - G_hat between steps; default 1 */
     int orthonormalize_q;    /* 1: re-orthonormalise the warm-started Q each step; default 1 */
     float orth_eps;          /* Gram-Schmidt: a column whose residual is <= orth_eps times its

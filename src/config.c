@@ -26,7 +26,7 @@ edgc_config edgc_config_default(void)
     c.profile_base_steps = 4; /* a dense sync over TCP is bimodal (at 100 Mbit/s 260 or 380-500
                                  ms, step to step): four samples, not two, and the same five
                                  dense steps in all as before */
-    c.profile_reps = 3;
+    c.profile_reps = 4;       /* the median of three: one stalled transfer does not move T(r) */
     c.error_feedback = 1;
     c.orthonormalize_q = 1;
     c.orth_eps = 1e-5f; /* relative; the authors' absolute 1e-8 fails at small scales (linalg.c) */
@@ -129,8 +129,9 @@ edgc_status edgc_config_check(const edgc_config* c, const edgc_layout* layout, c
     CHECK(c->profile_start >= 0, "profile_start = %d: must be >= 0", c->profile_start);
     CHECK(c->profile_base_steps >= 1, "profile_base_steps = %d: must be >= 1",
           c->profile_base_steps);
-    CHECK(c->profile_reps >= 2, "profile_reps = %d: must be >= 2 (the first is dropped)",
-          c->profile_reps);
+    CHECK(c->profile_reps >= 2 && c->profile_reps <= EDGC__PROF_SAMPLES_MAX + 1,
+          "profile_reps = %d: must be in [2, %d] (the first is dropped)", c->profile_reps,
+          EDGC__PROF_SAMPLES_MAX + 1);
     CHECK(c->error_feedback == 0 || c->error_feedback == 1, "error_feedback = %d: must be 0 or 1",
           c->error_feedback);
     CHECK(c->orthonormalize_q == 0 || c->orthonormalize_q == 1,

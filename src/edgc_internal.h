@@ -118,15 +118,16 @@ typedef struct edgc__reader edgc__reader;
  */
 #define EDGC__PROF_MAX         40 /* ranks 2, 4, 8, 12, ... past 2^18: more than any layout has */
 #define EDGC__PROF_COMPUTE_MAX 64 /* compute-time samples kept per profile */
+#define EDGC__PROF_SAMPLES_MAX 16 /* timed samples kept per rank */
 
 typedef struct edgc__profiler {
     int active;      /* 1 while profiling */
     uint64_t origin; /* step this profile's untimed settling steps began at */
     double base_sum; /* dense timed steps so far */
     int base_n;
-    int rank, rep; /* rank being timed, steps of it so far */
-    double rep_sum;
-    int ranks[EDGC__PROF_MAX]; /* measured ranks, increasing, and their mean sync times */
+    int rank, rep; /* rank being timed, steps of it so far (the first is not kept) */
+    double rep_ms[EDGC__PROF_SAMPLES_MAX];
+    int ranks[EDGC__PROF_MAX]; /* measured ranks, increasing, and their median sync times */
     double ms[EDGC__PROF_MAX];
     size_t n;
     double compute[EDGC__PROF_COMPUTE_MAX]; /* compute time of each timed step */

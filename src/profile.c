@@ -2,8 +2,9 @@
  * profile.c - measuring sync time against rank and choosing r_max from it (docs/ALGORITHM.md,
  * "Profiling"). A profile is: a few dense steps timed for T_base, then ranks 2, 4, 8, 12, 16, 24,
  * 32, 48, ... (see next_rank) timed for profile_reps steps each (the first dropped: it pays for
- * allocation and a cold Q). The compute time per step (what the caller does between two synchronisations) is collected on the
- * same steps, so the budget rule can weigh the sync time against the whole step.
+ * allocation and a cold Q). T(r) is the median of a rank's kept samples, so one stalled
+ * transfer does not move it; T_base is the mean of its samples (see profiler_record). The compute time per step (what the caller does between two synchronisations) is
+ * collected on the same steps, so the budget rule can weigh the sync time against the whole step.
  *
  * Two rules pick r_max:
  *  - budget (default): the largest *measured* rank whose step time C + T(r) is within
@@ -96,15 +97,16 @@ int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, int worth_c
         p->base_n++;
         return 0;
     }
-    if (p->rep++ > 0) p->rep_sum += sync_ms;
-    if (p->rep < cfg->profile_reps) return 0;
+    if (p->rep > 0) p->rep_ms[p->rep - 1] = sync_ms;
+    if (++p->rep < cfg->profile_reps) return 0;
+    /* A dense sync over TCP is bimodal, about half its steps in each mode: the mean is what a
+     * dense run costs, a median would pick one mode. A rank's sync stalls only now and then. */
     double t_base = p->base_sum / p->base_n;
-    double t = p->rep_sum / (cfg->profile_reps - 1);
+    double t = median(p->rep_ms, (size_t)cfg->profile_reps - 1);
     p->ranks[p->n] = p->rank;
     p->ms[p->n] = t;
     p->n++;
     p->rep = 0;
-    p->rep_sum = 0.0;
     double compute = median(p->compute, p->n_compute);
     int next = next_rank(p->rank);
     int at_cap = rank_cap < 1 || p->rank >= rank_cap || p->n == EDGC__PROF_MAX;
@@ -160,7 +162,7 @@ void edgc__profiler_save(const edgc__profiler* p, edgc__writer* w)
     PUT(p->base_n);
     PUT(p->rank);
     PUT(p->rep);
-    PUT(p->rep_sum);
+    if (p->rep > 1) edgc__put(w, p->rep_ms, (size_t)(p->rep - 1) * sizeof *p->rep_ms);
     PUT(n);
     edgc__put(w, p->ranks, p->n * sizeof *p->ranks);
     edgc__put(w, p->ms, p->n * sizeof *p->ms);
@@ -180,7 +182,8 @@ edgc_status edgc__profiler_load(edgc__profiler* p, edgc__reader* r)
     GET(p->base_n);
     GET(p->rank);
     GET(p->rep);
-    GET(p->rep_sum);
+    if (r->bad || p->rep < 0 || p->rep > EDGC__PROF_SAMPLES_MAX) return EDGC_ERR_CORRUPT;
+    if (p->rep > 1) edgc__get(r, p->rep_ms, (size_t)(p->rep - 1) * sizeof *p->rep_ms);
     GET(n);
     if (r->bad || n > EDGC__PROF_MAX) return EDGC_ERR_CORRUPT;
     p->n = (size_t)n;
@@ -197,8 +200,8 @@ edgc_status edgc__profiler_load(edgc__profiler* p, edgc__reader* r)
     if (p->n > 0 && !edgc__profile_table_ok(p->ranks, p->ms, p->n)) return EDGC_ERR_CORRUPT;
     /* counters a real run keeps small; a blob claiming otherwise would overflow them later */
     const int limit = 1 << 24;
-    if (p->rank < 0 || p->rank > limit || p->base_n < 0 || p->base_n > limit || p->rep < 0 ||
-        p->rep > limit || (p->active != 0 && p->active != 1))
+    if (p->rank < 0 || p->rank > limit || p->base_n < 0 || p->base_n > limit ||
+        (p->active != 0 && p->active != 1))
         return EDGC_ERR_CORRUPT;
     return EDGC_OK;
 }

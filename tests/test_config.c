@@ -37,6 +37,7 @@ static void test_defaults_are_documented(void** state)
     assert_int_equal(c.r_max, 0); /* profiled */
     assert_int_equal(c.profile_start, 1);
     assert_int_equal(c.profile_base_steps, 4);
+    assert_int_equal(c.profile_reps, 4);
     assert_true(c.orth_eps == 1e-5f);
     c.total_steps = 100;
     char why[128];
@@ -108,6 +109,7 @@ static void test_bad_fields_are_named(void** state)
     EXPECT_REJECTED(c.total_steps = 0, "total_steps");
     EXPECT_REJECTED(c.profile_reps = 1, "profile_reps");
     EXPECT_REJECTED(c.profile_base_steps = 0, "profile_base_steps");
+    EXPECT_REJECTED(c.profile_reps = 18, "profile_reps"); /* samples kept: 16 */
     EXPECT_REJECTED(c.profile_start = -1, "profile_start");
     EXPECT_REJECTED(c.orth_eps = -1.0f, "orth_eps");
     EXPECT_REJECTED(c.error_feedback = 2, "error_feedback");

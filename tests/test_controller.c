@@ -169,21 +169,23 @@ static void test_profiling_finds_r_max(void** state)
         assert_int_equal(plans[t].phase, EDGC_PHASE_PROFILE);
         assert_int_equal(plans[t].timed, 0);
     }
-    /* 2 base steps, then ranks 2, 4, 8, 12, 16, 24 for 3 steps each; 24 is slower than dense */
-    const int want[] = {0, 0, 2, 2, 2, 4, 4, 4, 8, 8, 8, 12, 12, 12, 16, 16, 16, 24, 24, 24};
-    for (int i = 0; i < 20; i++) {
+    /* 2 base steps, then ranks 2, 4, 8, 12, 16, 24 for 4 steps each; 24 is slower than dense */
+    const int want[] = {0, 0,  2,  2,  2,  2,  4,  4,  4,  4,  8,  8,  8,
+                        8, 12, 12, 12, 12, 16, 16, 16, 16, 24, 24, 24, 24};
+    const int n_want = (int)(sizeof want / sizeof *want);
+    for (int i = 0; i < n_want; i++) {
         assert_int_equal(plans[5 + i].phase, EDGC_PHASE_PROFILE);
         assert_int_equal(plans[5 + i].timed, 1);
         assert_int_equal(plans[5 + i].rank, want[i]);
     }
     /* profiling ended after the warm-up fraction: compression starts right away */
-    assert_int_equal(plans[25].phase, EDGC_PHASE_COMPRESS);
-    assert_int_equal(plans[25].timed, 0);
+    assert_int_equal(plans[5 + n_want].phase, EDGC_PHASE_COMPRESS);
+    assert_int_equal(plans[5 + n_want].timed, 0);
     assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
     /* T(16) = 10 = T_base, T(24) = 14: interpolation gives 16 */
     assert_int_equal(hi, 16);
     assert_int_equal(lo, 4);
-    assert_int_equal(plans[25].rank, 16);
+    assert_int_equal(plans[5 + n_want].rank, 16);
     edgc_controller_free(ctl);
 }
 
@@ -425,11 +427,14 @@ typedef struct sim {
     double (*error)(int rank, uint64_t step); /* NULL: NaN */
     uint64_t slow_from;                       /* from this step the link is `slow` times slower */
     double slow;
+    uint64_t stall_at[2]; /* steps whose transfer stalls, taking `stall` times longer (0: none) */
+    double stall;
 } sim;
 
 static double sim_sync(const sim* m, int rank, uint64_t t)
 {
     double f = t >= m->slow_from ? m->slow : 1.0;
+    if (m->stall > 0.0 && (t == m->stall_at[0] || t == m->stall_at[1])) f *= m->stall;
     return rank == 0 ? f * m->dense_ms : m->fixed_ms + f * m->per_rank_ms * rank;
 }
 
@@ -486,7 +491,7 @@ static void simulate(edgc_controller* ctl, const sim* m, uint64_t steps, edgc_pl
 /* A slow link (dense 300 ms) under a 100 ms compute step: rank r costs 2 + 3r ms. The fastest
  * step is rank 2's 108 ms; with 20 % of the 292 ms saving given back the step may take 166 ms,
  * so ranks up to 16 (150 ms) qualify and 24 (174 ms) does not. */
-static const sim k_slow = {300.0, 3.0, 2.0, 100.0, NULL, UINT64_MAX, 1.0};
+static const sim k_slow = {300.0, 3.0, 2.0, 100.0, NULL, UINT64_MAX, 1.0, {0, 0}, 0.0};
 
 static void test_budget_profile_and_warmup_at_r_max(void** state)
 {
@@ -497,8 +502,9 @@ static void test_budget_profile_and_warmup_at_r_max(void** state)
     simulate(ctl, &k_slow, 400, plans);
     /* 1 settling step, 4 dense timed, then ranks 2, 4, 8, 12 (the layout's worth cap: 16 would
      * send more than half the dense bytes) */
-    const int want[] = {0, 0, 0, 0, 0, 2, 2, 2, 4, 4, 4, 8, 8, 8, 12, 12, 12};
-    for (int t = 0; t < 17; t++) {
+    const int want[] = {0, 0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12};
+    const int n_want = (int)(sizeof want / sizeof *want);
+    for (int t = 0; t < n_want; t++) {
         assert_int_equal(plans[t].phase, EDGC_PHASE_PROFILE);
         assert_int_equal(plans[t].rank, want[t]);
         assert_int_equal(plans[t].timed, t >= 1);
@@ -508,7 +514,7 @@ static void test_budget_profile_and_warmup_at_r_max(void** state)
     assert_int_equal(hi, 12); /* the narrow layout caps it before the time budget does */
     assert_int_equal(lo, 3);
     /* warm-up (to step 40) runs at r_max, not dense */
-    for (int t = 17; t < 40; t++) {
+    for (int t = n_want; t < 40; t++) {
         assert_int_equal(plans[t].phase, EDGC_PHASE_WARMUP);
         assert_int_equal(plans[t].rank, 12);
     }
@@ -523,7 +529,7 @@ static void test_budget_profile_and_warmup_at_r_max(void** state)
     c.warmup_sync = EDGC_WARMUP_DENSE;
     ctl = make(c);
     simulate(ctl, &k_slow, 60, plans);
-    for (int t = 17; t < 40; t++)
+    for (int t = n_want; t < 40; t++)
         assert_int_equal(plans[t].rank, 0);
     assert_int_equal(plans[40].rank, 12);
     edgc_controller_free(ctl);
@@ -563,12 +569,40 @@ static void test_budget_stops_where_time_stops_paying(void** state)
     edgc_controller_free(ctl);
 }
 
+/* One stalled transfer among rank 12's kept samples and one among rank 16's: the medians ignore
+ * both. (With means, T(12) would be 76 ms instead of 38, which puts 12's step past the budget
+ * line, and profiling would stop there with r_max 8.) */
+static void test_budget_ignores_one_stalled_sample(void** state)
+{
+    (void)state;
+    /* step 0 settles, 1-4 dense, then 4 steps per rank: 12 at 17-20, 16 at 21-24 (17, 21 dropped) */
+    sim m = k_slow;
+    m.stall_at[0] = 19;
+    m.stall_at[1] = 23;
+    m.stall = 3.0;
+    edgc_config c = defaults_run(400);
+    edgc_controller* ctl = NULL;
+    assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
+    edgc_plan plans[100];
+    simulate(ctl, &m, 100, plans);
+    assert_int_equal(plans[19].rank, 12);
+    assert_int_equal(plans[23].rank, 16);
+    int lo, hi;
+    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+    assert_int_equal(hi, 16);
+    double dense_ms, compute_ms;
+    int profiles;
+    assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles), EDGC_OK);
+    assert_true(dense_ms == 300.0);
+    edgc_controller_free(ctl);
+}
+
 /* Shared memory: compression costs more than it saves, so the run stays dense from profiling on,
  * warm-up included. */
 static void test_budget_stays_dense_when_nothing_pays(void** state)
 {
     (void)state;
-    const sim shm = {1.0, 0.05, 1.0, 100.0, NULL, UINT64_MAX, 1.0};
+    const sim shm = {1.0, 0.05, 1.0, 100.0, NULL, UINT64_MAX, 1.0, {0, 0}, 0.0};
     edgc_config c = defaults_run(400);
     edgc_controller* ctl = make(c);
     edgc_plan plans[400];
@@ -646,7 +680,7 @@ static void test_link_slowing_down_triggers_a_new_profile(void** state)
 {
     (void)state;
     edgc_config c = defaults_run(600);
-    sim m = {300.0, 3.0, 2.0, 100.0, NULL, 200, 5.0};
+    sim m = {300.0, 3.0, 2.0, 100.0, NULL, 200, 5.0, {0, 0}, 0.0};
     edgc_controller* ctl = NULL;
     assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
     edgc_plan plans[600];
@@ -705,8 +739,9 @@ static void test_state_round_trip_continues_identically(void** state)
 {
     (void)state;
     edgc_config c = defaults_run(600);
-    sim m = {300.0, 3.0, 2.0, 100.0, err_settling, 200, 5.0};
-    const uint64_t cut[] = {9, 100, 215, 250};
+    sim m = {300.0, 3.0, 2.0, 100.0, err_settling, 200, 5.0, {0, 0}, 0.0};
+    /* mid-T_base (2 of 4 timed), mid-rank (rank 4, 2 of 3 kept), mid-window, around a re-profile */
+    const uint64_t cut[] = {3, 12, 100, 215, 250};
     const size_t n_cut = sizeof cut / sizeof cut[0];
     /* the default (decay) rule, then the trend rule (whose state is the entropy history) */
     for (size_t k = 0; k < 2 * n_cut; k++) {
@@ -848,6 +883,7 @@ int main(void)
         cmocka_unit_test(test_timed_step_needs_valid_time),
         cmocka_unit_test(test_budget_profile_and_warmup_at_r_max),
         cmocka_unit_test(test_budget_stops_where_time_stops_paying),
+        cmocka_unit_test(test_budget_ignores_one_stalled_sample),
         cmocka_unit_test(test_budget_stays_dense_when_nothing_pays),
         cmocka_unit_test(test_error_rule_follows_the_budget),
         cmocka_unit_test(test_error_rule_goes_back_up),
