@@ -32,9 +32,9 @@ section() { # name, command...
         if [ "$1" = sync_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build sync\` (root: it creates network namespaces)"
         elif [ "$1" = converge_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 35 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 25 min)"
         elif [ "$1" = converge4_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 40 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 25 min)"
         elif [ "$1" = pipeline_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 12 min)"
         elif [ "$1" = torch_table ]; then
