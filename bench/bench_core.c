@@ -5,12 +5,16 @@
  *      alternative way to sample (block sampling, which skips memory rather than elements);
  *   2. PowerSGD compress + decompress of a GPT-2-small-like set of matrices at ranks 4..32,
  *      against a plain memory pass over the same buffer (the bound tall-skinny products live
- *      under), plus the cost of re-orthonormalising the warm-started Q.
+ *      under), plus the cost of re-orthonormalising the warm-started Q;
+ *   3. the same engine on one thread and on every CPU (engine threads and OpenBLAS threads).
  * Prints Markdown on stdout (the figures) and progress on stderr. Not run by ctest.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "bench_layout.h"
 #include "edgc.h"
+
+#include <cblas.h>
+#include <sched.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -162,14 +166,16 @@ static double time_stream_pass(float* e, const float* g, size_t n, int reps)
     return m;
 }
 
-static double time_powersgd(const bench_model* md, const float* g0, float* g, int rank, int orth_q,
-                            int ef, int reps, edgc_step_bytes* bytes)
+static double time_powersgd_threads(const bench_model* md, const float* g0, float* g, int rank,
+                                    int orth_q, int ef, int threads, int reps,
+                                    edgc_step_bytes* bytes)
 {
     edgc_config cfg = edgc_config_default();
     cfg.mode = EDGC_MODE_POWERSGD;
     cfg.rank = rank;
     cfg.orthonormalize_q = orth_q;
     cfg.error_feedback = ef;
+    cfg.threads = threads;
     edgc_layout layout = {md->t, md->n_t, md->total};
     edgc_powersgd* ps;
     edgc_inproc* grp;
@@ -190,6 +196,63 @@ static double time_powersgd(const bench_model* md, const float* g0, float* g, in
     edgc_powersgd_free(ps);
     edgc_inproc_free(grp);
     return m;
+}
+
+static double time_powersgd(const bench_model* md, const float* g0, float* g, int rank, int orth_q,
+                            int ef, int reps, edgc_step_bytes* bytes)
+{
+    return time_powersgd_threads(md, g0, g, rank, orth_q, ef, 1, reps, bytes);
+}
+
+static int cpus(void)
+{
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0 ? CPU_COUNT(&set) : 1;
+}
+
+/* Where threads help: the engine's element-wise passes and OpenBLAS's products each on 1 or n
+ * threads, the four combinations alternated per rank so drift on a shared machine hits all. */
+static void bench_threads(const bench_model* md, const float* g0, int reps)
+{
+    float* g = malloc(md->total * sizeof *g);
+    float* e = calloc(md->total, sizeof *e);
+    const int n = cpus();
+    double pass = time_stream_pass(e, g0, md->total, reps);
+    printf("### The engine on 1 and %d threads (error feedback on)\n\n", n);
+    printf("Engine threads: the element-wise passes on OpenMP threads (`threads`); BLAS threads: "
+           "OpenBLAS's for the products (`openblas_set_num_threads`). The same bits in every "
+           "combination (test_powersgd). ms per step, the better of two medians taken in "
+           "alternation; in brackets, in units of the one-thread read-modify-write pass (%.1f "
+           "ms).\n\n",
+           pass);
+    printf("| rank | engine 1, BLAS 1 | engine %d, BLAS 1 | engine 1, BLAS %d | engine %d, BLAS %d "
+           "| best speed-up |\n",
+           n, n, n, n);
+    printf("|---|---|---|---|---|---|\n");
+    const int ranks[] = {4, 8, 16, 32};
+    const int combo[4][2] = {{1, 1}, {n, 1}, {1, n}, {n, n}}; /* engine, BLAS */
+    for (int i = 0; i < 4; i++) {
+        fprintf(stderr, "threads: rank %d\n", ranks[i]);
+        edgc_step_bytes b;
+        double best[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
+        for (int round = 0; round < 2; round++)
+            for (int c = 0; c < 4; c++) {
+                openblas_set_num_threads(combo[c][1]);
+                double t = time_powersgd_threads(md, g0, g, ranks[i], 1, 1, combo[c][0], reps, &b);
+                best[c] = t < best[c] ? t : best[c];
+            }
+        openblas_set_num_threads(1);
+        double fastest = best[1];
+        for (int c = 2; c < 4; c++)
+            fastest = best[c] < fastest ? best[c] : fastest;
+        printf("| %d |", ranks[i]);
+        for (int c = 0; c < 4; c++)
+            printf(" %.1f (%.1f) |", best[c], best[c] / pass);
+        printf(" %.2fx |\n", best[0] / fastest);
+    }
+    printf("\n");
+    free(g);
+    free(e);
 }
 
 static void bench_powersgd(const bench_model* md, const float* g0, int reps)
@@ -229,11 +292,12 @@ static void bench_powersgd(const bench_model* md, const float* g0, int reps)
 
 static void usage(FILE* f)
 {
-    fprintf(f, "usage: bench_core [--layers N] [--dim C] [--reps N]\n"
+    fprintf(f, "usage: bench_core [--layers N] [--dim C] [--reps N] [--threads-only]\n"
                "  Times GDS entropy estimation and the PowerSGD engine on a GPT-2-like layout.\n"
                "  --layers N  transformer layers (default 12)\n"
                "  --dim C     model width (default 768)\n"
-               "  --reps N    timed repetitions per figure, median reported (default 5)\n");
+               "  --reps N    timed repetitions per figure, median reported (default 5)\n"
+               "  --threads-only  only the thread-count table\n");
 }
 
 static long parse_long(const char* flag, const char* s, long lo, long hi)
@@ -249,7 +313,7 @@ static long parse_long(const char* flag, const char* s, long lo, long hi)
 
 int main(int argc, char** argv)
 {
-    int layers = 12, reps = 5;
+    int layers = 12, reps = 5, threads_only = 0;
     long dim = 768;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -259,6 +323,8 @@ int main(int argc, char** argv)
             layers = (int)parse_long("--layers", argv[++i], 1, 96);
         } else if (!strcmp(argv[i], "--dim") && i + 1 < argc) {
             dim = parse_long("--dim", argv[++i], 8, 8192);
+        } else if (!strcmp(argv[i], "--threads-only")) {
+            threads_only = 1;
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = (int)parse_long("--reps", argv[++i], 1, 1000);
         } else {
@@ -276,8 +342,11 @@ int main(int argc, char** argv)
     fprintf(stderr, "bench_core: %d layers, dim %ld: %zu floats\n", layers, dim, md.total);
     for (size_t k = 0; k < md.n_t; k++)
         fill_gradient(g0 + md.t[k].offset, md.t[k].rows * md.t[k].cols, 1e-3 * (1 + k % 7));
-    bench_entropy(g0, md.total, reps);
-    bench_powersgd(&md, g0, reps);
+    if (!threads_only) {
+        bench_entropy(g0, md.total, reps);
+        bench_powersgd(&md, g0, reps);
+    }
+    bench_threads(&md, g0, reps);
     free(g0);
     free(md.t);
     return 0;

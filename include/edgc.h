@@ -199,6 +199,10 @@ typedef struct edgc_config {
                                       default 2 */
     edgc_wam_rule wam_rule;       /* pipeline stages > 0: a budget beyond r_max; default
                                      EDGC_WAM_CAP */
+    int threads; /* the engine's element-wise passes (error feedback and its norms), on OpenMP
+                    threads: 1..1024, or 0 for the CPUs this process may run on; the results do
+                    not depend on it. The matrix products use OpenBLAS at the process's own
+                    thread count (OPENBLAS_NUM_THREADS, openblas_set_num_threads); default 0 */
 } edgc_config;
 
 /** Every field at its documented default (docs/ALGORITHM.md, section 9). Cannot fail. */

@@ -41,6 +41,7 @@ edgc_config edgc_config_default(void)
     c.error_margin = 0.05;
     c.reprofile_factor = 2.0;
     c.wam_rule = EDGC_WAM_CAP;
+    c.threads = 0; /* every CPU this process may use: a rank bound to one core gets one */
     return c;
 }
 
@@ -119,6 +120,7 @@ edgc_status edgc_config_check(const edgc_config* c, const edgc_layout* layout, c
     CHECK(c->reprofile_factor == 0.0 ||
               (isfinite(c->reprofile_factor) && c->reprofile_factor > 1.0),
           "reprofile_factor = %g: must be 0 (never) or > 1", c->reprofile_factor);
+    CHECK(c->threads >= 0 && c->threads <= 1024, "threads = %d: must be in [0, 1024]", c->threads);
     CHECK(c->wam_rule == EDGC_WAM_CAP || c->wam_rule == EDGC_WAM_PAPER,
           "wam_rule = %d: must be EDGC_WAM_CAP or EDGC_WAM_PAPER", (int)c->wam_rule);
     CHECK(c->rank_step >= 1, "rank_step = %d: must be >= 1", c->rank_step);

@@ -8,6 +8,10 @@
  * Qt = Q^T (r x cols), row-major. A column of P or Q is then a contiguous row, which is what
  * Gram-Schmidt walks, and truncating the rank is just using a prefix of Qt.
  *
+ * Threads: the products run in OpenBLAS at the process's thread count; the element-wise passes
+ * (M = G + e and e = M - G_hat, with their norms) are split over `threads` OpenMP threads in
+ * fixed chunks whose partial norms are added in chunk order, so no result depends on the count.
+ *
  * Not here: deciding the rank (controller.c), non-finite checks and agreement (the reducer).
  */
 #include "edgc_internal.h"
@@ -32,7 +36,17 @@ struct edgc_powersgd {
     float* q;       /* flat Qt buffer, persistent: the warm start */
     float* dense;   /* the 1-D tensors packed, pl.dense_total, and one slot for a flag */
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
+    int threads;    /* for the element-wise passes, resolved from the config */
+    struct ef_chunk {
+        size_t k, at, len; /* matrix, first element in it, elements */
+    } * chunks;            /* every matrix cut into EF_CHUNK pieces, in layout order */
+    size_t n_chunks;
+    double* part; /* partial norm of each chunk */
 };
+
+/* Elements per chunk of an element-wise pass: 128 KB of floats, small enough to share a matrix
+ * of the GPT-2 layout out evenly, large enough that a chunk costs far more than its scheduling. */
+#define EF_CHUNK ((size_t)32768)
 
 static size_t mat_rank(const edgc__matrix* m, int rank)
 {
@@ -83,6 +97,8 @@ void edgc_powersgd_free(edgc_powersgd* ps)
     free(ps->p);
     free(ps->q);
     free(ps->dense);
+    free(ps->part);
+    free(ps->chunks);
     free(ps);
 }
 
@@ -100,15 +116,27 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
     ps->error_feedback = cfg->error_feedback;
     ps->orthonormalize_q = cfg->orthonormalize_q;
     ps->eps = cfg->orth_eps;
+    ps->threads = cfg->threads > 0 ? cfg->threads : edgc__cpus_available();
     edgc__rng_seed(&ps->rng, cfg->seed);
 
     st = EDGC_ERR_NOMEM;
-    size_t n_mats = ps->pl.n_mats, n_err = 0;
+    size_t n_mats = ps->pl.n_mats, n_err = 0, n_chunks = 0;
     ps->err_at = calloc(n_mats ? n_mats : 1, sizeof *ps->err_at);
     if (ps->err_at == NULL) goto fail;
     for (size_t k = 0; k < n_mats; k++) {
+        size_t n = ps->pl.mats[k].rows * ps->pl.mats[k].cols;
         ps->err_at[k] = n_err;
-        n_err += ps->pl.mats[k].rows * ps->pl.mats[k].cols;
+        n_err += n;
+        n_chunks += (n + EF_CHUNK - 1) / EF_CHUNK;
+    }
+    ps->chunks = malloc((n_chunks ? n_chunks : 1) * sizeof *ps->chunks);
+    ps->part = malloc((n_chunks ? n_chunks : 1) * sizeof *ps->part);
+    if (ps->chunks == NULL || ps->part == NULL) goto fail;
+    for (size_t k = 0; k < n_mats; k++) {
+        size_t n = ps->pl.mats[k].rows * ps->pl.mats[k].cols;
+        for (size_t at = 0; at < n; at += EF_CHUNK)
+            ps->chunks[ps->n_chunks++] =
+                (struct ef_chunk){k, at, n - at < EF_CHUNK ? n - at : EF_CHUNK};
     }
     if (ps->error_feedback) {
         ps->err = calloc(n_err ? n_err : 1, sizeof *ps->err);
@@ -197,6 +225,29 @@ static double axpy_norm2(float* restrict e, const float* restrict g, size_t n, f
     return total;
 }
 
+/* e += sign * g over every matrix, chunk by chunk on the engine's threads (one parallel region
+ * for the whole layout: waking threads per matrix cost more than it saved); returns ||e||^2 with
+ * the chunks' partial norms added in chunk order, whatever the thread count. */
+static double ef_pass(edgc_powersgd* ps, const float* grad, float sign)
+{
+    const struct ef_chunk* ch = ps->chunks;
+    const size_t n = ps->n_chunks;
+    double* part = ps->part;
+#ifdef _OPENMP
+    const int threads = ps->threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && n > 1)
+#endif
+    for (size_t c = 0; c < n; c++) {
+        const edgc__matrix* m = &ps->pl.mats[ch[c].k];
+        part[c] = axpy_norm2(ps->err + ps->err_at[ch[c].k] + ch[c].at, grad + m->offset + ch[c].at,
+                             ch[c].len, sign);
+    }
+    double total = 0.0;
+    for (size_t c = 0; c < n; c++)
+        total += part[c];
+    return total;
+}
+
 /* Polls the pending dense allreduce, so it progresses during the products (Open MPI has no
  * asynchronous progress). */
 static edgc_status poll(const edgc_comm* comm, void** req)
@@ -271,15 +322,7 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
     /* M = G + e, kept in the error buffer (or G itself without error feedback). */
     /* The norms ride along in passes that are memory-bound anyway. */
     double m2 = 0.0, e2 = 0.0;
-    if (ps->error_feedback) {
-        for (size_t k = 0; k < pl->n_mats; k++) {
-            const edgc__matrix* m = &pl->mats[k];
-            float* e = ps->err + ps->err_at[k];
-            const float* g = grad + m->offset;
-            size_t n = m->rows * m->cols;
-            m2 += axpy_norm2(e, g, n, 1.0f);
-        }
-    }
+    if (ps->error_feedback) m2 = ef_pass(ps, grad, 1.0f);
     if (!ps->q_ready) {
         draw_q_rows(ps, 0);
         ps->q_ready = 1;
@@ -332,15 +375,11 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
         float* g = grad + m->offset;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, r, 1.0f, ps->p + pat, rows,
                     ps->q + qat, cols, 0.0f, g, cols);
-        if (ps->error_feedback) {
-            float* e = ps->err + ps->err_at[k];
-            size_t n = m->rows * m->cols;
-            e2 += axpy_norm2(e, g, n, -1.0f);
-        }
         pat += (size_t)r * m->rows;
         qat += (size_t)r * m->cols;
         st = poll(comm, &req);
     }
+    if (st == EDGC_OK && ps->error_feedback) e2 = ef_pass(ps, grad, -1.0f);
     if (st != EDGC_OK) {
         if (req != NULL) comm->wait(comm->ctx, req); /* never leave a request behind */
         return st;
@@ -411,6 +450,11 @@ edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_
     for (size_t k = 0; k < ps->pl.n_mats; k++)
         *n += ps->pl.mats[k].rows * ps->pl.mats[k].cols;
     return EDGC_OK;
+}
+
+int edgc__powersgd_threads(const edgc_powersgd* ps)
+{
+    return ps->threads;
 }
 
 double edgc__powersgd_last_error(const edgc_powersgd* ps)

@@ -71,7 +71,8 @@ uint64_t edgc__config_layout_hash(const edgc_config* c, const edgc_layout* l)
     HASH(c->error_margin);
     HASH(c->reprofile_factor);
     HASH(wam_rule);
-    /* pipeline_stage differs between stages by design: not hashed */
+    /* pipeline_stage differs between stages by design, and threads changes no result: neither
+     * is hashed (a run may resume on another thread count) */
     uint64_t n = l->n_tensors, total = l->total;
     HASH(n);
     HASH(total);

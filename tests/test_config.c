@@ -38,6 +38,7 @@ static void test_defaults_are_documented(void** state)
     assert_int_equal(c.profile_start, 1);
     assert_int_equal(c.profile_base_steps, 4);
     assert_int_equal(c.profile_reps, 4);
+    assert_int_equal(c.threads, 0); /* the CPUs this process may use */
     assert_true(c.orth_eps == 1e-5f);
     c.total_steps = 100;
     char why[128];
@@ -110,6 +111,8 @@ static void test_bad_fields_are_named(void** state)
     EXPECT_REJECTED(c.profile_reps = 1, "profile_reps");
     EXPECT_REJECTED(c.profile_base_steps = 0, "profile_base_steps");
     EXPECT_REJECTED(c.profile_reps = 18, "profile_reps"); /* samples kept: 16 */
+    EXPECT_REJECTED(c.threads = -1, "threads");
+    EXPECT_REJECTED(c.threads = 1025, "threads");
     EXPECT_REJECTED(c.profile_start = -1, "profile_start");
     EXPECT_REJECTED(c.orth_eps = -1.0f, "orth_eps");
     EXPECT_REJECTED(c.error_feedback = 2, "error_feedback");

@@ -377,6 +377,67 @@ static void test_zero_gradient_stays_finite(void** state)
     edgc_inproc_free(g);
 }
 
+/* The element-wise passes split a matrix into chunks over the threads: 1, 2 and 3 threads give
+ * the same gradients, error memory and error norms, bit for bit, over steps with error feedback
+ * (matrices of 1, 2 and 5 chunks, the last ones ragged). threads = 0 resolves to the CPUs. */
+static void test_thread_count_changes_no_bit(void** state)
+{
+    (void)state;
+    static const edgc_tensor big_tensors[] = {
+        {0, 100, 300}, {30000, 300, 200}, {90000, 256, 513}, {221328, 64, 1}};
+    static const edgc_layout big = {big_tensors, 4, 221392};
+    const size_t n = big.total;
+    float* first = malloc(3 * n * sizeof *first);
+    float* grad = malloc(n * sizeof *grad);
+    float* err0 = malloc(n * sizeof *err0);
+    assert_non_null(first);
+    assert_non_null(grad);
+    assert_non_null(err0);
+    double err_norm0 = 0.0;
+    size_t n_err = 0;
+    const int threads[] = {1, 2, 3, 0};
+    for (int t = 0; t < 4; t++) {
+        edgc_config c = edgc_config_default();
+        c.mode = EDGC_MODE_POWERSGD;
+        c.rank = 6;
+        c.threads = threads[t];
+        edgc_powersgd* ps = NULL;
+        assert_int_equal(edgc_powersgd_create(&c, &big, &ps), EDGC_OK);
+        assert_int_equal(edgc__powersgd_threads(ps),
+                         threads[t] > 0 ? threads[t] : edgc__cpus_available());
+        edgc_inproc* g;
+        edgc_comm comm = solo(&g);
+        test_rng rng = {29};
+        for (int s = 0; s < 3; s++) {
+            test_gaussian(&rng, grad, n, 1.0);
+            assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
+            if (t == 0)
+                memcpy(first + (size_t)s * n, grad, n * sizeof *grad);
+            else
+                assert_memory_equal(first + (size_t)s * n, grad, n * sizeof *grad);
+        }
+        const float* e;
+        size_t ne;
+        assert_int_equal(edgc__powersgd_error(ps, &e, &ne), EDGC_OK);
+        double err_norm = edgc__powersgd_last_error(ps);
+        assert_true(err_norm > 0.0 && err_norm < 1.0);
+        if (t == 0) {
+            memcpy(err0, e, ne * sizeof *e);
+            n_err = ne;
+            err_norm0 = err_norm;
+        } else {
+            assert_int_equal(ne, n_err);
+            assert_memory_equal(err0, e, ne * sizeof *e);
+            assert_true(err_norm == err_norm0);
+        }
+        edgc_powersgd_free(ps);
+        edgc_inproc_free(g);
+    }
+    free(first);
+    free(grad);
+    free(err0);
+}
+
 static void test_bad_arguments(void** state)
 {
     (void)state;
@@ -418,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_byte_accounting),
         cmocka_unit_test(test_without_error_feedback),
         cmocka_unit_test(test_zero_gradient_stays_finite),
+        cmocka_unit_test(test_thread_count_changes_no_bit),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

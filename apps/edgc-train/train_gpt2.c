@@ -210,6 +210,7 @@ int main(int argc, char** argv)
     rc.rmax_slack = o.rmax_slack;
     rc.warmup_sync = o.warmup_sync;
     rc.seed = 714;
+    rc.threads = threads;
     rc.pipeline_stage = q.stage;
     rc.pipeline_stages = P;
     rc.wam_rule = o.wam == WAM_PAPER ? EDGC_WAM_PAPER : EDGC_WAM_CAP;

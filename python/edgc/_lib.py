@@ -55,6 +55,7 @@ class Config(ctypes.Structure):
         ("error_margin", ctypes.c_double),
         ("reprofile_factor", ctypes.c_double),
         ("wam_rule", ctypes.c_int),
+        ("threads", ctypes.c_int),
     ]
 
 

@@ -154,7 +154,7 @@ class EDGCState:
     EDGC's own settings are the fields of edgc_config, by name: rule ("decay" | "trend" | "cqm" |
     "error"), r_max (0: profiled), r_min, window (0: from total_steps), alpha, beta,
     warmup_fraction, rmax_rule ("budget" | "paper"), rmax_slack, warmup_sync ("rmax" | "dense"),
-    ... .
+    threads (libedgc's engine; default torch.get_num_threads()), ... .
     """
 
     def __init__(self, process_group=None, mode="edgc", matrix_approximation_rank=1,
@@ -199,6 +199,8 @@ class EDGCState:
         if self.orthogonalization_epsilon > 0:
             c.orth_eps = self.orthogonalization_epsilon
         c.seed = self.random_seed or c.seed
+        # the engine's element-wise passes get the threads torch computes with (option threads)
+        c.threads = max(1, min(torch.get_num_threads(), 1024))
         names = {"rule": _lib.RULES, "rmax_rule": _lib.RMAX_RULES,
                  "warmup_sync": _lib.WARMUP_SYNCS}
         fields = {f for f, _ in _lib.Config._fields_}
