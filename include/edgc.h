@@ -265,6 +265,10 @@ EDGC_API edgc_status edgc_gds_create(double beta, int bins, edgc_gds** out);
 /** Entropy of the sampled x[0], x[k], x[2k]...; non-finite values are skipped. Two passes, no
  *  allocation. @return EDGC_OK, EDGC_ERR_INVALID_ARG (NULL pointers). */
 EDGC_API edgc_status edgc_gds_entropy(edgc_gds* gds, const float* x, size_t n, edgc_entropy* out);
+/** Threads for both passes of edgc_gds_entropy (OpenMP; 1 after create): 1..1024, or 0 for the
+ *  CPUs this process may use. The result does not depend on it, to the last bin.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (gds NULL, threads out of range), EDGC_ERR_NOMEM. */
+EDGC_API edgc_status edgc_gds_set_threads(edgc_gds* gds, int threads);
 /** ISR: *yes = 1 iff `step` is a sampled iteration, i.e. step % round(1/alpha) == 0.
  *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (alpha not in (0,1], yes NULL). */
 EDGC_API edgc_status edgc_gds_sample_step(double alpha, uint64_t step, int* yes);

@@ -3,17 +3,26 @@
  * sample of the gradient. Deliberately the authors' estimator (strided, not random; bins over the
  * sample's own [min, max]; torch.histc edge rule), plus a scale-aware variant.
  * Two passes over the sample and no allocation per call: the histogram lives in the object.
+ * Threads (edgc_gds_set_threads) split both passes; each thread counts into its own histogram and
+ * the counts are added after, so min, max and every bin are exact whatever the thread count.
  */
 #include "edgc_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Below this many samples one thread is faster than waking the others. */
+#define GDS_PARALLEL_MIN ((size_t)1 << 16)
 
 struct edgc_gds {
     size_t stride; /* k = floor(1 / beta) */
     int bins;
-    uint64_t* hist; /* bins counters, reused by every call */
+    int threads;
+    uint64_t* hist; /* threads x bins counters, reused by every call; thread 0's are the total */
 };
 
 edgc_status edgc_gds_create(double beta, int bins, edgc_gds** out)
@@ -31,7 +40,23 @@ edgc_status edgc_gds_create(double beta, int bins, edgc_gds** out)
     double k = floor(1.0 / beta);
     g->stride = k < 1.0 ? 1 : (size_t)k;
     g->bins = bins;
+    g->threads = 1;
     *out = g;
+    return EDGC_OK;
+}
+
+edgc_status edgc_gds_set_threads(edgc_gds* g, int threads)
+{
+    EDGC_RETURN_IF(g == NULL || threads < 0 || threads > 1024, EDGC_ERR_INVALID_ARG);
+    int t = threads > 0 ? threads : edgc__cpus_available();
+#ifndef _OPENMP
+    t = 1; /* built without OpenMP: one thread, the same results */
+#endif
+    if (t == g->threads) return EDGC_OK;
+    uint64_t* h = realloc(g->hist, (size_t)t * (size_t)g->bins * sizeof *h);
+    if (h == NULL) return EDGC_ERR_NOMEM;
+    g->hist = h;
+    g->threads = t;
     return EDGC_OK;
 }
 
@@ -47,9 +72,18 @@ edgc_status edgc_gds_entropy(edgc_gds* g, const float* x, size_t n, edgc_entropy
     EDGC_RETURN_IF(g == NULL || out == NULL || (x == NULL && n > 0), EDGC_ERR_INVALID_ARG);
     const size_t k = g->stride;
 
+#ifdef _OPENMP
+    const size_t samples = n == 0 ? 0 : (n - 1) / k + 1;
+    const int threads = samples >= GDS_PARALLEL_MIN ? g->threads : 1;
+#endif
+
     /* Pass 1: range and count of the finite sampled values. */
     float vmin = INFINITY, vmax = -INFINITY;
     size_t count = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1) \
+    reduction(min : vmin) reduction(max : vmax) reduction(+ : count)
+#endif
     for (size_t i = 0; i < n; i += k) {
         float v = x[i];
         if (!isfinite(v)) continue;
@@ -67,14 +101,33 @@ edgc_status edgc_gds_entropy(edgc_gds* g, const float* x, size_t n, edgc_entropy
     const int bins = g->bins;
     const double range = (double)vmax - (double)vmin;
     const double scale = (double)bins / range;
-    memset(g->hist, 0, (size_t)bins * sizeof *g->hist);
-    for (size_t i = 0; i < n; i += k) {
-        float v = x[i];
-        if (!isfinite(v)) continue;
-        int b = (int)(((double)v - (double)vmin) * scale);
-        b = b < bins ? b : bins - 1;
-        g->hist[b]++;
+    /* every thread's histogram cleared here: a team may get fewer threads than asked for */
+    memset(g->hist, 0, (size_t)g->threads * (size_t)bins * sizeof *g->hist);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        uint64_t* hist = g->hist + (size_t)tid * (size_t)bins;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (size_t i = 0; i < n; i += k) {
+            float v = x[i];
+            if (!isfinite(v)) continue;
+            int b = (int)(((double)v - (double)vmin) * scale);
+            b = b < bins ? b : bins - 1;
+            hist[b]++;
+        }
     }
+#ifdef _OPENMP
+    for (int t = 1; t < threads; t++)
+        for (int b = 0; b < bins; b++)
+            g->hist[b] += g->hist[(size_t)t * (size_t)bins + b];
+#endif
     double h = 0.0, inv = 1.0 / (double)count;
     for (int b = 0; b < bins; b++) {
         if (g->hist[b] == 0) continue;

@@ -36,6 +36,7 @@ struct edgc_reducer {
     edgc_controller* ctl; /* edgc mode only */
     edgc_gds* gds;        /* a split reducer's is given the sample: beta 1 */
     int split;            /* edgc_reducer_create_split: the caller's engine synchronises */
+    int threads;          /* cfg.threads resolved: the non-finite check's */
     edgc__rng rng;        /* split: the shared draws for the caller's Q */
     /* the step between begin and end (edgc_reducer_begin / edgc_reducer_end) */
     struct {
@@ -155,6 +156,8 @@ static edgc_status create(const edgc_config* cfg, const edgc_layout* layout, con
     r->prev_sync_ms = r->prev_error = r->wam_tmb_ms = NAN;
     st = build_parts(r, &r->ps, &r->ctl);
     if (st == EDGC_OK) st = edgc_gds_create(split ? 1.0 : cfg->beta, cfg->bins, &r->gds);
+    if (st == EDGC_OK) st = edgc_gds_set_threads(r->gds, cfg->threads);
+    r->threads = cfg->threads > 0 ? cfg->threads : edgc__cpus_available();
     /* Creation may still fail on one worker (memory): agree, so all fail together. */
     int32_t bad = st != EDGC_OK;
     edgc_status ast = agree_max(comm, &bad, 1);
@@ -195,6 +198,26 @@ static int has_nonfinite(const float* x, size_t n)
     for (int j = 0; j < 8; j++)
         s += acc[j];
     return s != s;
+}
+
+/* has_nonfinite over the whole gradient in 1 MB chunks on `threads` threads (an exact answer
+ * whatever their number). */
+static int any_nonfinite(const float* x, size_t n, int threads)
+{
+    const size_t chunk = (size_t)1 << 18, chunks = (n + chunk - 1) / chunk;
+    int bad = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && chunks > 1)      \
+    reduction(|                                                                                    \
+              : bad)
+#else
+    (void)threads;
+#endif
+    for (size_t c = 0; c < chunks; c++) {
+        size_t at = c * chunk;
+        bad |= has_nonfinite(x + at, n - at < chunk ? n - at : chunk);
+    }
+    return bad;
 }
 
 static edgc_status dense_average(const edgc_reducer* r, float* grad)
@@ -375,7 +398,7 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     EDGC_RETURN_IF(r == NULL || grad == NULL, EDGC_ERR_INVALID_ARG);
     if (r->split) return fail(r, EDGC_ERR_STATE, "step on a split reducer: use begin and end");
     edgc_plan plan;
-    int bad_here = r->cfg.check_finite && has_nonfinite(grad, r->layout.total);
+    int bad_here = r->cfg.check_finite && any_nonfinite(grad, r->layout.total, r->threads);
     /* A static rank leaves only the non-finite flag to agree on: it rides in the engine's first
      * allreduce, one collective per step fewer. Nothing else in the agreement is read then (no
      * controller, and the rank's buffers exist from creation). */

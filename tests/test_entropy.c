@@ -170,6 +170,71 @@ static void test_sample_step(void** state)
     assert_int_equal(edgc_gds_sample_step(0.5, 1, NULL), EDGC_ERR_INVALID_ARG);
 }
 
+/* The histogram written out plainly, for the oracle below: the estimator's own edge rule. */
+static double oracle_entropy(const float* x, size_t n, size_t k, int bins)
+{
+    float lo = INFINITY, hi = -INFINITY;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i += k)
+        if (isfinite(x[i])) {
+            lo = fminf(lo, x[i]);
+            hi = fmaxf(hi, x[i]);
+            count++;
+        }
+    uint64_t* hist = calloc((size_t)bins, sizeof *hist);
+    const double scale = (double)bins / ((double)hi - (double)lo);
+    for (size_t i = 0; i < n; i += k)
+        if (isfinite(x[i])) {
+            int b = (int)(((double)x[i] - (double)lo) * scale);
+            hist[b < bins ? b : bins - 1]++;
+        }
+    double h = 0.0;
+    for (int b = 0; b < bins; b++)
+        if (hist[b] > 0) {
+            double p = (double)hist[b] / (double)count;
+            h -= p * log(p);
+        }
+    free(hist);
+    return h;
+}
+
+/* Both passes split over threads: 1, 2, 3 and 0 (the CPUs) give the same count, range and
+ * entropy as a plain single loop, bit for bit, on a sample large enough to be split, with
+ * non-finite values and the maximum repeated (it goes to the last bin). */
+static void test_threads_change_no_bin(void** state)
+{
+    (void)state;
+    const size_t n = 1u << 20;
+    float* x = malloc(n * sizeof *x);
+    test_rng r = {13};
+    test_gaussian(&r, x, n, 1.0);
+    for (size_t i = 0; i < n; i += 4099)
+        x[i] = i % 3 ? NAN : INFINITY;
+    x[12] = x[4000] = x[n - 4] = 9.5f; /* the maximum, three times, on sampled positions */
+    const double want = oracle_entropy(x, n, 4, 1000);
+    const int threads[] = {1, 2, 3, 0};
+    edgc_entropy first = {0};
+    for (int t = 0; t < 4; t++) {
+        edgc_gds* g = make(0.25, 1000);
+        assert_int_equal(edgc_gds_set_threads(g, threads[t]), EDGC_OK);
+        edgc_entropy e;
+        assert_int_equal(edgc_gds_entropy(g, x, n, &e), EDGC_OK);
+        assert_int_equal(edgc_gds_entropy(g, x, n, &e), EDGC_OK); /* histograms reused */
+        if (e.h != want) fail_msg("threads %d: H = %.17g, want %.17g", threads[t], e.h, want);
+        assert_true(e.max == 9.5f);
+        if (t == 0) first = e;
+        assert_int_equal(e.count, first.count);
+        assert_true(e.min == first.min && e.h_scaled == first.h_scaled);
+        edgc_gds_free(g);
+    }
+    assert_int_equal(edgc_gds_set_threads(NULL, 2), EDGC_ERR_INVALID_ARG);
+    edgc_gds* g = make(0.25, 1000);
+    assert_int_equal(edgc_gds_set_threads(g, -1), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_gds_set_threads(g, 1025), EDGC_ERR_INVALID_ARG);
+    edgc_gds_free(g);
+    free(x);
+}
+
 static void test_bad_arguments(void** state)
 {
     (void)state;
@@ -199,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_nonfinite_skipped),
         cmocka_unit_test(test_peaked_lower_than_uniform),
         cmocka_unit_test(test_sample_step),
+        cmocka_unit_test(test_threads_change_no_bin),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
