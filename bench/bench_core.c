@@ -235,11 +235,12 @@ static void bench_threads(const bench_model* md, const float* g0, int reps)
     const int n = cpus();
     double pass = time_stream_pass(e, g0, md->total, reps);
     printf("### The engine on 1 and %d threads (error feedback on)\n\n", n);
-    printf("Engine threads: the element-wise passes on OpenMP threads (`threads`); BLAS threads: "
-           "OpenBLAS's for the products (`openblas_set_num_threads`). The same bits in every "
-           "combination (test_powersgd). ms per step, the better of two medians taken in "
-           "alternation; in brackets, in units of the one-thread read-modify-write pass (%.1f "
-           "ms).\n\n",
+    printf("Engine threads: OpenMP threads (`threads`) for the element-wise passes, and for the "
+           "matrices when OpenBLAS is on one thread; BLAS threads: OpenBLAS's "
+           "(`openblas_set_num_threads`), which then do the products of matrices taken in order. "
+           "For a given OpenBLAS count the engine's count changes no bit (test_powersgd). ms per "
+           "step, the better of two medians taken in alternation; in brackets, in units of the "
+           "one-thread read-modify-write pass (%.1f ms).\n\n",
            pass);
     printf("| rank | engine 1, BLAS 1 | engine %d, BLAS 1 | engine 1, BLAS %d | engine %d, BLAS %d "
            "| best speed-up |\n",

@@ -8,9 +8,10 @@
  * Qt = Q^T (r x cols), row-major. A column of P or Q is then a contiguous row, which is what
  * Gram-Schmidt walks, and truncating the rank is just using a prefix of Qt.
  *
- * Threads: the products run in OpenBLAS at the process's thread count; the element-wise passes
- * (M = G + e and e = M - G_hat, with their norms) are split over `threads` OpenMP threads in
- * fixed chunks whose partial norms are added in chunk order, so no result depends on the count.
+ * Threads: the element-wise passes (M = G + e and e = M - G_hat, with their norms) are split over
+ * `threads` OpenMP threads in fixed chunks whose partial norms are added in chunk order; the
+ * matrices' products are shared out over the same threads when OpenBLAS runs single-threaded,
+ * else left to OpenBLAS's threads. No result depends on either count.
  *
  * Not here: deciding the rank (controller.c), non-finite checks and agreement (the reducer).
  */
@@ -36,7 +37,8 @@ struct edgc_powersgd {
     float* q;       /* flat Qt buffer, persistent: the warm start */
     float* dense;   /* the 1-D tensors packed, pl.dense_total, and one slot for a flag */
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
-    int threads;    /* for the element-wise passes, resolved from the config */
+    int threads;    /* for the element-wise passes and the matrices, resolved from the config */
+    size_t *p_at, *q_at; /* per matrix, offsets into p and q at the current rank (set by step) */
     struct ef_chunk {
         size_t k, at, len; /* matrix, first element in it, elements */
     } * chunks;            /* every matrix cut into EF_CHUNK pieces, in layout order */
@@ -99,6 +101,8 @@ void edgc_powersgd_free(edgc_powersgd* ps)
     free(ps->dense);
     free(ps->part);
     free(ps->chunks);
+    free(ps->p_at);
+    free(ps->q_at);
     free(ps);
 }
 
@@ -122,7 +126,9 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
     st = EDGC_ERR_NOMEM;
     size_t n_mats = ps->pl.n_mats, n_err = 0, n_chunks = 0;
     ps->err_at = calloc(n_mats ? n_mats : 1, sizeof *ps->err_at);
-    if (ps->err_at == NULL) goto fail;
+    ps->p_at = calloc(n_mats ? n_mats : 1, sizeof *ps->p_at);
+    ps->q_at = calloc(n_mats ? n_mats : 1, sizeof *ps->q_at);
+    if (ps->err_at == NULL || ps->p_at == NULL || ps->q_at == NULL) goto fail;
     for (size_t k = 0; k < n_mats; k++) {
         size_t n = ps->pl.mats[k].rows * ps->pl.mats[k].cols;
         ps->err_at[k] = n_err;
@@ -306,6 +312,76 @@ static int comm_ok(const edgc_comm* c)
            c->allreduce_sum_f32 != NULL;
 }
 
+/* The per-matrix work of a step, one matrix k at a time. M is the error memory with error
+ * feedback (it holds G + e by then), else the gradient itself. */
+typedef void (*matrix_fn)(edgc_powersgd* ps, size_t k, float* grad);
+
+static const float* matrix_m(const edgc_powersgd* ps, size_t k, const float* grad)
+{
+    return ps->error_feedback ? ps->err + ps->err_at[k] : grad + ps->pl.mats[k].offset;
+}
+
+/* Re-orthonormalises the warm-started Qt. */
+static void orth_q(edgc_powersgd* ps, size_t k, float* grad)
+{
+    (void)grad;
+    const edgc__matrix* m = &ps->pl.mats[k];
+    edgc__orthonormalize_rows(ps->q + ps->q_at[k], mat_rank(m, ps->rank), m->cols, ps->eps);
+}
+
+/* P = M Q, i.e. Pt (r x rows) = Qt (r x cols) . M^T. */
+static void product_p(edgc_powersgd* ps, size_t k, float* grad)
+{
+    const edgc__matrix* m = &ps->pl.mats[k];
+    int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, rows, cols, 1.0f, ps->q + ps->q_at[k],
+                cols, matrix_m(ps, k, grad), cols, 0.0f, ps->p + ps->p_at[k], rows);
+}
+
+/* P_hat = orthonormalised P; Q = M^T P_hat, i.e. Qt (r x cols) = Pt . M. */
+static void product_q(edgc_powersgd* ps, size_t k, float* grad)
+{
+    const edgc__matrix* m = &ps->pl.mats[k];
+    int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
+    edgc__orthonormalize_rows(ps->p + ps->p_at[k], (size_t)r, m->rows, ps->eps);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, cols, rows, 1.0f, ps->p + ps->p_at[k],
+                rows, matrix_m(ps, k, grad), cols, 0.0f, ps->q + ps->q_at[k], cols);
+}
+
+/* G_hat = P_hat Q^T (rows x cols) = Pt^T . Qt, written over the gradient. */
+static void decompress(edgc_powersgd* ps, size_t k, float* grad)
+{
+    const edgc__matrix* m = &ps->pl.mats[k];
+    int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, r, 1.0f, ps->p + ps->p_at[k],
+                rows, ps->q + ps->q_at[k], cols, 0.0f, grad + m->offset, cols);
+}
+
+/* Runs fn on every matrix. With the engine's threads and a single-threaded OpenBLAS, the
+ * matrices are shared out dynamically (each is still one BLAS call, so the bits do not change)
+ * and the pending dense allreduce is polled once after. Otherwise in order, polled between
+ * matrices: OpenBLAS's own threads do the products (called from several threads at once, its
+ * pool and OpenMP's fight over the cores: 1.4-2.5x slower, measured). */
+static edgc_status each_matrix(edgc_powersgd* ps, matrix_fn fn, float* grad, const edgc_comm* comm,
+                               void** req)
+{
+    const size_t n = ps->pl.n_mats;
+#ifdef _OPENMP
+    if (ps->threads > 1 && n > 1 && openblas_get_num_threads() == 1) {
+        const int threads = ps->threads;
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
+        for (size_t k = 0; k < n; k++)
+            fn(ps, k, grad);
+        return poll(comm, req);
+    }
+#endif
+    for (size_t k = 0; k < n; k++) {
+        fn(ps, k, grad);
+        EDGC_FORWARD(poll(comm, req));
+    }
+    return EDGC_OK;
+}
+
 /* One step; bad_here >= 0 also agrees on a non-finite gradient (see edgc__powersgd_step_checked). */
 static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, int bad_here,
                         int* bad_any, edgc_step_bytes* bytes)
@@ -319,66 +395,31 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
     if (bad_any != NULL) *bad_any = flags != 0.0f;
     if (flags != 0.0f) return EDGC_OK; /* nothing has changed: the caller skips the step */
 
-    /* M = G + e, kept in the error buffer (or G itself without error feedback). */
-    /* The norms ride along in passes that are memory-bound anyway. */
+    size_t np = 0, nq = 0;
+    for (size_t k = 0; k < pl->n_mats; k++) {
+        ps->p_at[k] = np;
+        ps->q_at[k] = nq;
+        np += mat_rank(&pl->mats[k], ps->rank) * pl->mats[k].rows;
+        nq += mat_rank(&pl->mats[k], ps->rank) * pl->mats[k].cols;
+    }
+
+    /* M = G + e, kept in the error buffer (or G itself without error feedback); the norms ride
+     * along in passes that are memory-bound anyway. */
     double m2 = 0.0, e2 = 0.0;
     if (ps->error_feedback) m2 = ef_pass(ps, grad, 1.0f);
     if (!ps->q_ready) {
         draw_q_rows(ps, 0);
         ps->q_ready = 1;
     } else if (ps->orthonormalize_q) {
-        size_t at = 0;
-        for (size_t k = 0; k < pl->n_mats; k++) {
-            const edgc__matrix* m = &pl->mats[k];
-            size_t r = mat_rank(m, ps->rank);
-            edgc__orthonormalize_rows(ps->q + at, r, m->cols, ps->eps);
-            at += r * m->cols;
-        }
+        st = each_matrix(ps, orth_q, grad, comm, &req);
     }
-
-    /* P = M Q for every matrix, i.e. Pt (r x rows) = Qt (r x cols) . M^T. */
-    size_t pat = 0, qat = 0;
-    for (size_t k = 0; k < pl->n_mats && st == EDGC_OK; k++) {
-        const edgc__matrix* m = &pl->mats[k];
-        const float* mk = ps->error_feedback ? ps->err + ps->err_at[k] : grad + m->offset;
-        int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, rows, cols, 1.0f, ps->q + qat, cols,
-                    mk, cols, 0.0f, ps->p + pat, rows);
-        pat += (size_t)r * m->rows;
-        qat += (size_t)r * m->cols;
-        st = poll(comm, &req);
-    }
-    const size_t np = pat, nq = qat;
+    if (st == EDGC_OK) st = each_matrix(ps, product_p, grad, comm, &req);
     if (st == EDGC_OK && np > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->p, np);
-
-    /* P_hat = orthonormalised P; Q = M^T P_hat, i.e. Qt (r x cols) = Pt . M. */
-    pat = qat = 0;
-    for (size_t k = 0; k < pl->n_mats && st == EDGC_OK; k++) {
-        const edgc__matrix* m = &pl->mats[k];
-        const float* mk = ps->error_feedback ? ps->err + ps->err_at[k] : grad + m->offset;
-        int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
-        edgc__orthonormalize_rows(ps->p + pat, (size_t)r, m->rows, ps->eps);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, cols, rows, 1.0f, ps->p + pat,
-                    rows, mk, cols, 0.0f, ps->q + qat, cols);
-        pat += (size_t)r * m->rows;
-        qat += (size_t)r * m->cols;
-        st = poll(comm, &req);
-    }
+    if (st == EDGC_OK) st = each_matrix(ps, product_q, grad, comm, &req);
     if (st == EDGC_OK && nq > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->q, nq);
     if (st == EDGC_OK) cblas_sscal((int)nq, 1.0f / (float)comm->size, ps->q, 1);
-
-    /* G_hat = P_hat Q^T (rows x cols) = Pt^T . Qt, written over the gradient; e = M - G_hat. */
-    pat = qat = 0;
-    for (size_t k = 0; k < pl->n_mats && st == EDGC_OK; k++) {
-        const edgc__matrix* m = &pl->mats[k];
-        int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
-        float* g = grad + m->offset;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, r, 1.0f, ps->p + pat, rows,
-                    ps->q + qat, cols, 0.0f, g, cols);
-        pat += (size_t)r * m->rows;
-        qat += (size_t)r * m->cols;
-        st = poll(comm, &req);
-    }
+    if (st == EDGC_OK) st = each_matrix(ps, decompress, grad, comm, &req);
+    /* e = M - G_hat */
     if (st == EDGC_OK && ps->error_feedback) e2 = ef_pass(ps, grad, -1.0f);
     if (st != EDGC_OK) {
         if (req != NULL) comm->wait(comm->ctx, req); /* never leave a request behind */
