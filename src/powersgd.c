@@ -361,7 +361,7 @@ static void decompress(edgc_powersgd* ps, size_t k, float* grad)
  * matrices are shared out dynamically (each is still one BLAS call, so the bits do not change)
  * and the pending dense allreduce is polled once after. Otherwise in order, polled between
  * matrices: OpenBLAS's own threads do the products (called from several threads at once, its
- * pool and OpenMP's fight over the cores: 1.4-2.5x slower, measured). */
+ * pool and OpenMP's fight over the cores: 1.2-2.0x slower, measured). */
 static edgc_status each_matrix(edgc_powersgd* ps, matrix_fn fn, float* grad, const edgc_comm* comm,
                                void** req)
 {
