@@ -1,6 +1,6 @@
 /*
- * cpus.c - how many CPUs this process may run on: the default thread count of the engine's
- * element-wise passes (edgc_config.threads = 0). Under mpirun each rank is usually bound to its
+ * cpus.c - how many CPUs this process may run on: the thread count edgc_config.threads = 0
+ * stands for. Under mpirun each rank is usually bound to its
  * own core(s), so the affinity mask, not the machine's CPU count, is what a rank may use.
  */
 #define _GNU_SOURCE
@@ -18,4 +18,9 @@ int edgc__cpus_available(void)
     }
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 && n < 1024 ? (int)n : 1;
+}
+
+int edgc__threads(int threads)
+{
+    return threads > 0 ? threads : edgc__cpus_available();
 }

@@ -171,9 +171,11 @@ edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, float* grad, const ed
                                         int bad_here, int* bad_any, edgc_step_bytes* bytes);
 /* The error-feedback memory, matrices back to back in layout order (NULL without EF). */
 edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_t* n);
-/* Threads the engine's element-wise passes use (edgc_config.threads resolved; cpus.c). */
+/* Threads the engine uses (edgc_config.threads resolved). */
 int edgc__powersgd_threads(const edgc_powersgd* ps);
+/* cpus.c: the CPUs in this process's affinity mask; a threads setting with 0 resolved to them. */
 int edgc__cpus_available(void);
+int edgc__threads(int threads);
 
 /* ---------------------------------------------------------------------------------------------
  * State serialisation (state_io.c). A writer with buf == NULL only counts bytes; a reader sets

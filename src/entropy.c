@@ -48,7 +48,7 @@ edgc_status edgc_gds_create(double beta, int bins, edgc_gds** out)
 edgc_status edgc_gds_set_threads(edgc_gds* g, int threads)
 {
     EDGC_RETURN_IF(g == NULL || threads < 0 || threads > 1024, EDGC_ERR_INVALID_ARG);
-    int t = threads > 0 ? threads : edgc__cpus_available();
+    int t = edgc__threads(threads);
 #ifndef _OPENMP
     t = 1; /* built without OpenMP: one thread, the same results */
 #endif

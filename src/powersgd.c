@@ -11,7 +11,8 @@
  * Threads: the element-wise passes (M = G + e and e = M - G_hat, with their norms) are split over
  * `threads` OpenMP threads in fixed chunks whose partial norms are added in chunk order; the
  * matrices' products are shared out over the same threads when OpenBLAS runs single-threaded,
- * else left to OpenBLAS's threads. No result depends on either count.
+ * else left to OpenBLAS's threads. No result depends on the engine's count (OpenBLAS's own thread
+ * count does change its products' rounding).
  *
  * Not here: deciding the rank (controller.c), non-finite checks and agreement (the reducer).
  */
@@ -38,7 +39,7 @@ struct edgc_powersgd {
     float* dense;   /* the 1-D tensors packed, pl.dense_total, and one slot for a flag */
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
     int threads;    /* for the element-wise passes and the matrices, resolved from the config */
-    size_t *p_at, *q_at; /* per matrix, offsets into p and q at the current rank (set by step) */
+    size_t *p_at, *q_at; /* per matrix, offsets into p and q at the current rank (set_rank_to) */
     struct ef_chunk {
         size_t k, at, len; /* matrix, first element in it, elements */
     } * chunks;            /* every matrix cut into EF_CHUNK pieces, in layout order */
@@ -73,6 +74,20 @@ static size_t err_size(const edgc_powersgd* ps)
     for (size_t k = 0; k < ps->pl.n_mats; k++)
         n += ps->pl.mats[k].rows * ps->pl.mats[k].cols;
     return n;
+}
+
+/* Makes `rank` the current one: matrix k's factors then start at p_at[k] and q_at[k]. */
+static void set_rank_to(edgc_powersgd* ps, int rank)
+{
+    size_t pat = 0, qat = 0;
+    for (size_t k = 0; k < ps->pl.n_mats; k++) {
+        const edgc__matrix* m = &ps->pl.mats[k];
+        ps->p_at[k] = pat;
+        ps->q_at[k] = qat;
+        pat += mat_rank(m, rank) * m->rows;
+        qat += mat_rank(m, rank) * m->cols;
+    }
+    ps->rank = rank;
 }
 
 /* Grows P and Q to hold `rank`; keeps Q's content. */
@@ -116,11 +131,10 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
     if (ps == NULL) return EDGC_ERR_NOMEM;
     edgc_status st = edgc__layout_split(layout, &ps->pl);
     if (st != EDGC_OK) goto fail;
-    ps->rank = cfg->rank;
     ps->error_feedback = cfg->error_feedback;
     ps->orthonormalize_q = cfg->orthonormalize_q;
     ps->eps = cfg->orth_eps;
-    ps->threads = cfg->threads > 0 ? cfg->threads : edgc__cpus_available();
+    ps->threads = edgc__threads(cfg->threads);
     edgc__rng_seed(&ps->rng, cfg->seed);
 
     st = EDGC_ERR_NOMEM;
@@ -150,8 +164,9 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
     }
     ps->dense = malloc((ps->pl.dense_total + 1) * sizeof *ps->dense);
     if (ps->dense == NULL) goto fail;
-    st = reserve_rank(ps, ps->rank);
+    st = reserve_rank(ps, cfg->rank);
     if (st != EDGC_OK) goto fail;
+    set_rank_to(ps, cfg->rank);
     *out = ps;
     return EDGC_OK;
 fail:
@@ -163,13 +178,12 @@ fail:
  * orthonormalises each Qt. Only called at the same point on every worker. */
 static void draw_q_rows(edgc_powersgd* ps, int from)
 {
-    size_t at = 0;
     for (size_t k = 0; k < ps->pl.n_mats; k++) {
         const edgc__matrix* m = &ps->pl.mats[k];
+        float* qt = ps->q + ps->q_at[k];
         size_t r = mat_rank(m, ps->rank), r0 = mat_rank(m, from);
-        if (r > r0) edgc__rng_gaussian(&ps->rng, ps->q + at + r0 * m->cols, (r - r0) * m->cols);
-        edgc__orthonormalize_rows(ps->q + at, r, m->cols, ps->eps);
-        at += r * m->cols;
+        if (r > r0) edgc__rng_gaussian(&ps->rng, qt + r0 * m->cols, (r - r0) * m->cols);
+        edgc__orthonormalize_rows(qt, r, m->cols, ps->eps);
     }
 }
 
@@ -180,7 +194,7 @@ edgc_status edgc_powersgd_set_rank(edgc_powersgd* ps, int rank)
     EDGC_FORWARD(reserve_rank(ps, rank));
     int old = ps->rank;
     if (!ps->q_ready) {
-        ps->rank = rank; /* Q is drawn at the first step, at whatever rank is set then */
+        set_rank_to(ps, rank); /* Q is drawn at the first step, at whatever rank is set then */
         return EDGC_OK;
     }
     /* Re-pack Qt in place. Each matrix keeps its first min(old, new) rows (the warm start);
@@ -204,7 +218,7 @@ edgc_status edgc_powersgd_set_rank(edgc_powersgd* ps, int rank)
             memmove(ps->q + new_at, ps->q + old_at, mat_rank(m, old) * m->cols * sizeof(float));
         }
     }
-    ps->rank = rank;
+    set_rank_to(ps, rank);
     if (rank > old) draw_q_rows(ps, old);
     return EDGC_OK;
 }
@@ -395,13 +409,7 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
     if (bad_any != NULL) *bad_any = flags != 0.0f;
     if (flags != 0.0f) return EDGC_OK; /* nothing has changed: the caller skips the step */
 
-    size_t np = 0, nq = 0;
-    for (size_t k = 0; k < pl->n_mats; k++) {
-        ps->p_at[k] = np;
-        ps->q_at[k] = nq;
-        np += mat_rank(&pl->mats[k], ps->rank) * pl->mats[k].rows;
-        nq += mat_rank(&pl->mats[k], ps->rank) * pl->mats[k].cols;
-    }
+    const size_t np = flat_size(pl, ps->rank, 1), nq = flat_size(pl, ps->rank, 0);
 
     /* M = G + e, kept in the error buffer (or G itself without error feedback); the norms ride
      * along in passes that are memory-bound anyway. */
@@ -466,13 +474,8 @@ edgc_status edgc__powersgd_factors(const edgc_powersgd* ps, size_t k, const floa
 {
     EDGC_RETURN_IF(ps == NULL || k >= ps->pl.n_mats || pt == NULL || qt == NULL || r == NULL,
                    EDGC_ERR_INVALID_ARG);
-    size_t pat = 0, qat = 0;
-    for (size_t j = 0; j < k; j++) {
-        pat += mat_rank(&ps->pl.mats[j], ps->rank) * ps->pl.mats[j].rows;
-        qat += mat_rank(&ps->pl.mats[j], ps->rank) * ps->pl.mats[j].cols;
-    }
-    *pt = ps->p + pat;
-    *qt = ps->q + qat;
+    *pt = ps->p + ps->p_at[k];
+    *qt = ps->q + ps->q_at[k];
     *r = mat_rank(&ps->pl.mats[k], ps->rank);
     return EDGC_OK;
 }
@@ -528,7 +531,7 @@ edgc_status edgc__powersgd_load(edgc_powersgd* ps, edgc__reader* r)
     GET(q_ready);
     if (r->bad || rank < 1 || (q_ready != 0 && q_ready != 1)) return EDGC_ERR_CORRUPT;
     EDGC_FORWARD(reserve_rank(ps, rank));
-    ps->rank = rank;
+    set_rank_to(ps, rank);
     ps->q_ready = q_ready;
     GET(ps->rng);
     GET(ps->m2);

@@ -157,7 +157,7 @@ static edgc_status create(const edgc_config* cfg, const edgc_layout* layout, con
     st = build_parts(r, &r->ps, &r->ctl);
     if (st == EDGC_OK) st = edgc_gds_create(split ? 1.0 : cfg->beta, cfg->bins, &r->gds);
     if (st == EDGC_OK) st = edgc_gds_set_threads(r->gds, cfg->threads);
-    r->threads = cfg->threads > 0 ? cfg->threads : edgc__cpus_available();
+    r->threads = edgc__threads(cfg->threads);
     /* Creation may still fail on one worker (memory): agree, so all fail together. */
     int32_t bad = st != EDGC_OK;
     edgc_status ast = agree_max(comm, &bad, 1);
@@ -201,23 +201,22 @@ static int has_nonfinite(const float* x, size_t n)
 }
 
 /* has_nonfinite over the whole gradient in 1 MB chunks on `threads` threads (an exact answer
- * whatever their number). */
+ * whatever their number): 1 if any chunk has a non-finite value. */
 static int any_nonfinite(const float* x, size_t n, int threads)
 {
     const size_t chunk = (size_t)1 << 18, chunks = (n + chunk - 1) / chunk;
     int bad = 0;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && chunks > 1)      \
-    reduction(|                                                                                    \
-              : bad)
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && chunks > 1) \
+    reduction(+ : bad)
 #else
     (void)threads;
 #endif
     for (size_t c = 0; c < chunks; c++) {
         size_t at = c * chunk;
-        bad |= has_nonfinite(x + at, n - at < chunk ? n - at : chunk);
+        bad += has_nonfinite(x + at, n - at < chunk ? n - at : chunk);
     }
-    return bad;
+    return bad > 0;
 }
 
 static edgc_status dense_average(const edgc_reducer* r, float* grad)
