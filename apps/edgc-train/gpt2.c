@@ -45,9 +45,24 @@ static void encoder_backward(float* dwte, float* dwpe, const float* dout, const 
         }
 }
 
+// Element-wise loops built for AVX-512, AVX2 and baseline x86-64, one picked when the program
+// loads (the baseline's 4-wide SSE left GELU a tenth of the tiny model's step). Each element is
+// the same IEEE expression at any vector width, reductions stay in order, and no a * b + c is
+// fused into an FMA (-ffp-contract=off), so every variant gives the same bits: ranks on
+// different CPUs agree.
+#if !defined(WIDE_LOOPS) && defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define WIDE_LOOPS __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef WIDE_LOOPS
+#define WIDE_LOOPS
+#endif
+
 // reference: Ba et al. 2016; biased variance, eps 1e-5 as in GPT-2
-static void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                              const float* weight, const float* bias, int B, int T, int C)
+WIDE_LOOPS static void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                         const float* weight, const float* bias, int B, int T,
+                                         int C)
 {
     for (size_t bt = 0; bt < (size_t)B * T; bt++) {
         const float* x = inp + bt * C;
@@ -67,9 +82,9 @@ static void layernorm_forward(float* out, float* mean, float* rstd, const float*
     }
 }
 
-static void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                               const float* inp, const float* weight, const float* mean,
-                               const float* rstd, int B, int T, int C)
+WIDE_LOOPS static void layernorm_backward(float* dinp, float* dweight, float* dbias,
+                                          const float* dout, const float* inp, const float* weight,
+                                          const float* mean, const float* rstd, int B, int T, int C)
 {
     for (size_t bt = 0; bt < (size_t)B * T; bt++) {
         const float* d = dout + bt * C;
@@ -217,7 +232,7 @@ static inline float tanh_fast(float u)
 }
 
 // GELU, tanh approximation (Hendrycks & Gimpel), as GPT-2 uses
-static void gelu_forward(float* out, const float* inp, size_t N)
+WIDE_LOOPS static void gelu_forward(float* out, const float* inp, size_t N)
 {
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
@@ -225,7 +240,7 @@ static void gelu_forward(float* out, const float* inp, size_t N)
     }
 }
 
-static void gelu_backward(float* dinp, const float* inp, const float* dout, size_t N)
+WIDE_LOOPS static void gelu_backward(float* dinp, const float* inp, const float* dout, size_t N)
 {
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
@@ -237,13 +252,13 @@ static void gelu_backward(float* dinp, const float* inp, const float* dout, size
     }
 }
 
-static void residual_forward(float* out, const float* a, const float* b, size_t N)
+WIDE_LOOPS static void residual_forward(float* out, const float* a, const float* b, size_t N)
 {
     for (size_t i = 0; i < N; i++)
         out[i] = a[i] + b[i];
 }
 
-static void residual_backward(float* da, float* db, const float* dout, size_t N)
+WIDE_LOOPS static void residual_backward(float* da, float* db, const float* dout, size_t N)
 {
     for (size_t i = 0; i < N; i++) {
         da[i] += dout[i];
@@ -429,6 +444,16 @@ void gpt2_part_transfer(const gpt2_config* c, const gpt2_part* part, float* whol
     }
 }
 
+/* calloc's large blocks are untouched zero pages: fault them in now, one write per page, so the
+ * first training step does not pay for it (on GPT-2 124M that step took 2.5x a later one, and its
+ * AdamW update 16x, all of it page faults). */
+static void touch_pages(void* p, size_t bytes)
+{
+    volatile char* c = p;
+    for (size_t i = 0; i < bytes; i += 4096)
+        c[i] = 0;
+}
+
 int gpt2_build_part(gpt2* m, const gpt2_config* c, const gpt2_part* part, int params_only)
 {
     memset(m, 0, sizeof *m);
@@ -450,6 +475,11 @@ int gpt2_build_part(gpt2* m, const gpt2_config* c, const gpt2_part* part, int pa
     if (!m->params_memory || (!params_only && (!m->grads_memory || !m->m_memory || !m->v_memory))) {
         gpt2_free(m);
         return -1;
+    }
+    if (!params_only) {
+        touch_pages(m->grads_memory, n * sizeof(float));
+        touch_pages(m->m_memory, n * sizeof(float));
+        touch_pages(m->v_memory, n * sizeof(float));
     }
     point_parameters(&m->params, m->params_memory, m->param_sizes);
     if (!params_only) point_parameters(&m->grads, m->grads_memory, m->param_sizes);
@@ -521,6 +551,8 @@ static int ensure_activations(gpt2* m, int B, int T)
         m->targets_memory = calloc(slots * bt, sizeof(int));
         if (!m->acts_memory || !m->grads_acts_memory || !m->inputs_memory || !m->targets_memory)
             return -1;
+        touch_pages(m->acts_memory, slots * n * sizeof(float));
+        touch_pages(m->grads_acts_memory, n * sizeof(float));
         m->max_bt = bt;
     } else if (n > m->num_activations || (size_t)B * T > m->max_bt) {
         return -1;

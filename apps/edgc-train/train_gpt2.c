@@ -272,10 +272,11 @@ int main(int argc, char** argv)
         whole = NULL;
     }
 
-    say("edgc-train | %d ranks x %d threads | model L=%d C=%d NH=%d T=%d V=%d | %.2f M "
+    /* the kernels OpenBLAS picked (OPENBLAS_CORETYPE can change them): speeds differ by up to 2x */
+    say("edgc-train | %d ranks x %d threads | BLAS %s | model L=%d C=%d NH=%d T=%d V=%d | %.2f M "
         "parameters\n",
-        g_world, threads, cfg.num_layers, cfg.channels, cfg.num_heads, T, cfg.vocab_size,
-        gpt2_part_size(&cfg, &entire) / 1e6);
+        g_world, threads, openblas_get_corename(), cfg.num_layers, cfg.channels, cfg.num_heads, T,
+        cfg.vocab_size, gpt2_part_size(&cfg, &entire) / 1e6);
     if (P > 1) {
         say("pipeline: %d stages x %d replicas (rank = stage x %d + replica) | 1F1B, %d "
             "micro-batches of %d | layers",
