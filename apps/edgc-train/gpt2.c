@@ -50,9 +50,14 @@ static void encoder_backward(float* dwte, float* dwpe, const float* dout, const 
 // the same IEEE expression at any vector width, reductions stay in order, and no a * b + c is
 // fused into an FMA (-ffp-contract=off), so every variant gives the same bits: ranks on
 // different CPUs agree.
-#if !defined(WIDE_LOOPS) && defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
+// (tests/test_gpt2_isa.sh builds it with GPT2_CLONES_AVX2 and GPT2_NO_CLONES too, and compares.)
+#if !defined(GPT2_NO_CLONES) && defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
+#ifdef GPT2_CLONES_AVX2
+#define WIDE_LOOPS __attribute__((target_clones("avx2", "default")))
+#else
 #define WIDE_LOOPS __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 #endif
 #endif
 #ifndef WIDE_LOOPS
