@@ -32,9 +32,9 @@ section() { # name, command...
         if [ "$1" = sync_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build sync\` (root: it creates network namespaces)"
         elif [ "$1" = converge_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 25 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 30 min)"
         elif [ "$1" = converge4_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 25 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 35 min)"
         elif [ "$1" = pipeline_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 12 min)"
         elif [ "$1" = torch_table ]; then
@@ -59,9 +59,9 @@ sync_table() { # the shared-memory and network runs of bench_sync, one table
     echo "Time per synchronisation step (barrier, reducer step, slowest rank), mean over the timed"
     echo "steps after untimed warm-up steps; bytes are what one rank put into allreduces per step."
     echo "edgc profiles r_max from step 0 (no warm-up) and is timed over its first compressed steps."
-    echo "edgc's profiled r_max is the largest rank whose sync time, interpolated linearly between"
-    echo "measured ranks, stays below dense; on slow links that is a high rank, and at r_max the"
-    echo "first compressed steps can be slower than the interpolation predicted (not yet steady state)."
+    echo "edgc's r_max comes from its default budget rule (docs/ALGORITHM.md, 4.2) with nothing"
+    echo "computed between the syncs: the largest timed rank whose sync stays within a fifth of the"
+    echo "best saving of the fastest one, 0 (stay dense) when no rank saves 5 % of a dense sync."
     echo "Network rows: one rank per network namespace, TCP through a veth shaped with tbf"
     echo "(\`scripts/netsim.sh\`); shm rows: Open MPI shared memory on 2 cores."
     echo
@@ -214,8 +214,8 @@ converge_table() { # time to dense's quality on emulated links: docs/BENCHMARKS.
         edgc+--warmup-sync+dense)
     group tiny-100mbit-np2 100mbit 2 tiny 600 8 "${modes100[@]}"
     group tiny-shm-np2 shm 2 tiny 600 8 dense powersgd:8 edgc edgc+--rule+trend
-    group mini-1gbit-np2 1gbit 2 mini 300 4 dense powersgd:8 powersgd:32 edgc edgc+--rule+trend \
-        edgc+--rule+error
+    group mini-1gbit-np2 1gbit 2 mini 300 4 dense powersgd:2 powersgd:4 powersgd:8 powersgd:16 \
+        powersgd:32 edgc edgc+--rule+trend edgc+--rule+error
 }
 
 converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own dense baseline
@@ -224,7 +224,8 @@ converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own den
     echo "4 ranks share the 2 cores here, so compute takes about twice as long per step as at 2"
     echo "ranks and the sync share is lower than on 4 real machines."
     echo
-    group mini-1gbit-np4 1gbit 4 mini 300 4 dense powersgd:8 powersgd:32 edgc edgc+--rule+trend
+    group mini-1gbit-np4 1gbit 4 mini 300 4 dense powersgd:2 powersgd:4 powersgd:8 powersgd:16 \
+        powersgd:32 edgc edgc+--rule+trend
 }
 
 pipeline_table() { # DP x PP with WAM on emulated links
