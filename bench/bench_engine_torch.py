@@ -128,6 +128,7 @@ def main():
               f"| {err['torch']:.4f} | {err['edgc']:.4f} |", flush=True)
         del runs
         gc.collect()
+    dist.barrier()  # no process closes its connections while the other is mid-collective
     dist.destroy_process_group()
 
 

@@ -96,6 +96,7 @@ def worker(rank, kind, r, steps, port, out, options):
                     f"{statistics.mean(losses[-20:])}\n")
     del ddp
     gc.collect()  # DDP's reference cycles go before the process group (see examples/torch_ddp.py)
+    dist.barrier()  # no process closes its connections while the other is mid-collective
     dist.destroy_process_group()
 
 

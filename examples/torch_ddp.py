@@ -95,6 +95,7 @@ def worker(rank, args, port):
     # or their destructors run at interpreter exit against a dead group (an abort, now and then).
     del ddp
     gc.collect()
+    dist.barrier()  # no process closes its connections while the other is mid-collective
     dist.destroy_process_group()
 
 

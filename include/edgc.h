@@ -147,7 +147,7 @@ typedef enum {
 
 typedef enum {
     EDGC_PHASE_PROFILE = 0, /* measuring sync time against rank to find r_max */
-    EDGC_PHASE_WARMUP = 1,  /* dense synchronisation, entropy collected */
+    EDGC_PHASE_WARMUP = 1,  /* r_max held (or dense, see warmup_sync), entropy collected */
     EDGC_PHASE_COMPRESS = 2 /* PowerSGD at the controller's rank */
 } edgc_phase;
 
@@ -155,7 +155,7 @@ typedef struct edgc_config {
     edgc_mode mode;          /* default EDGC_MODE_EDGC */
     int rank;                /* EDGC_MODE_POWERSGD rank, >= 1; default 4 */
     uint64_t total_steps;    /* T_total, sets the warm-up length; > 0 in EDGC mode; default 0 */
-    double warmup_fraction;  /* dense steps = ceil(fraction * total_steps), [0, 1); default 0.1 */
+    double warmup_fraction;  /* warm-up steps = ceil(fraction * total_steps), [0, 1); default 0.2 */
     int window;              /* W: steps between rank decisions, >= 2; 0 = derived from
                                 total_steps: total_steps / 20 rounded down to a multiple of the
                                 entropy stride, within [2 strides, 1000]; default 0 */

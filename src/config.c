@@ -12,7 +12,7 @@ edgc_config edgc_config_default(void)
     c.mode = EDGC_MODE_EDGC;
     c.rank = 4;
     c.total_steps = 0;
-    c.warmup_fraction = 0.1;
+    c.warmup_fraction = 0.2;
     c.window = 0;  /* derived from total_steps; 1000 for runs of 20k steps and more */
     c.alpha = 0.1; /* ISR */
     c.beta = 0.25; /* GSR */

@@ -24,7 +24,7 @@ static void test_defaults_are_documented(void** state)
     (void)state;
     edgc_config c = edgc_config_default();
     assert_int_equal(c.mode, EDGC_MODE_EDGC);
-    assert_true(c.alpha == 0.1 && c.beta == 0.25 && c.warmup_fraction == 0.1);
+    assert_true(c.alpha == 0.1 && c.beta == 0.25 && c.warmup_fraction == 0.2);
     assert_int_equal(c.window, 0); /* derived from total_steps */
     assert_int_equal(c.bins, 1000);
     assert_int_equal(c.rank_step, 4);

@@ -26,6 +26,7 @@ static edgc_config short_run(void)
 {
     edgc_config c = edgc_config_default();
     c.total_steps = 200;
+    c.warmup_fraction = 0.1; /* 20 steps: the step numbers below count on it */
     c.window = 20;
     c.alpha = 0.5; /* 10 samples per window */
     c.r_max = 16;
@@ -442,6 +443,7 @@ static edgc_config defaults_run(uint64_t steps)
 {
     edgc_config c = edgc_config_default();
     c.total_steps = steps;
+    c.warmup_fraction = 0.1; /* 40 of 400 steps: the step numbers below count on it */
     c.alpha = 0.5;
     return c;
 }

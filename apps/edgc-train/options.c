@@ -80,7 +80,7 @@ void options_usage(FILE* f)
         "20,\n"
         "                       at most 1000)\n"
         "  --alpha A --beta B   EDGC entropy sampling rates ISR and GSR (default 0.1, 0.25)\n"
-        "  --edgc-warmup F      fraction of the run before the rank adapts (default 0.1)\n"
+        "  --edgc-warmup F      fraction of the run before the rank adapts (default 0.2)\n"
         "  --warmup-sync S      warm-up synchronisation: rmax (compressed at r_max; default) | "
         "dense\n"
         "  --rule R             decay (r_max down to r_max/4 over the run; default) | trend\n"
@@ -191,7 +191,7 @@ options options_parse(int argc, char** argv)
         .rule = EDGC_RULE_DECAY,
         .alpha = 0.1,
         .beta = 0.25,
-        .edgc_warmup = 0.1,
+        .edgc_warmup = 0.2,
     };
     enum {
         O_LAYERS = 256,

@@ -73,6 +73,9 @@ def _entry(rank, fn, port, out_dir, kwargs):
     # DDP's reference cycles (torch's powerSGD state among them) are freed before the group, not
     # at interpreter exit against a destroyed group: that aborted 1 run in 4 here
     gc.collect()
+    # neither process closes its connections while the other may still be in a collective: a
+    # peer's gloo thread that sees the socket close mid-transfer aborts the process
+    dist.barrier()
     dist.destroy_process_group()
 
 
