@@ -32,7 +32,7 @@ section() { # name, command...
         if [ "$1" = sync_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build sync\` (root: it creates network namespaces)"
         elif [ "$1" = converge_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 30 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 32 min)"
         elif [ "$1" = converge4_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 35 min)"
         elif [ "$1" = pipeline_table ]; then
@@ -202,7 +202,7 @@ converge_about() {
     echo "validation loss + 1 %; \"time to target\" is the training time at the first evaluation"
     echo "that reaches it. Network links: one rank per namespace, TCP through tbf (\`scripts/netsim.sh\`)."
     echo "edgc rows without flags use every default (r_max profiled by the budget rule, window from"
-    echo "--steps, warm-up at r_max, decay rule); the others change one setting each."
+    echo "--steps, warm-up of 20 % of the run at r_max, decay rule); the others change one setting each."
     echo
 }
 
@@ -211,11 +211,11 @@ converge_table() { # time to dense's quality on emulated links: docs/BENCHMARKS.
     converge_about
     local modes100=(dense powersgd:2 powersgd:4 powersgd:8 powersgd:16 powersgd:32 edgc
         edgc+--rule+trend edgc+--rule+error edgc+--rule+cqm edgc+--rmax-rule+paper
-        edgc+--warmup-sync+dense)
+        edgc+--warmup-sync+dense edgc+--edgc-warmup+0.1)
     group tiny-100mbit-np2 100mbit 2 tiny 600 8 "${modes100[@]}"
     group tiny-shm-np2 shm 2 tiny 600 8 dense powersgd:8 edgc edgc+--rule+trend
     group mini-1gbit-np2 1gbit 2 mini 300 4 dense powersgd:2 powersgd:4 powersgd:8 powersgd:16 \
-        powersgd:32 edgc edgc+--rule+trend edgc+--rule+error
+        powersgd:32 edgc edgc+--rule+trend edgc+--rule+error edgc+--edgc-warmup+0.1
 }
 
 converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own dense baseline
