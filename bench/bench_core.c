@@ -6,12 +6,14 @@
  *   2. PowerSGD compress + decompress of a GPT-2-small-like set of matrices at ranks 4..32,
  *      against a plain memory pass over the same buffer (the bound tall-skinny products live
  *      under), plus the cost of re-orthonormalising the warm-started Q;
- *   3. the same engine on one thread and on every CPU (engine threads and OpenBLAS threads).
+ *   3. the engine's three thin products (skinny.c) against OpenBLAS's sgemm on the same data;
+ *   4. the same engine on one thread and on every CPU (engine threads and OpenBLAS threads).
  * Prints Markdown on stdout (the figures) and progress on stderr. Not run by ctest.
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "bench_layout.h"
 #include "edgc.h"
+#include "edgc_internal.h" /* the thin products, to time them against OpenBLAS */
 
 #include <cblas.h>
 #include <sched.h>
@@ -235,10 +237,11 @@ static void bench_threads(const bench_model* md, const float* g0, int reps)
     const int n = cpus();
     double pass = time_stream_pass(e, g0, md->total, reps);
     printf("### The engine on 1 and %d threads (error feedback on)\n\n", n);
-    printf("Engine threads: OpenMP threads (`threads`) for the element-wise passes, and for the "
-           "matrices when OpenBLAS is on one thread; BLAS threads: OpenBLAS's "
-           "(`openblas_set_num_threads`), which then do the products of matrices taken in order. "
-           "For a given OpenBLAS count the engine's count changes no bit (test_powersgd). ms per "
+    printf("Engine threads: OpenMP threads (`threads`) over the matrices, each matrix's products "
+           "(error feedback inside them) on one thread; BLAS threads: OpenBLAS's "
+           "(`openblas_set_num_threads`), which do only the Gram-Schmidt orthonormalisations (the "
+           "engine shares those out too when OpenBLAS is on one thread). For a given OpenBLAS "
+           "count the engine's count changes no bit (test_powersgd). ms per "
            "step, the better of two medians taken in alternation; in brackets, in units of the "
            "one-thread read-modify-write pass (%.1f ms).\n\n",
            pass);
@@ -307,6 +310,94 @@ static void bench_powersgd(const bench_model* md, const float* g0, int reps)
     free(e);
 }
 
+/* Sums, over every matrix of the layout, the time of one product; m_all holds the gradient. */
+typedef struct thin_bufs {
+    float *pt, *qt, *out_q, *g;
+} thin_bufs;
+
+enum { THIN_P, THIN_Q, THIN_G };
+
+static double time_thin(const bench_model* md, const float* m_all, int r, int which, int blas,
+                        edgc__isa isa, thin_bufs* b)
+{
+    double t0 = now_ms();
+    for (size_t k = 0; k < md->n_t; k++) {
+        const edgc_tensor* t = &md->t[k];
+        if (t->cols < 2) continue; /* a vector: not compressed */
+        int rows = (int)t->rows, cols = (int)t->cols;
+        const float* m = m_all + t->offset;
+        if (which == THIN_P && blas)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, rows, cols, 1.0f, b->qt, cols,
+                        m, cols, 0.0f, b->pt, rows);
+        else if (which == THIN_P)
+            edgc__skinny_pt(isa, m, t->rows, t->cols, b->qt, (size_t)r, b->pt);
+        else if (which == THIN_Q && blas)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, cols, rows, 1.0f, b->pt,
+                        rows, m, cols, 0.0f, b->out_q, cols);
+        else if (which == THIN_Q)
+            edgc__skinny_qt(isa, m, t->rows, t->cols, b->pt, (size_t)r, b->out_q);
+        else if (blas)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, r, 1.0f, b->pt, rows,
+                        b->qt, cols, 0.0f, b->g + t->offset, cols);
+        else
+            edgc__skinny_expand(isa, b->pt, b->qt, t->rows, t->cols, (size_t)r, b->g + t->offset);
+    }
+    return now_ms() - t0;
+}
+
+/* The three products over the layout, OpenBLAS's sgemm and skinny.c alternated per repetition,
+ * on one thread. */
+static void bench_thin(const bench_model* md, const float* g0, int reps)
+{
+    size_t widest = 0;
+    for (size_t k = 0; k < md->n_t; k++) {
+        widest = md->t[k].rows > widest ? md->t[k].rows : widest;
+        widest = md->t[k].cols > widest ? md->t[k].cols : widest;
+    }
+    thin_bufs b = {malloc(widest * 32 * sizeof(float)), malloc(widest * 32 * sizeof(float)),
+                   malloc(widest * 32 * sizeof(float)), malloc(md->total * sizeof(float))};
+    if (b.pt == NULL || b.qt == NULL || b.out_q == NULL || b.g == NULL) die("thin", EDGC_ERR_NOMEM);
+    memset(b.g, 0, md->total * sizeof(float)); /* first touch outside the timing */
+    for (size_t i = 0; i < widest * 32; i++)
+        b.qt[i] = b.pt[i] = (float)(uniform() - 0.5);
+    const edgc__isa isa = edgc__isa_best();
+    static const char* isa_name[] = {"plain C", "AVX2", "AVX-512"};
+    printf("### The thin products: skinny.c against OpenBLAS\n\n");
+    printf("One thread, the %s build of skinny.c; ms over all matrices of the layout, the median "
+           "of %d repetitions taken in alternation with OpenBLAS's sgemm (%s kernels) on the "
+           "same data. P = M Q reads M once, Q = M^T P reads it once, G = P Q^T writes it once.\n\n",
+           isa_name[isa], reps, openblas_get_corename());
+    printf("| rank | P = M Q: OpenBLAS | skinny | Q = M^T P: OpenBLAS | skinny | G = P Q^T: "
+           "OpenBLAS | skinny | all three: skinny / OpenBLAS |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
+    const int ranks[] = {4, 8, 16, 32};
+    double* t = malloc((size_t)reps * 6 * sizeof *t);
+    for (int i = 0; i < 4; i++) {
+        fprintf(stderr, "thin products: rank %d\n", ranks[i]);
+        for (int rep = 0; rep < reps + 1; rep++)
+            for (int c = 0; c < 6; c++) {
+                double ms = time_thin(md, g0, ranks[i], c / 2, c % 2 == 0, isa, &b);
+                if (rep > 0) t[c * reps + rep - 1] = ms;
+            }
+        double med[6], blas = 0.0, own = 0.0;
+        for (int c = 0; c < 6; c++) {
+            med[c] = median(t + c * reps, reps);
+            if (c % 2 == 0)
+                blas += med[c];
+            else
+                own += med[c];
+        }
+        printf("| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f |\n", ranks[i], med[0],
+               med[1], med[2], med[3], med[4], med[5], own / blas);
+    }
+    printf("\n");
+    free(t);
+    free(b.pt);
+    free(b.qt);
+    free(b.out_q);
+    free(b.g);
+}
+
 static void usage(FILE* f)
 {
     fprintf(f, "usage: bench_core [--layers N] [--dim C] [--reps N] [--threads-only]\n"
@@ -362,6 +453,7 @@ int main(int argc, char** argv)
     if (!threads_only) {
         bench_entropy(g0, md.total, reps);
         bench_powersgd(&md, g0, reps);
+        bench_thin(&md, g0, reps);
     }
     bench_threads(&md, g0, reps);
     free(g0);
