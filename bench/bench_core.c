@@ -6,14 +6,15 @@
  *   2. PowerSGD compress + decompress of a GPT-2-small-like set of matrices at ranks 4..32,
  *      against a plain memory pass over the same buffer (the bound tall-skinny products live
  *      under), plus the cost of re-orthonormalising the warm-started Q;
- *   3. the engine's three thin products (skinny.c) against OpenBLAS's sgemm on the same data;
+ *   3. the experiment of dev/skinny (hand-written thin products, not in the library) against
+ *      OpenBLAS's sgemm, the engine's products, on the same data;
  *   4. the same engine on one thread and on every CPU (engine threads and OpenBLAS threads).
  * Prints Markdown on stdout (the figures) and progress on stderr. Not run by ctest.
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "bench_layout.h"
 #include "edgc.h"
-#include "edgc_internal.h" /* the thin products, to time them against OpenBLAS */
+#include "skinny.h" /* dev/skinny: hand-written thin products, timed against OpenBLAS */
 
 #include <cblas.h>
 #include <sched.h>
@@ -237,11 +238,10 @@ static void bench_threads(const bench_model* md, const float* g0, int reps)
     const int n = cpus();
     double pass = time_stream_pass(e, g0, md->total, reps);
     printf("### The engine on 1 and %d threads (error feedback on)\n\n", n);
-    printf("Engine threads: OpenMP threads (`threads`) over the matrices, each matrix's products "
-           "(error feedback inside them) on one thread; BLAS threads: OpenBLAS's "
-           "(`openblas_set_num_threads`), which do only the Gram-Schmidt orthonormalisations (the "
-           "engine shares those out too when OpenBLAS is on one thread). For a given OpenBLAS "
-           "count the engine's count changes no bit (test_powersgd). ms per "
+    printf("Engine threads: OpenMP threads (`threads`) for the element-wise passes, and for the "
+           "matrices when OpenBLAS is on one thread; BLAS threads: OpenBLAS's "
+           "(`openblas_set_num_threads`), which then do the products of matrices taken in order. "
+           "For a given OpenBLAS count the engine's count changes no bit (test_powersgd). ms per "
            "step, the better of two medians taken in alternation; in brackets, in units of the "
            "one-thread read-modify-write pass (%.1f ms).\n\n",
            pass);
@@ -318,7 +318,7 @@ typedef struct thin_bufs {
 enum { THIN_P, THIN_Q, THIN_G };
 
 static double time_thin(const bench_model* md, const float* m_all, int r, int which, int blas,
-                        edgc__isa isa, thin_bufs* b)
+                        skinny_isa isa, thin_bufs* b)
 {
     double t0 = now_ms();
     for (size_t k = 0; k < md->n_t; k++) {
@@ -330,17 +330,17 @@ static double time_thin(const bench_model* md, const float* m_all, int r, int wh
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, rows, cols, 1.0f, b->qt, cols,
                         m, cols, 0.0f, b->pt, rows);
         else if (which == THIN_P)
-            edgc__skinny_pt(isa, m, t->rows, t->cols, b->qt, (size_t)r, b->pt);
+            skinny_pt(isa, m, t->rows, t->cols, b->qt, (size_t)r, b->pt);
         else if (which == THIN_Q && blas)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, cols, rows, 1.0f, b->pt,
                         rows, m, cols, 0.0f, b->out_q, cols);
         else if (which == THIN_Q)
-            edgc__skinny_qt(isa, m, t->rows, t->cols, b->pt, (size_t)r, b->out_q);
+            skinny_qt(isa, m, t->rows, t->cols, b->pt, (size_t)r, b->out_q);
         else if (blas)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, r, 1.0f, b->pt, rows,
                         b->qt, cols, 0.0f, b->g + t->offset, cols);
         else
-            edgc__skinny_expand(isa, b->pt, b->qt, t->rows, t->cols, (size_t)r, b->g + t->offset);
+            skinny_expand(isa, b->pt, b->qt, t->rows, t->cols, (size_t)r, b->g + t->offset);
     }
     return now_ms() - t0;
 }
@@ -360,15 +360,18 @@ static void bench_thin(const bench_model* md, const float* g0, int reps)
     memset(b.g, 0, md->total * sizeof(float)); /* first touch outside the timing */
     for (size_t i = 0; i < widest * 32; i++)
         b.qt[i] = b.pt[i] = (float)(uniform() - 0.5);
-    const edgc__isa isa = edgc__isa_best();
+    const skinny_isa isa = skinny_isa_best();
     static const char* isa_name[] = {"plain C", "AVX2", "AVX-512"};
-    printf("### The thin products: skinny.c against OpenBLAS\n\n");
-    printf("One thread, the %s build of skinny.c; ms over all matrices of the layout, the median "
-           "of %d repetitions taken in alternation with OpenBLAS's sgemm (%s kernels) on the "
-           "same data. P = M Q reads M once, Q = M^T P reads it once, G = P Q^T writes it once.\n\n",
+    printf("### An experiment: hand-written thin products (dev/skinny) against OpenBLAS\n\n");
+    printf("The engine's products go through OpenBLAS (the project's rule: matrix math through "
+           "CBLAS). dev/skinny/skinny.c writes them as loops of their own, whose bits do not "
+           "depend on the CPU (test_skinny); they are not in the library. One thread, their %s "
+           "build; ms over all matrices of the layout, the median of %d repetitions taken in "
+           "alternation with OpenBLAS's sgemm (%s kernels) on the same data. P = M Q reads M "
+           "once, Q = M^T P reads it once, G = P Q^T writes it once.\n\n",
            isa_name[isa], reps, openblas_get_corename());
     printf("| rank | P = M Q: OpenBLAS | skinny | Q = M^T P: OpenBLAS | skinny | G = P Q^T: "
-           "OpenBLAS | skinny | all three: skinny / OpenBLAS |\n");
+           "OpenBLAS | skinny | all three: dev/skinny / OpenBLAS |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     const int ranks[] = {4, 8, 16, 32};
     double* t = malloc((size_t)reps * 6 * sizeof *t);

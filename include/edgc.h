@@ -199,11 +199,11 @@ typedef struct edgc_config {
                                       default 2 */
     edgc_wam_rule wam_rule;       /* pipeline stages > 0: a budget beyond r_max; default
                                      EDGC_WAM_CAP */
-    int threads; /* OpenMP threads of the engine (its matrices are shared out over them; the
-                    Gram-Schmidt steps too while OpenBLAS runs on one thread, else OpenBLAS's
-                    threads do those), of GDS and of the non-finite check: 1..1024, or 0 for the
-                    CPUs this process may run on; no result depends on it (OpenBLAS's own thread
-                    count can change the Gram-Schmidt rounding); default 0 */
+    int threads; /* OpenMP threads of the engine (its element-wise passes; its matrices too while
+                    OpenBLAS runs on one thread, else OpenBLAS's threads do the products), of
+                    GDS and of the non-finite check: 1..1024, or 0 for the CPUs this process may
+                    run on; no result depends on it (OpenBLAS's own thread count does change the
+                    products' rounding); default 0 */
 } edgc_config;
 
 /** Every field at its documented default (docs/ALGORITHM.md, section 9). Cannot fail. */

@@ -80,27 +80,6 @@ void edgc__rng_gaussian(edgc__rng* rng, float* out, size_t n);
 void edgc__orthonormalize_rows(float* a, size_t k, size_t len, float eps);
 
 /* ---------------------------------------------------------------------------------------------
- * The engine's thin products (skinny.c). M is rows x cols, row-major; Pt is r x rows and Qt is
- * r x cols, each a stack of r contiguous rows. The result does not depend on the isa chosen.
- */
-typedef enum { EDGC__ISA_BASE = 0, EDGC__ISA_AVX2 = 1, EDGC__ISA_AVX512 = 2 } edgc__isa;
-
-/* The widest build this CPU runs. */
-edgc__isa edgc__isa_best(void);
-/* Pt = Qt M^T */
-void edgc__skinny_pt(edgc__isa isa, const float* m, size_t rows, size_t cols, const float* qt,
-                     size_t r, float* pt);
-/* With error feedback: M = G + E, stored in e, then Pt = Qt M^T; returns ||M||^2. */
-double edgc__skinny_pt_ef(edgc__isa isa, float* e, const float* g, size_t rows, size_t cols,
-                          const float* qt, size_t r, float* pt);
-/* Qt = Pt M */
-void edgc__skinny_qt(edgc__isa isa, const float* m, size_t rows, size_t cols, const float* pt,
-                     size_t r, float* qt);
-/* G = Pt^T Qt, written to g. */
-void edgc__skinny_expand(edgc__isa isa, const float* pt, const float* qt, size_t rows,
-                         size_t cols, size_t r, float* g);
-
-/* ---------------------------------------------------------------------------------------------
  * Rank rules (rank_rules.c): pure functions of the entropy history and the bounds.
  */
 typedef struct edgc__bounds {

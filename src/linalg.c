@@ -1,5 +1,5 @@
 /*
- * linalg.c - the few dense kernels PowerSGD needs beside its products (skinny.c). Gram-Schmidt
+ * linalg.c - the few dense kernels PowerSGD needs beyond plain CBLAS products. Gram-Schmidt
  * rather than LAPACK QR: for the ranks used here (<= a few dozen) it is as accurate, works on
  * contiguous rows (the layout the engine keeps P and Q in), and needs no LAPACKE.
  */

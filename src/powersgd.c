@@ -8,13 +8,11 @@
  * Qt = Q^T (r x cols), row-major. A column of P or Q is then a contiguous row, which is what
  * Gram-Schmidt walks, and truncating the rank is just using a prefix of Qt.
  *
- * Products (skinny.c): with error feedback, M = G + e is formed inside the first product, block
- * of rows by block while they are in cache; e = M - G_hat is a pass of its own, split into fixed
- * chunks whose partial norms are added in chunk order. The matrices are shared out over
- * `threads` OpenMP threads; ||M||^2 comes per matrix, added in matrix order, so no result depends
- * on the thread count.
- * Only the orthonormalisation still calls OpenBLAS; it is shared out the same way when OpenBLAS
- * runs single-threaded, else left to OpenBLAS's threads.
+ * Threads: the element-wise passes (M = G + e and e = M - G_hat, with their norms) are split over
+ * `threads` OpenMP threads in fixed chunks whose partial norms are added in chunk order; the
+ * matrices' products are shared out over the same threads when OpenBLAS runs single-threaded,
+ * else left to OpenBLAS's threads. No result depends on the engine's count (OpenBLAS's own thread
+ * count does change its products' rounding).
  *
  * Not here: deciding the rank (controller.c), non-finite checks and agreement (the reducer).
  */
@@ -40,15 +38,13 @@ struct edgc_powersgd {
     float* q;       /* flat Qt buffer, persistent: the warm start */
     float* dense;   /* the 1-D tensors packed, pl.dense_total, and one slot for a flag */
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
-    int threads;    /* OpenMP threads the matrices are shared out over, from the config */
+    int threads;    /* for the element-wise passes and the matrices, resolved from the config */
     size_t *p_at, *q_at; /* per matrix, offsets into p and q at the current rank (set_rank_to) */
-    double* norms;       /* with EF, per matrix: ||M||^2, from the first product */
     struct ef_chunk {
         size_t k, at, len; /* matrix, first element in it, elements */
     } * chunks;            /* every matrix cut into EF_CHUNK pieces, in layout order */
     size_t n_chunks;
     double* part; /* partial norm of each chunk */
-    edgc__isa isa; /* the build of the thin products this CPU runs (same bits on any) */
 };
 
 /* Elements per chunk of an element-wise pass: 128 KB of floats, small enough to share a matrix
@@ -118,7 +114,6 @@ void edgc_powersgd_free(edgc_powersgd* ps)
     free(ps->p);
     free(ps->q);
     free(ps->dense);
-    free(ps->norms);
     free(ps->part);
     free(ps->chunks);
     free(ps->p_at);
@@ -140,7 +135,6 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
     ps->orthonormalize_q = cfg->orthonormalize_q;
     ps->eps = cfg->orth_eps;
     ps->threads = edgc__threads(cfg->threads);
-    ps->isa = edgc__isa_best();
     edgc__rng_seed(&ps->rng, cfg->seed);
 
     st = EDGC_ERR_NOMEM;
@@ -155,10 +149,9 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
         n_err += n;
         n_chunks += (n + EF_CHUNK - 1) / EF_CHUNK;
     }
-    ps->norms = calloc(n_mats ? n_mats : 1, sizeof *ps->norms);
     ps->chunks = malloc((n_chunks ? n_chunks : 1) * sizeof *ps->chunks);
     ps->part = malloc((n_chunks ? n_chunks : 1) * sizeof *ps->part);
-    if (ps->norms == NULL || ps->chunks == NULL || ps->part == NULL) goto fail;
+    if (ps->chunks == NULL || ps->part == NULL) goto fail;
     for (size_t k = 0; k < n_mats; k++) {
         size_t n = ps->pl.mats[k].rows * ps->pl.mats[k].cols;
         for (size_t at = 0; at < n; at += EF_CHUNK)
@@ -228,15 +221,6 @@ edgc_status edgc_powersgd_set_rank(edgc_powersgd* ps, int rank)
     set_rank_to(ps, rank);
     if (rank > old) draw_q_rows(ps, old);
     return EDGC_OK;
-}
-
-/* ||M||^2: the matrices' norms from the first product, added in matrix order. */
-static double m2_total(const edgc_powersgd* ps)
-{
-    double total = 0.0;
-    for (size_t k = 0; k < ps->pl.n_mats; k++)
-        total += ps->norms[k];
-    return total;
 }
 
 /* e += sign * g, returning ||e||^2 afterwards. Eight independent partial sums, so the reduction
@@ -359,64 +343,51 @@ static void orth_q(edgc_powersgd* ps, size_t k, float* grad)
     edgc__orthonormalize_rows(ps->q + ps->q_at[k], mat_rank(m, ps->rank), m->cols, ps->eps);
 }
 
-/* With error feedback, M = G + e first (into e); then P = M Q, i.e. Pt (r x rows) = Qt M^T. */
+/* P = M Q, i.e. Pt (r x rows) = Qt (r x cols) . M^T. */
 static void product_p(edgc_powersgd* ps, size_t k, float* grad)
 {
     const edgc__matrix* m = &ps->pl.mats[k];
-    size_t r = mat_rank(m, ps->rank);
-    float *qt = ps->q + ps->q_at[k], *pt = ps->p + ps->p_at[k];
-    if (ps->error_feedback)
-        ps->norms[k] = edgc__skinny_pt_ef(ps->isa, ps->err + ps->err_at[k], grad + m->offset,
-                                              m->rows, m->cols, qt, r, pt);
-    else
-        edgc__skinny_pt(ps->isa, grad + m->offset, m->rows, m->cols, qt, r, pt);
+    int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, rows, cols, 1.0f, ps->q + ps->q_at[k],
+                cols, matrix_m(ps, k, grad), cols, 0.0f, ps->p + ps->p_at[k], rows);
 }
 
-/* P_hat = orthonormalised P. */
-static void orth_p(edgc_powersgd* ps, size_t k, float* grad)
-{
-    (void)grad;
-    const edgc__matrix* m = &ps->pl.mats[k];
-    edgc__orthonormalize_rows(ps->p + ps->p_at[k], mat_rank(m, ps->rank), m->rows, ps->eps);
-}
-
-/* Q = M^T P_hat, i.e. Qt (r x cols) = Pt M. */
+/* P_hat = orthonormalised P; Q = M^T P_hat, i.e. Qt (r x cols) = Pt . M. */
 static void product_q(edgc_powersgd* ps, size_t k, float* grad)
 {
     const edgc__matrix* m = &ps->pl.mats[k];
-    size_t r = mat_rank(m, ps->rank);
-    edgc__skinny_qt(ps->isa, matrix_m(ps, k, grad), m->rows, m->cols, ps->p + ps->p_at[k], r,
-                    ps->q + ps->q_at[k]);
+    int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
+    edgc__orthonormalize_rows(ps->p + ps->p_at[k], (size_t)r, m->rows, ps->eps);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, cols, rows, 1.0f, ps->p + ps->p_at[k],
+                rows, matrix_m(ps, k, grad), cols, 0.0f, ps->q + ps->q_at[k], cols);
 }
 
-/* G_hat = P_hat Q^T (rows x cols) = Pt^T Qt, written over the gradient. */
+/* G_hat = P_hat Q^T (rows x cols) = Pt^T . Qt, written over the gradient. */
 static void decompress(edgc_powersgd* ps, size_t k, float* grad)
 {
     const edgc__matrix* m = &ps->pl.mats[k];
-    edgc__skinny_expand(ps->isa, ps->p + ps->p_at[k], ps->q + ps->q_at[k], m->rows, m->cols,
-                        mat_rank(m, ps->rank), grad + m->offset);
+    int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, r, 1.0f, ps->p + ps->p_at[k],
+                rows, ps->q + ps->q_at[k], cols, 0.0f, grad + m->offset, cols);
 }
 
-/* Runs fn on every matrix. With the engine's threads the matrices are shared out dynamically
- * (each matrix's work is the same whichever thread takes it, so the bits do not change) and the
- * pending dense allreduce is polled once after; otherwise they go in order, polled between
- * matrices. Work that calls OpenBLAS (blas) is shared out only when OpenBLAS is single-threaded:
- * called from several threads at once, its pool and OpenMP's fight over the cores (1.2-2.0x
- * slower, measured), so there OpenBLAS's own threads do the work. */
-static edgc_status each_matrix(edgc_powersgd* ps, matrix_fn fn, int blas, float* grad,
-                               const edgc_comm* comm, void** req)
+/* Runs fn on every matrix. With the engine's threads and a single-threaded OpenBLAS, the
+ * matrices are shared out dynamically (each is still one BLAS call, so the bits do not change)
+ * and the pending dense allreduce is polled once after. Otherwise in order, polled between
+ * matrices: OpenBLAS's own threads do the products (called from several threads at once, its
+ * pool and OpenMP's fight over the cores: 1.2-2.0x slower, measured). */
+static edgc_status each_matrix(edgc_powersgd* ps, matrix_fn fn, float* grad, const edgc_comm* comm,
+                               void** req)
 {
     const size_t n = ps->pl.n_mats;
 #ifdef _OPENMP
-    if (ps->threads > 1 && n > 1 && (!blas || openblas_get_num_threads() == 1)) {
+    if (ps->threads > 1 && n > 1 && openblas_get_num_threads() == 1) {
         const int threads = ps->threads;
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
         for (size_t k = 0; k < n; k++)
             fn(ps, k, grad);
         return poll(comm, req);
     }
-#else
-    (void)blas;
 #endif
     for (size_t k = 0; k < n; k++) {
         fn(ps, k, grad);
@@ -440,29 +411,30 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
 
     const size_t np = flat_size(pl, ps->rank, 1), nq = flat_size(pl, ps->rank, 0);
 
+    /* M = G + e, kept in the error buffer (or G itself without error feedback); the norms ride
+     * along in passes that are memory-bound anyway. */
+    double m2 = 0.0, e2 = 0.0;
+    if (ps->error_feedback) m2 = ef_pass(ps, grad, 1.0f);
     if (!ps->q_ready) {
         draw_q_rows(ps, 0);
         ps->q_ready = 1;
     } else if (ps->orthonormalize_q) {
-        st = each_matrix(ps, orth_q, 1, grad, comm, &req);
+        st = each_matrix(ps, orth_q, grad, comm, &req);
     }
-    /* with error feedback, M = G + e is formed (in the error buffer) inside this product */
-    if (st == EDGC_OK) st = each_matrix(ps, product_p, 0, grad, comm, &req);
+    if (st == EDGC_OK) st = each_matrix(ps, product_p, grad, comm, &req);
     if (st == EDGC_OK && np > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->p, np);
-    if (st == EDGC_OK) st = each_matrix(ps, orth_p, 1, grad, comm, &req);
-    if (st == EDGC_OK) st = each_matrix(ps, product_q, 0, grad, comm, &req);
+    if (st == EDGC_OK) st = each_matrix(ps, product_q, grad, comm, &req);
     if (st == EDGC_OK && nq > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->q, nq);
     if (st == EDGC_OK) cblas_sscal((int)nq, 1.0f / (float)comm->size, ps->q, 1);
-    if (st == EDGC_OK) st = each_matrix(ps, decompress, 0, grad, comm, &req);
-    /* e = M - G_hat, a pass of its own: folded into the product it was slower (docs/ALGORITHM.md) */
-    double e2 = 0.0;
+    if (st == EDGC_OK) st = each_matrix(ps, decompress, grad, comm, &req);
+    /* e = M - G_hat */
     if (st == EDGC_OK && ps->error_feedback) e2 = ef_pass(ps, grad, -1.0f);
     if (st != EDGC_OK) {
         if (req != NULL) comm->wait(comm->ctx, req); /* never leave a request behind */
         return st;
     }
     EDGC_FORWARD(dense_finish(ps, grad, comm, req));
-    ps->m2 = ps->error_feedback ? m2_total(ps) : 0.0;
+    ps->m2 = m2;
     ps->e2 = e2;
     if (bytes != NULL) EDGC_FORWARD(edgc_powersgd_bytes_at(ps, ps->rank, bytes));
     return EDGC_OK;

@@ -1,4 +1,4 @@
-/* test_skinny.c - the engine's thin products: each equals a double-precision reference to float
+/* test_skinny.c - the experimental thin products of dev/skinny (not in libedgc): each equals a double-precision reference to float
  * rounding, the error-feedback form does the same product and forms M = G + E exactly,
  * and every build this CPU can run (AVX-512, AVX2, plain) gives the same bits, on shapes with
  * odd rows, columns off the 16-lane grid and ranks off the 4-rank blocks. */
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "edgc_internal.h"
+#include "skinny.h"
 #include "testutil.h"
 
 typedef struct shape {
@@ -29,7 +29,7 @@ static void assert_close(double got, double want, double abs_terms, size_t n)
         fail_msg("got %.9g, want %.9g (tolerance %.3g)", got, want, tol);
 }
 
-static void check_shape(const shape* s, edgc__isa isa)
+static void check_shape(const shape* s, skinny_isa isa)
 {
     size_t rows = s->rows, cols = s->cols, r = s->r;
     float* m = malloc(rows * cols * sizeof *m);
@@ -43,7 +43,7 @@ static void check_shape(const shape* s, edgc__isa isa)
     test_gaussian(&rng, m, rows * cols, 1.0);
     test_gaussian(&rng, qt, r * cols, 1.0);
 
-    edgc__skinny_pt(isa, m, rows, cols, qt, r, pt);
+    skinny_pt(isa, m, rows, cols, qt, r, pt);
     for (size_t k = 0; k < r; k++)
         for (size_t i = 0; i < rows; i++) {
             double want = 0.0, mag = 0.0;
@@ -53,7 +53,7 @@ static void check_shape(const shape* s, edgc__isa isa)
             }
             assert_close(pt[k * rows + i], want, mag, cols);
         }
-    edgc__skinny_qt(isa, m, rows, cols, pt, r, qt_out);
+    skinny_qt(isa, m, rows, cols, pt, r, qt_out);
     for (size_t k = 0; k < r; k++)
         for (size_t j = 0; j < cols; j++) {
             double want = 0.0, mag = 0.0;
@@ -63,7 +63,7 @@ static void check_shape(const shape* s, edgc__isa isa)
             }
             assert_close(qt_out[k * cols + j], want, mag, rows);
         }
-    edgc__skinny_expand(isa, pt, qt_out, rows, cols, r, g);
+    skinny_expand(isa, pt, qt_out, rows, cols, r, g);
     for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < cols; j++) {
             double want = 0.0, mag = 0.0;
@@ -76,11 +76,11 @@ static void check_shape(const shape* s, edgc__isa isa)
 
     /* the same bits from the plain build */
     float* base = ref;
-    edgc__skinny_pt(EDGC__ISA_BASE, m, rows, cols, qt, r, base);
+    skinny_pt(SKINNY_ISA_BASE, m, rows, cols, qt, r, base);
     assert_memory_equal(base, pt, r * rows * sizeof *pt);
-    edgc__skinny_qt(EDGC__ISA_BASE, m, rows, cols, pt, r, base);
+    skinny_qt(SKINNY_ISA_BASE, m, rows, cols, pt, r, base);
     assert_memory_equal(base, qt_out, r * cols * sizeof *qt_out);
-    edgc__skinny_expand(EDGC__ISA_BASE, pt, qt_out, rows, cols, r, base);
+    skinny_expand(SKINNY_ISA_BASE, pt, qt_out, rows, cols, r, base);
     assert_memory_equal(base, g, rows * cols * sizeof *g);
 
     /* error feedback: M = G + E formed inside the first product */
@@ -94,14 +94,14 @@ static void check_shape(const shape* s, edgc__isa isa)
         e[i] = m[i] - grad[i]; /* exact (Sterbenz), so G + E = M bit for bit */
         m2 += (double)m[i] * m[i];
     }
-    double got_m2 = edgc__skinny_pt_ef(isa, e, grad, rows, cols, qt, r, pt_ef);
+    double got_m2 = skinny_pt_ef(isa, e, grad, rows, cols, qt, r, pt_ef);
     assert_memory_equal(e, m, rows * cols * sizeof *e);
     assert_memory_equal(pt_ef, pt, r * rows * sizeof *pt);
     assert_true(fabs(got_m2 - m2) <= 1e-6 * m2);
     /* and the plain build's norms, to the bit */
     memcpy(e, m, rows * cols * sizeof *e);
     memset(grad, 0, rows * cols * sizeof *grad); /* M = M + 0: the same M, so the same norm */
-    assert_true(edgc__skinny_pt_ef(EDGC__ISA_BASE, e, grad, rows, cols, qt, r, pt_ef) == got_m2);
+    assert_true(skinny_pt_ef(SKINNY_ISA_BASE, e, grad, rows, cols, qt, r, pt_ef) == got_m2);
     free(e);
     free(grad);
     free(pt_ef);
@@ -116,10 +116,10 @@ static void check_shape(const shape* s, edgc__isa isa)
 static void test_every_build_matches_the_reference_and_the_plain_bits(void** state)
 {
     (void)state;
-    edgc__isa best = edgc__isa_best();
-    for (int isa = EDGC__ISA_BASE; isa <= (int)best; isa++)
+    skinny_isa best = skinny_isa_best();
+    for (int isa = SKINNY_ISA_BASE; isa <= (int)best; isa++)
         for (size_t t = 0; t < sizeof k_shapes / sizeof *k_shapes; t++)
-            check_shape(&k_shapes[t], (edgc__isa)isa);
+            check_shape(&k_shapes[t], (skinny_isa)isa);
 }
 
 /* Qt's chain runs down the rows four at a time or one at a time; both orders are the same, so
@@ -136,9 +136,9 @@ static void test_qt_rows_in_blocks_or_one_by_one_agree(void** state)
         pt4[k * 4 + 3] = 0.0f;
         memcpy(pt3 + k * 3, pt4 + k * 4, 3 * sizeof *pt3);
     }
-    for (int isa = EDGC__ISA_BASE; isa <= (int)edgc__isa_best(); isa++) {
-        edgc__skinny_qt((edgc__isa)isa, m, 4, COLS, pt4, R, a);
-        edgc__skinny_qt((edgc__isa)isa, m, 3, COLS, pt3, R, b);
+    for (int isa = SKINNY_ISA_BASE; isa <= (int)skinny_isa_best(); isa++) {
+        skinny_qt((skinny_isa)isa, m, 4, COLS, pt4, R, a);
+        skinny_qt((skinny_isa)isa, m, 3, COLS, pt3, R, b);
         for (size_t i = 0; i < R * COLS; i++) /* x + 0 * m is x (up to the sign of a zero) */
             assert_true(a[i] == b[i]);
     }

@@ -1,5 +1,6 @@
 /*
- * skinny.c - the engine's three products with a thin factor (rank r of a few dozen at most):
+ * skinny.c - an experiment, not part of libedgc (the project's matrix math goes through CBLAS):
+ * PowerSGD's three products with a thin factor (rank r of a few dozen at most), as loops:
  *   Pt = Qt M^T (r x rows),  Qt = Pt M (r x cols),  G = Pt^T Qt (rows x cols),
  * with M row-major (rows x cols) and the thin factors stored as r contiguous rows.
  *
@@ -13,7 +14,7 @@
  * AVX-512, AVX2 and plain builds of each loop give the same floats, and so do ranks of one job
  * on different machines. The plain build's fmaf is slow where the CPU has no FMA (before 2013).
  */
-#include "edgc_internal.h"
+#include "skinny.h"
 
 #include <math.h>
 #include <string.h>
@@ -284,46 +285,46 @@ SKINNY_BUILDS(avx2, __attribute__((target("avx2,fma"))))
 #endif
 SKINNY_BUILDS(base, )
 
-edgc__isa edgc__isa_best(void)
+skinny_isa skinny_isa_best(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("fma"))
-        return EDGC__ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return EDGC__ISA_AVX2;
+        return SKINNY_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SKINNY_ISA_AVX2;
 #endif
-    return EDGC__ISA_BASE;
+    return SKINNY_ISA_BASE;
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define DISPATCH(isa, fn, ...)                                                                     \
-    ((isa) == EDGC__ISA_AVX512 ? fn##_avx512(__VA_ARGS__)                                          \
-     : (isa) == EDGC__ISA_AVX2 ? fn##_avx2(__VA_ARGS__)                                            \
+    ((isa) == SKINNY_ISA_AVX512 ? fn##_avx512(__VA_ARGS__)                                          \
+     : (isa) == SKINNY_ISA_AVX2 ? fn##_avx2(__VA_ARGS__)                                            \
                                : fn##_base(__VA_ARGS__))
 #else
 #define DISPATCH(isa, fn, ...) fn##_base(__VA_ARGS__)
 #endif
 
-void edgc__skinny_pt(edgc__isa isa, const float* m, size_t rows, size_t cols, const float* qt,
+void skinny_pt(skinny_isa isa, const float* m, size_t rows, size_t cols, const float* qt,
                      size_t r, float* pt)
 {
     DISPATCH(isa, pt, m, rows, cols, qt, r, pt);
 }
 
-double edgc__skinny_pt_ef(edgc__isa isa, float* e, const float* g, size_t rows, size_t cols,
+double skinny_pt_ef(skinny_isa isa, float* e, const float* g, size_t rows, size_t cols,
                           const float* qt, size_t r, float* pt)
 {
     return DISPATCH(isa, pt_ef, e, g, rows, cols, qt, r, pt);
 }
 
-void edgc__skinny_qt(edgc__isa isa, const float* m, size_t rows, size_t cols, const float* pt,
+void skinny_qt(skinny_isa isa, const float* m, size_t rows, size_t cols, const float* pt,
                      size_t r, float* qt)
 {
     DISPATCH(isa, qt, m, rows, cols, pt, r, qt);
 }
 
-void edgc__skinny_expand(edgc__isa isa, const float* pt, const float* qt, size_t rows,
+void skinny_expand(skinny_isa isa, const float* pt, const float* qt, size_t rows,
                          size_t cols, size_t r, float* g)
 {
     DISPATCH(isa, expand, pt, qt, rows, cols, r, g);
