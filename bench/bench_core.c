@@ -332,8 +332,8 @@ static double time_thin(const bench_model* md, const float* m_all, int r, int wh
         else if (which == THIN_P)
             skinny_pt(isa, m, t->rows, t->cols, b->qt, (size_t)r, b->pt);
         else if (which == THIN_Q && blas)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, cols, rows, 1.0f, b->pt,
-                        rows, m, cols, 0.0f, b->out_q, cols);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, cols, rows, 1.0f, b->pt, rows,
+                        m, cols, 0.0f, b->out_q, cols);
         else if (which == THIN_Q)
             skinny_qt(isa, m, t->rows, t->cols, b->pt, (size_t)r, b->out_q);
         else if (blas)

@@ -19,10 +19,10 @@
 #include <math.h>
 #include <string.h>
 
-#define LANES 16
-#define RANK_BLOCK 4 /* dot products held at once per row (4 rows: 16 lane vectors) */
-#define ROW_BLOCK 4  /* rows of M read together by every loop */
-#define WIDE (4 * LANES) /* columns the Qt and G loops keep in registers */
+#define LANES      16
+#define RANK_BLOCK 4           /* dot products held at once per row (4 rows: 16 lane vectors) */
+#define ROW_BLOCK  4           /* rows of M read together by every loop */
+#define WIDE       (4 * LANES) /* columns the Qt and G loops keep in registers */
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -80,10 +80,18 @@ ALWAYS_INLINE void pt_rows(const float* m0, size_t n_rows, size_t rows, size_t i
             q[k] = qt + (k0 + k) * cols;
         /* constant block sizes, so each is unrolled and kept in registers */
         switch (nk) {
-        case 4: dots4(m, q, 4, cols, o); break;
-        case 3: dots4(m, q, 3, cols, o); break;
-        case 2: dots4(m, q, 2, cols, o); break;
-        default: dots4(m, q, 1, cols, o); break;
+        case 4:
+            dots4(m, q, 4, cols, o);
+            break;
+        case 3:
+            dots4(m, q, 3, cols, o);
+            break;
+        case 2:
+            dots4(m, q, 2, cols, o);
+            break;
+        default:
+            dots4(m, q, 1, cols, o);
+            break;
         }
         for (size_t k = 0; k < nk; k++)
             for (size_t t = 0; t < n_rows; t++)
@@ -95,14 +103,15 @@ ALWAYS_INLINE void pt_body(const float* m, size_t rows, size_t cols, const float
                            float* pt)
 {
     for (size_t i = 0; i < rows; i += ROW_BLOCK)
-        pt_rows(m + i * cols, rows - i < ROW_BLOCK ? rows - i : ROW_BLOCK, rows, i, cols, qt, r, pt);
+        pt_rows(m + i * cols, rows - i < ROW_BLOCK ? rows - i : ROW_BLOCK, rows, i, cols, qt, r,
+                pt);
 }
 
 /* Error feedback folded into the first product: each block of 4 rows becomes M = G + E (stored
  * in E) while it is in cache, then takes its dot products from there. Returns ||M||^2: per row, 16
  * lanes of squares in a fixed tree, the rows added in order. */
-ALWAYS_INLINE double pt_ef_body(float* e, const float* g, size_t rows, size_t cols,
-                                const float* qt, size_t r, float* pt)
+ALWAYS_INLINE double pt_ef_body(float* e, const float* g, size_t rows, size_t cols, const float* qt,
+                                size_t r, float* pt)
 {
     double total = 0.0;
     for (size_t i = 0; i < rows; i += ROW_BLOCK) {
@@ -141,7 +150,8 @@ ALWAYS_INLINE void qt_cols(const float* m, size_t rows, size_t cols, const float
         if (n_rows == ROW_BLOCK && nj == WIDE) {
             float p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3];
             for (int l = 0; l < WIDE; l++)
-                q[l] = fmaf(p3, mv[3][l], fmaf(p2, mv[2][l], fmaf(p1, mv[1][l], fmaf(p0, mv[0][l], q[l]))));
+                q[l] = fmaf(p3, mv[3][l],
+                            fmaf(p2, mv[2][l], fmaf(p1, mv[1][l], fmaf(p0, mv[0][l], q[l]))));
         } else {
             for (size_t l = 0; l < nj; l++) {
                 float v = q[l];
@@ -197,8 +207,8 @@ ALWAYS_INLINE void qt_body(const float* m, size_t rows, size_t cols, const float
 
 /* G[i][j] = sum over k, in rank order, of Pt[k][i] Qt[k][j]. Blocks of 4 rows x 64 columns:
  * 16 vectors of sums, each pass over k reading 4 vectors of Qt. */
-ALWAYS_INLINE void expand_body(const float* pt, const float* qt, size_t rows, size_t cols,
-                               size_t r, float* g)
+ALWAYS_INLINE void expand_body(const float* pt, const float* qt, size_t rows, size_t cols, size_t r,
+                               float* g)
 {
     size_t i = 0;
     for (; i + ROW_BLOCK <= rows; i += ROW_BLOCK) {
@@ -253,22 +263,22 @@ ALWAYS_INLINE void expand_body(const float* pt, const float* qt, size_t rows, si
 }
 /* Each loop built three ways; the bodies are inlined into each. */
 #define SKINNY_BUILDS(isa, attr)                                                                   \
-    attr static void pt_##isa(const float* m, size_t rows, size_t cols, const float* qt,          \
-                              size_t r, float* pt)                                                 \
+    attr static void pt_##isa(const float* m, size_t rows, size_t cols, const float* qt, size_t r, \
+                              float* pt)                                                           \
     {                                                                                              \
         pt_body(m, rows, cols, qt, r, pt);                                                         \
     }                                                                                              \
-    attr static double pt_ef_##isa(float* e, const float* g, size_t rows, size_t cols,            \
+    attr static double pt_ef_##isa(float* e, const float* g, size_t rows, size_t cols,             \
                                    const float* qt, size_t r, float* pt)                           \
     {                                                                                              \
         return pt_ef_body(e, g, rows, cols, qt, r, pt);                                            \
     }                                                                                              \
-    attr static void qt_##isa(const float* m, size_t rows, size_t cols, const float* pt,          \
-                              size_t r, float* qt)                                                 \
+    attr static void qt_##isa(const float* m, size_t rows, size_t cols, const float* pt, size_t r, \
+                              float* qt)                                                           \
     {                                                                                              \
         qt_body(m, rows, cols, pt, r, qt);                                                         \
     }                                                                                              \
-    attr static void expand_##isa(const float* pt, const float* qt, size_t rows, size_t cols,     \
+    attr static void expand_##isa(const float* pt, const float* qt, size_t rows, size_t cols,      \
                                   size_t r, float* g)                                              \
     {                                                                                              \
         expand_body(pt, qt, rows, cols, r, g);                                                     \
@@ -299,33 +309,33 @@ skinny_isa skinny_isa_best(void)
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define DISPATCH(isa, fn, ...)                                                                     \
-    ((isa) == SKINNY_ISA_AVX512 ? fn##_avx512(__VA_ARGS__)                                          \
-     : (isa) == SKINNY_ISA_AVX2 ? fn##_avx2(__VA_ARGS__)                                            \
-                               : fn##_base(__VA_ARGS__))
+    ((isa) == SKINNY_ISA_AVX512 ? fn##_avx512(__VA_ARGS__)                                         \
+     : (isa) == SKINNY_ISA_AVX2 ? fn##_avx2(__VA_ARGS__)                                           \
+                                : fn##_base(__VA_ARGS__))
 #else
 #define DISPATCH(isa, fn, ...) fn##_base(__VA_ARGS__)
 #endif
 
-void skinny_pt(skinny_isa isa, const float* m, size_t rows, size_t cols, const float* qt,
-                     size_t r, float* pt)
+void skinny_pt(skinny_isa isa, const float* m, size_t rows, size_t cols, const float* qt, size_t r,
+               float* pt)
 {
     DISPATCH(isa, pt, m, rows, cols, qt, r, pt);
 }
 
 double skinny_pt_ef(skinny_isa isa, float* e, const float* g, size_t rows, size_t cols,
-                          const float* qt, size_t r, float* pt)
+                    const float* qt, size_t r, float* pt)
 {
     return DISPATCH(isa, pt_ef, e, g, rows, cols, qt, r, pt);
 }
 
-void skinny_qt(skinny_isa isa, const float* m, size_t rows, size_t cols, const float* pt,
-                     size_t r, float* qt)
+void skinny_qt(skinny_isa isa, const float* m, size_t rows, size_t cols, const float* pt, size_t r,
+               float* qt)
 {
     DISPATCH(isa, qt, m, rows, cols, pt, r, qt);
 }
 
-void skinny_expand(skinny_isa isa, const float* pt, const float* qt, size_t rows,
-                         size_t cols, size_t r, float* g)
+void skinny_expand(skinny_isa isa, const float* pt, const float* qt, size_t rows, size_t cols,
+                   size_t r, float* g)
 {
     DISPATCH(isa, expand, pt, qt, rows, cols, r, g);
 }

@@ -17,16 +17,15 @@ typedef struct shape {
 } shape;
 
 static const shape k_shapes[] = {
-    {2, 2, 1}, {3, 17, 2}, {5, 16, 3}, {37, 29, 5}, {64, 48, 4}, {33, 100, 7}, {9, 250, 9},
-    {130, 31, 12}, {17, 64, 16}, {48, 301, 32},
+    {2, 2, 1},    {3, 17, 2},  {5, 16, 3},    {37, 29, 5},  {64, 48, 4},
+    {33, 100, 7}, {9, 250, 9}, {130, 31, 12}, {17, 64, 16}, {48, 301, 32},
 };
 
 /* |got - want| within a few float roundings of the sum of |terms| */
 static void assert_close(double got, double want, double abs_terms, size_t n)
 {
     double tol = 4.0 * (double)n * 6e-8 * abs_terms + 1e-30;
-    if (fabs(got - want) > tol)
-        fail_msg("got %.9g, want %.9g (tolerance %.3g)", got, want, tol);
+    if (fabs(got - want) > tol) fail_msg("got %.9g, want %.9g (tolerance %.3g)", got, want, tol);
 }
 
 static void check_shape(const shape* s, skinny_isa isa)
