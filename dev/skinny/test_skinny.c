@@ -21,11 +21,30 @@ static const shape k_shapes[] = {
     {33, 100, 7}, {9, 250, 9}, {130, 31, 12}, {17, 64, 16}, {48, 301, 32},
 };
 
-/* |got - want| within a few float roundings of the sum of |terms| */
-static void assert_close(double got, double want, double abs_terms, size_t n)
+/* A strided view of a matrix: element (i, t) is at[i * si + t * st]. */
+typedef struct view {
+    const float* at;
+    size_t si, st;
+} view;
+
+/* got (n_i x n_j, element (i, j) at got[i * gi + j]) against the double-precision product
+ * sum over t < n_t of a(i, t) b(j, t), each within a few float roundings of the sum of |terms|. */
+static void assert_product(const float* got, size_t gi, size_t n_i, size_t n_j, size_t n_t, view a,
+                           view b)
 {
-    double tol = 4.0 * (double)n * 6e-8 * abs_terms + 1e-30;
-    if (fabs(got - want) > tol) fail_msg("got %.9g, want %.9g (tolerance %.3g)", got, want, tol);
+    for (size_t i = 0; i < n_i; i++)
+        for (size_t j = 0; j < n_j; j++) {
+            double want = 0.0, mag = 0.0;
+            for (size_t t = 0; t < n_t; t++) {
+                double term = (double)a.at[i * a.si + t * a.st] * b.at[j * b.si + t * b.st];
+                want += term;
+                mag += fabs(term);
+            }
+            double tol = 4.0 * (double)n_t * 6e-8 * mag + 1e-30;
+            if (fabs(got[i * gi + j] - want) > tol)
+                fail_msg("(%zu, %zu): got %.9g, want %.9g (tolerance %.3g)", i, j,
+                         (double)got[i * gi + j], want, tol);
+        }
 }
 
 static void check_shape(const shape* s, skinny_isa isa)
@@ -42,36 +61,15 @@ static void check_shape(const shape* s, skinny_isa isa)
     test_gaussian(&rng, m, rows * cols, 1.0);
     test_gaussian(&rng, qt, r * cols, 1.0);
 
+    /* Pt[k][i] = sum_j Qt[k][j] M[i][j] */
     skinny_pt(isa, m, rows, cols, qt, r, pt);
-    for (size_t k = 0; k < r; k++)
-        for (size_t i = 0; i < rows; i++) {
-            double want = 0.0, mag = 0.0;
-            for (size_t j = 0; j < cols; j++) {
-                want += (double)qt[k * cols + j] * m[i * cols + j];
-                mag += fabs((double)qt[k * cols + j] * m[i * cols + j]);
-            }
-            assert_close(pt[k * rows + i], want, mag, cols);
-        }
+    assert_product(pt, rows, r, rows, cols, (view){qt, cols, 1}, (view){m, cols, 1});
+    /* Qt[k][j] = sum_i Pt[k][i] M[i][j] */
     skinny_qt(isa, m, rows, cols, pt, r, qt_out);
-    for (size_t k = 0; k < r; k++)
-        for (size_t j = 0; j < cols; j++) {
-            double want = 0.0, mag = 0.0;
-            for (size_t i = 0; i < rows; i++) {
-                want += (double)pt[k * rows + i] * m[i * cols + j];
-                mag += fabs((double)pt[k * rows + i] * m[i * cols + j]);
-            }
-            assert_close(qt_out[k * cols + j], want, mag, rows);
-        }
+    assert_product(qt_out, cols, r, cols, rows, (view){pt, rows, 1}, (view){m, 1, cols});
+    /* G[i][j] = sum_k Pt[k][i] Qt[k][j] */
     skinny_expand(isa, pt, qt_out, rows, cols, r, g);
-    for (size_t i = 0; i < rows; i++)
-        for (size_t j = 0; j < cols; j++) {
-            double want = 0.0, mag = 0.0;
-            for (size_t k = 0; k < r; k++) {
-                want += (double)pt[k * rows + i] * qt_out[k * cols + j];
-                mag += fabs((double)pt[k * rows + i] * qt_out[k * cols + j]);
-            }
-            assert_close(g[i * cols + j], want, mag, r);
-        }
+    assert_product(g, cols, rows, cols, r, (view){pt, 1, rows}, (view){qt_out, 1, cols});
 
     /* the same bits from the plain build */
     float* base = ref;
