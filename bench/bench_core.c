@@ -354,11 +354,13 @@ static void bench_thin(const bench_model* md, const float* g0, int reps)
         widest = md->t[k].rows > widest ? md->t[k].rows : widest;
         widest = md->t[k].cols > widest ? md->t[k].cols : widest;
     }
-    thin_bufs b = {malloc(widest * 32 * sizeof(float)), malloc(widest * 32 * sizeof(float)),
-                   malloc(widest * 32 * sizeof(float)), malloc(md->total * sizeof(float))};
+    const int ranks[] = {4, 8, 16, 32}; /* ascending: the last sizes the buffers */
+    const size_t thin = widest * (size_t)ranks[3];
+    thin_bufs b = {malloc(thin * sizeof(float)), malloc(thin * sizeof(float)),
+                   malloc(thin * sizeof(float)), malloc(md->total * sizeof(float))};
     if (b.pt == NULL || b.qt == NULL || b.out_q == NULL || b.g == NULL) die("thin", EDGC_ERR_NOMEM);
     memset(b.g, 0, md->total * sizeof(float)); /* first touch outside the timing */
-    for (size_t i = 0; i < widest * 32; i++)
+    for (size_t i = 0; i < thin; i++)
         b.qt[i] = b.pt[i] = (float)(uniform() - 0.5);
     const skinny_isa isa = skinny_isa_best();
     static const char* isa_name[] = {"plain C", "AVX2", "AVX-512"};
@@ -373,7 +375,6 @@ static void bench_thin(const bench_model* md, const float* g0, int reps)
     printf("| rank | P = M Q: OpenBLAS | skinny | Q = M^T P: OpenBLAS | skinny | G = P Q^T: "
            "OpenBLAS | skinny | all three: dev/skinny / OpenBLAS |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
-    const int ranks[] = {4, 8, 16, 32};
     double* t = malloc((size_t)reps * 6 * sizeof *t);
     for (int i = 0; i < 4; i++) {
         fprintf(stderr, "thin products: rank %d\n", ranks[i]);
