@@ -2,13 +2,14 @@
 """edgc's DDP hook against torch's powerSGD_hook, side by side in one run: the same small GPT
 (examples/torch_ddp.py's TinyGPT) on CPU, 2 processes over gloo, the same data and seed.
 
-    /usr/bin/python3 bench/bench_torch_hook.py [--steps 150] [--ranks 4 8 16]
+    /usr/bin/python3 bench/bench_torch_hook.py [--steps 150] [--ranks 4 8 16] [--rounds 3]
 
 "torch engine" rows run the path GPU buckets take (engine="torch": libedgc's split reducer with
-the arithmetic in torch ops), here on the CPU. Per row: hook time per step (the hook's call until its future completes, summed over buckets,
-median over the compressed steps), bytes per step put into torch.distributed collectives by the
-hook (counted by wrapping all_reduce and broadcast, so edgc's small agreement messages count too),
-and the training loss averaged over the last 20 steps. Prints a Markdown table.
+the arithmetic in torch ops), here on the CPU. Per row: hook time per step (the hook's call
+until its future completes, summed over buckets, median over the compressed steps, then over
+the rounds), bytes per step put into torch.distributed collectives by the hook (counted by
+wrapping all_reduce and broadcast, so edgc's small agreement messages count too), and the
+training loss averaged over the last 20 steps. Prints a Markdown table.
 """
 
 import argparse
@@ -116,18 +117,29 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16])
+    p.add_argument("--rounds", type=int, default=3,
+                   help="times every row is run, the rows in turn each round; the median is shown")
     a = p.parse_args()
-    rows = []
+    plan = []  # (name, kind, rank for the comparison, run's rank argument, options)
     for r in a.ranks:
         for kind, name in (("torch", "torch powerSGD_hook"), ("powersgd", "edgc powersgd"),
                            ("powersgd/torch", "edgc powersgd, torch engine")):
-            rows.append((f"{name} rank {r}", kind, r) + run(kind, r, a.steps))
-    rows.append(("edgc edgc (defaults)", "edgc", 0) + run("edgc", 1, a.steps))
+            plan.append((f"{name} rank {r}", kind, r, r, {}))
+    plan.append(("edgc edgc (defaults)", "edgc", 0, 1, {}))
     # on this fast link profiling keeps the defaults (nearly) dense; with the ceiling set, the
     # dynamic rank against torch's static rank 8 in bytes and loss
-    rows.append(("edgc edgc (r_max 8)", "edgc", 0) + run("edgc", 1, a.steps, r_max=8))
+    plan.append(("edgc edgc (r_max 8)", "edgc", 0, 1, {"r_max": 8}))
+    # every row once per round, so drift on this shared machine reaches all rows alike; bytes
+    # and loss are the same in every round (same seeds), the hook time is the rounds' median
+    results = [[] for _ in plan]
+    for _ in range(a.rounds):
+        for i, (_, kind, _, arg, options) in enumerate(plan):
+            results[i].append(run(kind, arg, a.steps, **options))
+    rows = [(name, kind, r, statistics.median(x[0] for x in res), res[0][1], res[0][2])
+            for (name, kind, r, _, _), res in zip(plan, results)]
     torch_ms = {r: ms for _, kind, r, ms, _, _ in rows if kind == "torch"}
-    print(f"{a.steps} steps, TinyGPT (L2 C128), batch 8 x 64, 2 processes, gloo, 1 thread each\n")
+    print(f"{a.steps} steps, TinyGPT (L2 C128), batch 8 x 64, 2 processes, gloo, 1 thread each; "
+          f"hook times: median of {a.rounds} rounds, the rows in turn\n")
     print("| hook | ms per step in the hook | vs torch same rank | KB per step | "
           "loss, last 20 steps |")
     print("|---|---|---|---|---|")

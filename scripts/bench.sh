@@ -38,7 +38,7 @@ section() { # name, command...
         elif [ "$1" = pipeline_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 12 min)"
         elif [ "$1" = torch_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 2 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 5 min)"
         elif [ "$1" = reliability_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build reliability\` (about 20 min; the fuzz part needs clang)"
         elif [ "$1" = train_table ]; then
