@@ -277,8 +277,8 @@ static void bench_threads(const bench_model* md, const float* g0, int reps)
 
 /* The reducer in powersgd mode with its non-finite check on and off (one worker, in-process
  * communicator), alternated step by step; median ms of each into *on and *off. */
-static void time_reducer_check(const bench_model* md, const float* g0, float* g, int rank,
-                               int reps, double* on, double* off)
+static void time_reducer_check(const bench_model* md, const float* g0, float* g, int rank, int reps,
+                               double* on, double* off)
 {
     edgc_layout layout = {md->t, md->n_t, md->total};
     edgc_inproc* grp;

@@ -113,6 +113,16 @@ static void test_dense_is_exact_average(void)
     edgc_reducer_free(r);
 }
 
+/* Steps a and b on the same gradient of this worker at `step`, into ga and gb. */
+static void step_pair(edgc_reducer* a, edgc_reducer* b, int step, float* ga, float* gb,
+                      edgc_step_stats* sa, edgc_step_stats* sb)
+{
+    gradient(g_rank, step, ga);
+    memcpy(gb, ga, TOTAL * sizeof *ga);
+    CHECK_ST(edgc_reducer_step(a, ga, sa), EDGC_OK);
+    CHECK_ST(edgc_reducer_step(b, gb, sb), EDGC_OK);
+}
+
 static void test_full_rank_powersgd_equals_dense(void)
 {
     edgc_config cd = config(EDGC_MODE_DENSE), cp = config(EDGC_MODE_POWERSGD);
@@ -121,10 +131,7 @@ static void test_full_rank_powersgd_equals_dense(void)
     edgc_reducer* rp = make(&cp);
     for (int step = 0; step < 3; step++) {
         float gd[TOTAL], gp[TOTAL];
-        gradient(g_rank, step, gd);
-        memcpy(gp, gd, sizeof gd);
-        CHECK_ST(edgc_reducer_step(rd, gd, NULL), EDGC_OK);
-        CHECK_ST(edgc_reducer_step(rp, gp, NULL), EDGC_OK);
+        step_pair(rd, rp, step, gd, gp, NULL, NULL);
         double d = 0, n = 0;
         for (int i = 0; i < TOTAL; i++) {
             d += (gp[i] - gd[i]) * (double)(gp[i] - gd[i]);
@@ -354,11 +361,8 @@ static void test_checked_step_same_bits(void)
     edgc_reducer* b = make(&plain);
     for (int step = 0; step < 8; step++) {
         float ga[TOTAL], gb[TOTAL];
-        gradient(g_rank, step, ga);
-        memcpy(gb, ga, sizeof ga);
         edgc_step_stats sa = {0}, sb = {0};
-        CHECK_ST(edgc_reducer_step(a, ga, &sa), EDGC_OK);
-        CHECK_ST(edgc_reducer_step(b, gb, &sb), EDGC_OK);
+        step_pair(a, b, step, ga, gb, &sa, &sb);
         CHECK(memcmp(ga, gb, sizeof ga) == 0);
         CHECK(memcmp(&sa.compression_error, &sb.compression_error, sizeof(double)) == 0);
         CHECK(sa.bytes_sent == sb.bytes_sent);
