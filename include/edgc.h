@@ -202,7 +202,8 @@ typedef struct edgc_config {
     int threads; /* OpenMP threads of the engine (its element-wise passes; its matrices too while
                     OpenBLAS runs on one thread, else OpenBLAS's threads do the products), of
                     GDS and of the non-finite check: 1..1024, or 0 for the CPUs this process may
-                    run on; no result depends on it (OpenBLAS's own thread count does change the
+                    run on (edgc_reducer_create_mpi: shared with the ranks of its node that may
+                    run on them too, edgc_mpi_threads); no result depends on it (OpenBLAS's own thread count does change the
                     products' rounding); default 0 */
 } edgc_config;
 
@@ -427,9 +428,9 @@ EDGC_API edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layo
 /** One synchronisation step over grad (layout->total floats), in place. stats may be NULL.
  *  @return EDGC_OK; EDGC_ERR_NONFINITE on every worker if any worker's gradient holds a NaN or
  *  Inf: nothing in the reducer was changed (error memory, Q, RNG, step counter), skip the step and
- *  go on. The gradient of a worker that held the NaN or Inf is untouched; in powersgd mode with
- *  error feedback the others' gradients hold G + e in their matrices (the flag rides in P's
- *  allreduce, after M = G + e is built there; every other mode leaves them untouched);
+ *  go on. The gradient is untouched too, except in powersgd mode with error feedback: there the
+ *  flag rides in P's allreduce, after M = G + e is built in the gradient, so every worker's
+ *  matrices then hold G + e (a NaN or Inf stays where it was);
  *  EDGC_ERR_NOMEM on every worker if one could not grow its buffers for a higher rank (nothing
  *  changed either); EDGC_ERR_INVALID_ARG; EDGC_ERR_COMM. */
 EDGC_API edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats);

@@ -30,10 +30,18 @@ EDGC_API edgc_status edgc_comm_mpi_get(edgc_comm_mpi* m, edgc_comm* out);
 /** Frees the duplicate communicator. Call before MPI_Finalize. NULL is a no-op. */
 EDGC_API void edgc_comm_mpi_free(edgc_comm_mpi* m);
 
-/** edgc_comm_mpi_create + edgc_reducer_create; the reducer owns the communicator.
- *  Collective over comm. @return as edgc_reducer_create. */
+/** edgc_comm_mpi_create + edgc_reducer_create; the reducer owns the communicator. A cfg->threads
+ *  of 0 is resolved with edgc_mpi_threads. Collective over comm. @return as edgc_reducer_create. */
 EDGC_API edgc_status edgc_reducer_create_mpi(MPI_Comm comm, const edgc_config* cfg,
                                              const edgc_layout* layout, edgc_reducer** out);
+
+/** The threads this rank should use when edgc_config.threads is 0: the CPUs of its affinity
+ *  mask, divided among the ranks of comm on this node whose masks overlap it (at least 1). Ranks
+ *  bound to cores of their own keep all of theirs; unbound ranks on one node share. The trainer
+ *  uses it for OpenBLAS and OpenMP too. Collective over comm.
+ *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (NULL, or MPI not initialised), EDGC_ERR_NOMEM,
+ *  EDGC_ERR_COMM; *threads is 1 on failure. */
+EDGC_API edgc_status edgc_mpi_threads(MPI_Comm comm, int* threads);
 
 #ifdef __cplusplus
 }

@@ -149,6 +149,14 @@ edgc_status edgc_reducer_create_mpi(MPI_Comm comm, const edgc_config* cfg,
     EDGC_FORWARD(edgc_comm_mpi_create(comm, &m));
     edgc_comm c;
     edgc_comm_mpi_get(m, &c);
+    edgc_config resolved;
+    if (cfg != NULL && cfg->threads == 0) {
+        /* on failure it leaves 1, and creation goes on: every rank must reach the collective in
+         * edgc_reducer_create. Threads are not in the agreed hash, so ranks may differ. */
+        resolved = *cfg;
+        edgc_mpi_threads(m->comm, &resolved.threads);
+        cfg = &resolved;
+    }
     edgc_status st = edgc_reducer_create(cfg, layout, &c, out);
     if (st != EDGC_OK) {
         edgc_comm_mpi_free(m);

@@ -164,11 +164,17 @@ edgc_status edgc__powersgd_factors(const edgc_powersgd* ps, size_t k, const floa
                                    const float** qt, size_t* r);
 /* Grows P and Q to hold `rank` without changing any state (realloc keeps Q's content). */
 edgc_status edgc__powersgd_reserve(edgc_powersgd* ps, int rank);
+/* nonfinite.c: 1 if any of x[0..n) is NaN or Inf, scanned in chunks on `threads` threads (an
+ * exact answer whatever their number). */
+int edgc__any_nonfinite(const float* x, size_t n, int threads);
 /* edgc_powersgd_step that agrees on a non-finite gradient inside P's allreduce, which carries
- * the 1-D tensors too (two collectives a step): bad_here says this worker's gradient has one;
- * *bad_any = 1 when any worker's has, and then the engine's state (error memory, Q, RNG) is
- * unchanged. The gradient is too, except that with error feedback a worker whose gradient was
- * finite holds G + e in its matrices by then. */
+ * the 1-D tensors too (two collectives a step): bad_here says whether this worker's gradient has
+ * one (nonzero: yes), or, negative and with error feedback only, asks the engine to find out
+ * while it builds M = G + e (no separate read of the gradient). *bad_any = 0 when no worker's
+ * has one, 2 when this worker's has, 1 when only others' have; then the engine's state (error
+ * memory, Q, RNG) is unchanged. So is the gradient,
+ * except that with error feedback every worker that built M holds G + e in its matrices by then
+ * (a NaN or Inf stays where it was). */
 edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
                                         int bad_here, int* bad_any, edgc_step_bytes* bytes);
 /* The error-feedback memory, matrices back to back in layout order (NULL without EF). */

@@ -468,18 +468,20 @@ static edgc_status compress_p(edgc_powersgd* ps, float* grad, const edgc_comm* c
     return st;
 }
 
-/* One step. bad_here >= 0 makes it a checked step (edgc__powersgd_step_checked): the non-finite
- * flag and the 1-D tensors ride in P's allreduce, two collectives a step instead of three. The
- * flag then arrives after P is computed, so nothing the step must leave unchanged may have moved
- * by then: M is built in the gradient buffer rather than over the error memory (the last pass
- * swaps G_hat and e into place; same bits as the other layout), and Q and the RNG are kept to be
- * put back. A worker that raised the flag computes nothing. */
-static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, int bad_here,
-                        int* bad_any, edgc_step_bytes* bytes)
+/* One step. checked makes it a checked step (edgc__powersgd_step_checked): the non-finite flag
+ * and the 1-D tensors ride in P's allreduce, two collectives a step instead of three. The flag
+ * then arrives after P is computed, so nothing the step must leave unchanged may have moved by
+ * then: M is built in the gradient buffer rather than over the error memory (the last pass swaps
+ * G_hat and e into place; same bits as the other layout), and Q and the RNG are kept to be put
+ * back. bad_here: 1, this worker's gradient is not finite and it computes nothing; 0, it is;
+ * -1 (error feedback only), not known yet: the pass that builds M answers it for free, since
+ * ||M||^2 is finite exactly when every M is (or, rarely, it overflowed: then a scan decides). */
+static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, int checked,
+                        int bad_here, int* bad_any, edgc_step_bytes* bytes)
 {
     EDGC_RETURN_IF(ps == NULL || grad == NULL || !comm_ok(comm), EDGC_ERR_INVALID_ARG);
+    EDGC_RETURN_IF(checked && bad_here < 0 && !ps->error_feedback, EDGC_ERR_INVALID_ARG);
     const edgc__plan_layout* pl = &ps->pl;
-    const int checked = bad_here >= 0;
     const size_t np = flat_size(pl, ps->rank, 1), nq = flat_size(pl, ps->rank, 0);
     ps->m_in_grad = !ps->error_feedback || checked;
     void* req = NULL;
@@ -491,15 +493,18 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
         const edgc__rng rng = ps->rng;
         const int q_ready = ps->q_ready;
         if (q_ready) memcpy(ps->q_kept, ps->q, nq * sizeof(float));
-        if (bad_here) {
+        if (bad_here > 0) {
             memset(ps->p, 0, (n - 1) * sizeof(float));
         } else {
             EDGC_FORWARD(compress_p(ps, grad, comm, &req, &m2));
             dense_pack(ps, grad, ps->p + np);
+            if (bad_here < 0)
+                bad_here = (!isfinite(m2) && edgc__any_nonfinite(grad, pl->total, ps->threads)) ||
+                           edgc__any_nonfinite(ps->p + np, pl->dense_total, 1);
         }
         ps->p[n - 1] = bad_here ? 1.0f : 0.0f;
         st = comm->allreduce_sum_f32(comm->ctx, ps->p, n);
-        *bad_any = st == EDGC_OK && ps->p[n - 1] != 0.0f;
+        *bad_any = st != EDGC_OK || ps->p[n - 1] == 0.0f ? 0 : bad_here ? 2 : 1;
         if (st != EDGC_OK || *bad_any) {
             ps->rng = rng; /* nothing the step must keep has changed (see above) */
             ps->q_ready = q_ready;
@@ -535,14 +540,14 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
 edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
                                edgc_step_bytes* bytes)
 {
-    return step(ps, grad, comm, -1, NULL, bytes);
+    return step(ps, grad, comm, 0, 0, NULL, bytes);
 }
 
 edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
                                         int bad_here, int* bad_any, edgc_step_bytes* bytes)
 {
     EDGC_RETURN_IF(bad_any == NULL, EDGC_ERR_INVALID_ARG);
-    return step(ps, grad, comm, bad_here != 0, bad_any, bytes);
+    return step(ps, grad, comm, 1, bad_here < 0 ? -1 : bad_here != 0, bad_any, bytes);
 }
 
 edgc_status edgc_powersgd_bytes_at(const edgc_powersgd* ps, int rank, edgc_step_bytes* bytes)

@@ -183,42 +183,6 @@ edgc_status edgc_reducer_create_split(const edgc_config* cfg, const edgc_layout*
     return create(cfg, layout, comm, 1, out);
 }
 
-/* 1 if any value is NaN or Inf. x * 0 is NaN exactly for those, and the sum keeps it: a
- * branch-free pass the compiler vectorises. */
-static int has_nonfinite(const float* x, size_t n)
-{
-    float acc[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] += x[i + j] * 0.0f;
-    float s = 0.0f;
-    for (; i < n; i++)
-        s += x[i] * 0.0f;
-    for (int j = 0; j < 8; j++)
-        s += acc[j];
-    return s != s;
-}
-
-/* has_nonfinite over the whole gradient in 1 MB chunks on `threads` threads (an exact answer
- * whatever their number): 1 if any chunk has a non-finite value. */
-static int any_nonfinite(const float* x, size_t n, int threads)
-{
-    const size_t chunk = (size_t)1 << 18, chunks = (n + chunk - 1) / chunk;
-    int bad = 0;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && chunks > 1) \
-    reduction(+ : bad)
-#else
-    (void)threads;
-#endif
-    for (size_t c = 0; c < chunks; c++) {
-        size_t at = c * chunk;
-        bad += has_nonfinite(x + at, n - at < chunk ? n - at : chunk);
-    }
-    return bad > 0;
-}
-
 static edgc_status dense_average(const edgc_reducer* r, float* grad)
 {
     const size_t n = r->layout.total;
@@ -397,11 +361,16 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     EDGC_RETURN_IF(r == NULL || grad == NULL, EDGC_ERR_INVALID_ARG);
     if (r->split) return fail(r, EDGC_ERR_STATE, "step on a split reducer: use begin and end");
     edgc_plan plan;
-    int bad_here = r->cfg.check_finite && any_nonfinite(grad, r->layout.total, r->threads);
     /* A static rank leaves only the non-finite flag to agree on: it rides in the engine's P
      * allreduce, two collectives a step in all. Nothing else in the agreement is read then (no
-     * controller, and the rank's buffers exist from creation). */
+     * controller, and the rank's buffers exist from creation). With error feedback the engine
+     * also finds the flag itself, in the pass that builds M: no read of the gradient here. */
     int in_engine = r->cfg.mode == EDGC_MODE_POWERSGD;
+    int bad_here = 0;
+    if (in_engine && r->cfg.check_finite && r->cfg.error_feedback)
+        bad_here = -1;
+    else if (r->cfg.check_finite)
+        bad_here = edgc__any_nonfinite(grad, r->layout.total, r->threads);
     EDGC_FORWARD(step_begin(r, in_engine ? 0 : bad_here, !in_engine, &plan));
     edgc_step_stats s = {0};
     int bad_any = 0;
@@ -409,7 +378,7 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     edgc_status st = sync(r, grad, plan.rank, bad_here, flag, &s);
     if (st != EDGC_OK || bad_any) r->cur.open = 0;
     if (st != EDGC_OK) return fail(r, st, "synchronisation");
-    if (bad_any) return skipped(r, plan.step, bad_here);
+    if (bad_any) return skipped(r, plan.step, bad_any == 2);
     s.sync_ms = now_ms() - r->cur.t0; /* the entropy below is not synchronisation */
     edgc_entropy e;
     if (plan.sample_entropy) edgc_gds_entropy(r->gds, grad, r->layout.total, &e);

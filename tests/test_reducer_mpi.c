@@ -4,11 +4,12 @@
  * would leave the others waiting in a collective. Checks record failures and carry on, so every
  * rank always makes the same sequence of collective calls; the totals are reduced at the end.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "edgc_internal.h"
 #include "edgc_mpi.h"
 
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,7 +322,7 @@ static void test_mismatch_on_every_rank(void)
 /* A NaN on one worker: every worker gets EDGC_ERR_NONFINITE, nothing in the reducer changes, and
  * the run then continues exactly as one that never saw the bad step. In every mode: powersgd
  * agrees on the flag inside P's allreduce, the others in the reducer's agreement. */
-static void nonfinite_skips_step_everywhere(edgc_mode mode)
+static void nonfinite_skips_step_everywhere(edgc_mode mode, int where)
 {
     edgc_config c = config(mode);
     c.warmup_fraction = 0.05; /* edgc: compress from step 3 on, the EF memory is in play */
@@ -334,14 +335,16 @@ static void nonfinite_skips_step_everywhere(edgc_mode mode)
         if (step == 8) {
             float bad[TOTAL], copy[TOTAL];
             memcpy(bad, g, sizeof g);
-            if (g_rank == g_size - 1) bad[1234] = NAN;
+            if (g_rank == g_size - 1) bad[where] = NAN;
             memcpy(copy, bad, sizeof bad);
             CHECK_ST(edgc_reducer_step(dirty, bad, NULL), EDGC_ERR_NONFINITE);
-            /* untouched where the NaN was; in powersgd mode the flag arrives with P, after the
-             * other workers have built M = G + e in their gradient (edgc_reducer_step) */
-            if (g_rank == g_size - 1 || mode != EDGC_MODE_POWERSGD)
-                CHECK(memcmp(bad, copy, sizeof bad) == 0);
-            CHECK(strstr(edgc_reducer_last_error(dirty), "non-finite") != NULL);
+            /* untouched, but in powersgd mode the flag arrives with P, after every worker has
+             * built M = G + e in its gradient (edgc_reducer_step); the NaN stays where it was */
+            if (mode != EDGC_MODE_POWERSGD) CHECK(memcmp(bad, copy, sizeof bad) == 0);
+            if (g_rank == g_size - 1) CHECK(isnan(bad[where]));
+            const char* why = edgc_reducer_last_error(dirty);
+            CHECK(strstr(why, "non-finite") != NULL);
+            CHECK(strstr(why, g_rank == g_size - 1 ? "this worker" : "another worker") != NULL);
         }
         CHECK_ST(edgc_reducer_step(clean, g, NULL), EDGC_OK);
         CHECK_ST(edgc_reducer_step(dirty, h, NULL), EDGC_OK);
@@ -371,11 +374,67 @@ static void test_checked_step_same_bits(void)
     edgc_reducer_free(b);
 }
 
+/* powersgd mode takes the non-finite flag from ||M||^2, which squares of huge finite values can
+ * overflow: such a gradient is finite, and the step must go ahead. */
+static void test_huge_finite_gradient_steps(void)
+{
+    edgc_config c = config(EDGC_MODE_POWERSGD);
+    edgc_reducer* r = make(&c);
+    float g[TOTAL];
+    gradient(g_rank, 0, g);
+    for (int i = 0; i < TOTAL; i++)
+        g[i] = g[i] > 0.0f ? 3e18f : -3e18f; /* 1e37 squared, past FLT_MAX summed in a lane */
+    CHECK_ST(edgc_reducer_step(r, g, NULL), EDGC_OK);
+    int finite = 1;
+    for (int i = 0; i < TOTAL; i++)
+        finite &= isfinite(g[i]) != 0;
+    CHECK(finite);
+    CHECK(same_everywhere(fnv(g, sizeof g)));
+    edgc_reducer_free(r);
+}
+
+/* threads = 0 under MPI: ranks that may run on the same CPUs share them instead of each taking
+ * them all (4 unbound ranks on 2 cores: 1 thread each); a rank alone on its CPUs keeps them. */
+static void test_threads_shared_on_node(void)
+{
+    int t = 0;
+    CHECK_ST(edgc_mpi_threads(MPI_COMM_WORLD, &t), EDGC_OK);
+    cpu_set_t mine;
+    CHECK(sched_getaffinity(0, sizeof mine, &mine) == 0);
+    const int cpus = CPU_COUNT(&mine);
+    CHECK(t >= 1 && t <= cpus);
+    /* the ranks with this very mask: together they ask for no more threads than it has CPUs */
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    int n = 0;
+    MPI_Comm_size(node, &n);
+    cpu_set_t* all = malloc((size_t)n * sizeof *all);
+    int* ts = malloc((size_t)n * sizeof *ts);
+    MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, node);
+    MPI_Allgather(&t, 1, MPI_INT, ts, 1, MPI_INT, node);
+    int same = 0, asked = 0;
+    for (int i = 0; i < n; i++)
+        if (CPU_EQUAL(&mine, &all[i])) {
+            same++;
+            asked += ts[i];
+        }
+    CHECK(asked <= (cpus > same ? cpus : same));
+    if (same == 1 && n == 1) CHECK(t == cpus);
+    free(all);
+    free(ts);
+    MPI_Comm_free(&node);
+    CHECK_ST(edgc_mpi_threads(MPI_COMM_WORLD, NULL), EDGC_ERR_INVALID_ARG);
+}
+
 static void test_nonfinite_skips_step_everywhere(void)
 {
-    nonfinite_skips_step_everywhere(EDGC_MODE_EDGC);
-    nonfinite_skips_step_everywhere(EDGC_MODE_POWERSGD);
-    nonfinite_skips_step_everywhere(EDGC_MODE_DENSE);
+    /* in a matrix, and in a bias (powersgd finds the first in ||M||^2, the second as it packs) */
+    const int where[] = {1234, 970};
+    for (int i = 0; i < 2; i++) {
+        nonfinite_skips_step_everywhere(EDGC_MODE_EDGC, where[i]);
+        nonfinite_skips_step_everywhere(EDGC_MODE_POWERSGD, where[i]);
+        nonfinite_skips_step_everywhere(EDGC_MODE_DENSE, where[i]);
+    }
 }
 
 static void test_bad_blobs_rejected_everywhere(void)
@@ -480,6 +539,8 @@ int main(int argc, char** argv)
         {"mismatch_on_every_rank", test_mismatch_on_every_rank},
         {"checked_step_same_bits", test_checked_step_same_bits},
         {"nonfinite_skips_step_everywhere", test_nonfinite_skips_step_everywhere},
+        {"huge_finite_gradient_steps", test_huge_finite_gradient_steps},
+        {"threads_shared_on_node", test_threads_shared_on_node},
         {"bad_blobs_rejected_everywhere", test_bad_blobs_rejected_everywhere},
         {"jsonl_log", test_jsonl_log},
     };

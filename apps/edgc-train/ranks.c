@@ -1,11 +1,9 @@
 /*
  * ranks.c - reporting and failing together; see ranks.h.
  */
-#define _GNU_SOURCE /* sched_getaffinity */
 #include "ranks.h"
 
 #include <mpi.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,14 +19,6 @@ void ranks_init(int* argc, char*** argv)
     MPI_Init(argc, argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_world);
-}
-
-int ranks_cpus(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-    int n = CPU_COUNT(&set);
-    return n > 0 ? n : 1;
 }
 
 void say(const char* fmt, ...)

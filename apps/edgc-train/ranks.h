@@ -13,8 +13,6 @@ extern int g_rank, g_world;
 
 /* MPI_Init and the two globals above. */
 void ranks_init(int* argc, char*** argv);
-/* CPUs this process may run on (its affinity mask; mpirun usually binds a rank to one core). */
-int ranks_cpus(void);
 /* printf on rank 0 only, flushed. */
 void say(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 /* One line "edgc-train: ..." from rank 0, MPI_Finalize, exit 1 on every rank. */

@@ -129,7 +129,8 @@ int main(int argc, char** argv)
     /* threads inside this rank: OpenBLAS for the matmuls, OpenMP for the optimizer. The results
      * do not depend on them across ranks: the optimizer's bits do not, and each rank's own
      * forward/backward only feeds the synchronised gradient */
-    int threads = o.threads > 0 ? o.threads : ranks_cpus();
+    int threads = o.threads;
+    if (threads == 0) edgc_mpi_threads(MPI_COMM_WORLD, &threads); /* 1 if it cannot tell */
     openblas_set_num_threads(threads);
 #ifdef _OPENMP
     omp_set_num_threads(threads);
