@@ -347,9 +347,10 @@ static void bench_powersgd(const bench_model* md, const float* g0, int reps)
     double on, off;
     time_reducer_check(md, g0, g, 8, reps, &on, &off);
     printf("The reducer's non-finite check (check_finite, on by default) at rank 8: %.1f ms per "
-           "step vs %.1f ms without (%+.1f %%). It reads the gradient once, and in powersgd mode "
-           "the engine builds M = G + e in the gradient so that the flag can ride in P's "
-           "allreduce; its last pass then writes both buffers.\n\n",
+           "step vs %.1f ms without (%+.1f %%). In powersgd mode with error feedback the engine "
+           "builds M = G + e in the gradient so that the flag can ride in P's allreduce, and "
+           "takes the flag from ||M||^2, without a read of its own; its last pass then writes "
+           "both buffers.\n\n",
            on, off, 100.0 * (on - off) / off);
     free(g);
     free(e);

@@ -496,6 +496,7 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
         if (bad_here > 0) {
             memset(ps->p, 0, (n - 1) * sizeof(float));
         } else {
+            /* cannot fail: with no request pending nothing in it communicates */
             EDGC_FORWARD(compress_p(ps, grad, comm, &req, &m2));
             dense_pack(ps, grad, ps->p + np);
             if (bad_here < 0)
