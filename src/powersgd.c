@@ -35,10 +35,9 @@ struct edgc_powersgd {
     edgc__rng rng;
     float* err;     /* error memory, matrices back to back in pl.mats order */
     size_t* err_at; /* per matrix, offset into err */
-    float* p;       /* flat Pt buffer, then room for the 1-D tensors and a flag (checked step) */
+    float* p;       /* flat Pt buffer, then the 1-D tensors packed and a flag (checked step) */
     float* q;       /* flat Qt buffer, persistent: the warm start */
     float* q_kept;  /* Qt as it was when a checked step began, to put back if it is skipped */
-    float* dense;   /* the 1-D tensors packed, pl.dense_total (unchecked step) */
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
     int threads;    /* for the element-wise passes and the matrices, resolved from the config */
     int m_in_grad;  /* this step builds M in the gradient buffer (see step), not the error memory */
@@ -120,7 +119,6 @@ void edgc_powersgd_free(edgc_powersgd* ps)
     free(ps->p);
     free(ps->q);
     free(ps->q_kept);
-    free(ps->dense);
     free(ps->part);
     free(ps->chunks);
     free(ps->p_at);
@@ -169,8 +167,6 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
         ps->err = calloc(n_err ? n_err : 1, sizeof *ps->err);
         if (ps->err == NULL) goto fail;
     }
-    ps->dense = malloc((ps->pl.dense_total + 1) * sizeof *ps->dense);
-    if (ps->dense == NULL) goto fail;
     st = reserve_rank(ps, cfg->rank);
     if (st != EDGC_OK) goto fail;
     set_rank_to(ps, cfg->rank);
@@ -352,24 +348,18 @@ static void dense_unpack(const edgc_powersgd* ps, const float* buf, float* grad,
     }
 }
 
-/* Packs the 1-D tensors and starts their allreduce (non-blocking when the communicator can). */
+/* Packs the 1-D tensors into buf and starts their allreduce (non-blocking when the communicator
+ * can). buf lies past P in the same buffer, so nothing else in the step touches it meanwhile. */
 static edgc_status dense_start(edgc_powersgd* ps, const float* grad, const edgc_comm* comm,
-                               void** req)
+                               float* buf, void** req)
 {
     const size_t at = ps->pl.dense_total;
-    dense_pack(ps, grad, ps->dense);
+    dense_pack(ps, grad, buf);
     *req = NULL;
     if (at == 0) return EDGC_OK;
     int async = comm->iallreduce_sum_f32 != NULL && comm->test != NULL && comm->wait != NULL;
-    if (async) return comm->iallreduce_sum_f32(comm->ctx, ps->dense, at, req);
-    return comm->allreduce_sum_f32(comm->ctx, ps->dense, at);
-}
-
-static edgc_status dense_finish(edgc_powersgd* ps, float* grad, const edgc_comm* comm, void* req)
-{
-    if (req != NULL) EDGC_FORWARD(comm->wait(comm->ctx, req));
-    dense_unpack(ps, ps->dense, grad, comm->size);
-    return EDGC_OK;
+    if (async) return comm->iallreduce_sum_f32(comm->ctx, buf, at, req);
+    return comm->allreduce_sum_f32(comm->ctx, buf, at);
 }
 
 static int comm_ok(const edgc_comm* c)
@@ -513,7 +503,7 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
             return st;
         }
     } else {
-        EDGC_FORWARD(dense_start(ps, grad, comm, &req));
+        EDGC_FORWARD(dense_start(ps, grad, comm, ps->p + np, &req));
         st = compress_p(ps, grad, comm, &req, &m2);
         if (st == EDGC_OK && np > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->p, np);
     }
@@ -528,10 +518,8 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
         if (req != NULL) comm->wait(comm->ctx, req); /* never leave a request behind */
         return st;
     }
-    if (checked)
-        dense_unpack(ps, ps->p + np, grad, comm->size);
-    else
-        EDGC_FORWARD(dense_finish(ps, grad, comm, req));
+    if (req != NULL) EDGC_FORWARD(comm->wait(comm->ctx, req));
+    dense_unpack(ps, ps->p + np, grad, comm->size);
     ps->m2 = m2;
     ps->e2 = e2;
     if (bytes != NULL) EDGC_FORWARD(edgc_powersgd_bytes_at(ps, ps->rank, bytes));
