@@ -5,11 +5,13 @@
     /usr/bin/python3 bench/bench_torch_hook.py [--steps 150] [--ranks 4 8 16] [--rounds 3]
 
 "torch engine" rows run the path GPU buckets take (engine="torch": libedgc's split reducer with
-the arithmetic in torch ops), here on the CPU. Per row: hook time per step (the hook's call
-until its future completes, summed over buckets, median over the compressed steps, then over
-the rounds), bytes per step put into torch.distributed collectives by the hook (counted by
-wrapping all_reduce and broadcast, so edgc's small agreement messages count too), and the
-training loss averaged over the last 20 steps. Prints a Markdown table.
+the arithmetic in torch ops), here on the CPU. Per row: hook time per step (the time
+inside the hook's calls and until their futures are complete: torch's bucket by bucket, ours at
+the backward pass's last bucket, where the fused hook completes them all; median over the compressed steps, then over the rounds), the whole step
+(forward, backward with the hook, optimizer; medians the same way), bytes per step put into
+torch.distributed collectives by the hook (counted by wrapping all_reduce and broadcast, so
+edgc's small agreement messages count too), and the training loss averaged over the last 20
+steps. Prints a Markdown table.
 """
 
 import argparse
@@ -62,12 +64,20 @@ def worker(rank, kind, r, steps, port, out, options):
                           start_powerSGD_iter=START, min_compression_rate=2,
                           engine=engine or "auto", **options)
         hook = edgc_hook
-    spent = [0.0]
+    spent, pending = [0.0], []
 
     def timed(st, bucket):
+        # time inside the hook's calls and until their futures are complete: torch's bucket by
+        # bucket (left in flight, its callbacks issued gloo collectives in different orders on
+        # the two processes and gloo aborted), ours at the last bucket (the fused hook completes
+        # the earlier buckets' futures there)
         t0 = time.perf_counter()
         fut = hook(st, bucket)
-        fut.wait()
+        pending.append(fut)
+        if bucket.is_last() or kind == "torch":
+            for f in pending:
+                f.wait()
+            pending.clear()
         spent[0] += time.perf_counter() - t0
         return fut
 
@@ -77,24 +87,27 @@ def worker(rank, kind, r, steps, port, out, options):
     data = load_data()
     g = torch.Generator().manual_seed(rank)
     B, T = 8, 64
-    times, sent, losses = [], [], []
+    times, steps_ms, sent, losses = [], [], [], []
     for step in range(1, steps + 1):
         x, y = batch(data, g, B, T)
+        t0 = time.perf_counter()
         loss = torch.nn.functional.cross_entropy(ddp(x).flatten(0, 1), y.flatten())
         opt.zero_grad()
         spent[0], counter[0] = 0.0, 0
         loss.backward()
         opt.step()
+        t_step = time.perf_counter() - t0
         t = torch.tensor([loss.item()])
         dist.all_reduce(t)  # not counted: outside the hook
         if step > START + 2:
             times.append(spent[0])
+            steps_ms.append(t_step)
             sent.append(counter[0])
         losses.append(t.item() / 2)
     if rank == 0:
         with open(out, "w") as f:
             f.write(f"{statistics.median(times) * 1e3} {statistics.mean(sent)} "
-                    f"{statistics.mean(losses[-20:])}\n")
+                    f"{statistics.mean(losses[-20:])} {statistics.median(steps_ms) * 1e3}\n")
     del ddp
     gc.collect()  # DDP's reference cycles go before the process group (see examples/torch_ddp.py)
     dist.barrier()  # no process closes its connections while the other is mid-collective
@@ -108,9 +121,9 @@ def run(kind, r, steps, **options):
     out = f"/tmp/bench_torch_hook_{os.getpid()}.txt"
     mp.spawn(worker, args=(kind, r, steps, port, out, options), nprocs=2)
     with open(out) as f:
-        ms, sent, loss = map(float, f.read().split())
+        ms, sent, loss, step_ms = map(float, f.read().split())
     os.remove(out)
-    return ms, sent, loss
+    return ms, sent, loss, step_ms
 
 
 def main():
@@ -135,17 +148,20 @@ def main():
     for _ in range(a.rounds):
         for i, (_, kind, _, arg, options) in enumerate(plan):
             results[i].append(run(kind, arg, a.steps, **options))
-    rows = [(name, kind, r, statistics.median(x[0] for x in res), res[0][1], res[0][2])
+    rows = [(name, kind, r, statistics.median(x[0] for x in res), res[0][1], res[0][2],
+             statistics.median(x[3] for x in res))
             for (name, kind, r, _, _), res in zip(plan, results)]
-    torch_ms = {r: ms for _, kind, r, ms, _, _ in rows if kind == "torch"}
+    torch_ms = {r: (ms, step) for _, kind, r, ms, _, _, step in rows if kind == "torch"}
     print(f"{a.steps} steps, TinyGPT (L2 C128), batch 8 x 64, 2 processes, gloo, 1 thread each; "
           f"hook times: median of {a.rounds} rounds, the rows in turn\n")
-    print("| hook | ms per step in the hook | vs torch same rank | KB per step | "
-          "loss, last 20 steps |")
-    print("|---|---|---|---|---|")
-    for name, kind, r, ms, sent, loss in rows:
-        ratio = f"{ms / torch_ms[r]:.2f}" if r in torch_ms else "-"
-        print(f"| {name} | {ms:.2f} | {ratio} | {sent / 1e3:.1f} | {loss:.4f} |")
+    print("| hook | ms per step in the hook | vs torch same rank | step ms | vs torch same rank "
+          "| KB per step | loss, last 20 steps |")
+    print("|---|---|---|---|---|---|---|")
+    for name, kind, r, ms, sent, loss, step in rows:
+        ratio = f"{ms / torch_ms[r][0]:.2f}" if r in torch_ms else "-"
+        sratio = f"{step / torch_ms[r][1]:.2f}" if r in torch_ms else "-"
+        print(f"| {name} | {ms:.2f} | {ratio} | {step:.1f} | {sratio} | {sent / 1e3:.1f} "
+              f"| {loss:.4f} |")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@
     state = EDGCState(process_group=None, mode="edgc", total_steps=10_000)
     ddp.register_comm_hook(state, edgc_hook)
 
-Each DDP bucket gets its own libedgc reducer, created on the bucket's first call with the bucket's
-tensors as its layout (a tensor of two or more dimensions is compressed as shape[0] x rest, as
-torch's powerSGD_hook does; anything else is averaged exactly). The whole algorithm runs in the C
+The hook holds every DDP bucket of a backward pass until the last one and synchronises them
+together through one libedgc reducer (fuse_buckets=False: one reducer per bucket), created on its
+first call with the buckets' tensors as its layout (a tensor of two or more dimensions is
+compressed as shape[0] x rest, as torch's powerSGD_hook does; anything else is averaged exactly). The whole algorithm runs in the C
 library: GDS entropy, profiling, windows, the rank rule, PowerSGD with error feedback, the per-step
 agreement of one rank across the group, and the non-finite check. Its collectives are callbacks
 into torch.distributed on the given process group (gloo or NCCL).
@@ -139,7 +140,8 @@ class _TorchComm:
 
 
 class EDGCState:
-    """What the hook keeps between steps: one libedgc reducer per DDP bucket.
+    """What the hook keeps between steps: the libedgc reducer of the fused buckets (or one per
+    DDP bucket with fuse_buckets=False).
 
     Keyword names that torch's PowerSGDState also has mean the same here, so switching is one
     line: matrix_approximation_rank (the static rank of mode "powersgd"), start_powerSGD_iter
@@ -151,6 +153,11 @@ class EDGCState:
     mode: "edgc" (dynamic rank; needs total_steps), "powersgd" (static rank) or "dense".
     engine: where the arithmetic runs. "auto" (libedgc's engine for CPU buckets, torch ops on the
     bucket's device for the others), "libedgc" (always staged through host memory) or "torch".
+    fuse_buckets: True (default) holds each bucket's future until the backward pass's last
+    bucket, then synchronises all of them in one step of one reducer: a step costs two
+    collectives however many buckets DDP makes (torch's hook: three per bucket), one rank decision
+    covers the whole model, for one float32 copy of the gradient. The hook blocks in either case,
+    so fusing gives up no overlap with the backward pass. False: one reducer per bucket.
     EDGC's own settings are the fields of edgc_config, by name: rule ("decay" | "trend" | "cqm" |
     "error"), r_max (0: profiled), r_min, window (0: from total_steps), alpha, beta,
     warmup_fraction, rmax_rule ("budget" | "paper"), rmax_slack, warmup_sync ("rmax" | "dense"),
@@ -160,7 +167,7 @@ class EDGCState:
     def __init__(self, process_group=None, mode="edgc", matrix_approximation_rank=1,
                  start_powerSGD_iter=1000, min_compression_rate=2, use_error_feedback=True,
                  warm_start=True, orthogonalization_epsilon=0, random_seed=0, total_steps=0,
-                 engine="auto", **edgc_options):
+                 engine="auto", fuse_buckets=True, **edgc_options):
         if mode not in _lib.MODES:
             raise ValueError(f"mode {mode!r}: expected one of {sorted(_lib.MODES)}")
         if engine not in ("auto", "libedgc", "torch"):
@@ -178,12 +185,14 @@ class EDGCState:
         self.random_seed = int(random_seed)
         self.total_steps = int(total_steps)
         self.engine = engine
+        self.fuse_buckets = bool(fuse_buckets)
         self.edgc_options = dict(edgc_options)
         self.config = self._make_config()
         self.iter = 0  # hook calls on bucket 0, as torch's state counts them
         self.skipped_steps = 0
-        self.last_stats = {}  # bucket index -> edgc_step_stats of its last step
-        self._reducers = {}  # bucket index -> _Bucket
+        self.last_stats = {}  # reducer key -> edgc_step_stats of its last step
+        self._reducers = {}  # reducer key (0 for the fused buckets, else the bucket's index) -> _Bucket
+        self._waiting = []  # fuse_buckets: (bucket, future) of this backward pass so far
         self._pending_blobs = {}  # bucket index -> (layout entries, state blob) to restore
         self._keys = {}  # id(parameter) -> (stable key, parameter)
         self._comm = None
@@ -227,14 +236,15 @@ class EDGCState:
                 "use_error_feedback": self.use_error_feedback,
                 "orthogonalization_epsilon": self.orthogonalization_epsilon,
                 "random_seed": self.random_seed, "total_steps": self.total_steps,
-                "engine": self.engine, "edgc_options": self.edgc_options, "iter": self.iter,
+                "engine": self.engine, "fuse_buckets": self.fuse_buckets,
+                "edgc_options": self.edgc_options, "iter": self.iter,
                 "skipped_steps": self.skipped_steps, "blobs": self._blobs()}
 
     def __setstate__(self, s):
         self.__init__(None, s["mode"], s["matrix_approximation_rank"], s["start_powerSGD_iter"],
                       s["min_compression_rate"], s["use_error_feedback"], True,
                       s["orthogonalization_epsilon"], s["random_seed"], s["total_steps"],
-                      s.get("engine", "auto"), **s["edgc_options"])
+                      s.get("engine", "auto"), s.get("fuse_buckets", False), **s["edgc_options"])
         self.iter = s["iter"]
         self.skipped_steps = s["skipped_steps"]
         self._pending_blobs = dict(s["blobs"])
@@ -343,36 +353,54 @@ class EDGCState:
                 engine.load(engine_state)
         return b
 
-    def _bucket(self, bucket):
-        """The reducer of this bucket, and whether the live buffer order differs from its layout
-        (then the step goes through a copy in the reducer's order)."""
-        index, buf = bucket.index(), bucket.buffer()
-        live = self._entries(bucket, buf)
-        b = self._reducers.get(index)
-        if b is None and index in self._pending_blobs:
-            saved = self._pending_blobs.pop(index)
-            b = self._create(index, saved[0], buf.numel(), buf.device, saved)
+    def _reducer(self, key, live, total, device):
+        """The reducer under key (a bucket index, or 0 for the fused buckets), created on first use
+        with the layout live, or from a restored blob."""
+        b = self._reducers.get(key)
+        if b is None and key in self._pending_blobs:
+            saved = self._pending_blobs.pop(key)
+            if {e[0] for e in saved[0]} - {None} != {e[0] for e in live} - {None}:
+                raise RuntimeError(f"edgc: {'buckets' if self.fuse_buckets else 'bucket'} {key}: "
+                                   f"the restored state holds other parameters than these (a "
+                                   f"different model, or fuse_buckets changed)")
+            b = self._create(key, saved[0], total, device, saved)
         if b is None:
-            return self._create(index, live, buf.numel(), buf.device), live
+            return self._create(key, live, total, device)
         if b.entries != live and not b.loaded and b.steps <= 1:
             # DDP rebuilds its buckets after the first iteration (every process alike): a fresh
             # run takes the new order from now on
             _lib.lib.edgc_reducer_free(b.red)
-            del self._reducers[index]
-            b = self._create(index, live, buf.numel(), buf.device)
-        return b, live
+            del self._reducers[key]
+            b = self._create(key, live, total, device)
+        return b
 
-    def step(self, bucket, flat):
-        """Synchronises the float32 buffer flat in place (on the CPU, or on the bucket's device for
-        the torch engine). Returns False when the step was skipped (a non-finite gradient on some
-        process: flat is then all NaN everywhere)."""
-        b, live = self._bucket(bucket)
+    def _sync(self, buckets, key):
+        """Synchronises the buckets' buffers in place through the reducer under key: one step over
+        their float32 concatenation (on the CPU, or on the buckets' device for the torch engine).
+        Returns False when the step was skipped (a non-finite gradient on some process: the
+        buffers are then all NaN everywhere)."""
+        bufs = [b.buffer() for b in buckets]
+        device = bufs[0].device if self._torch_engine(bufs[0].device) else torch.device("cpu")
+        live, total = [], 0
+        for bucket, buf in zip(buckets, bufs):
+            live += [(k, off + total, r, c) for k, off, r, c in self._entries(bucket, buf)]
+            total += buf.numel()
+        one = bufs[0]
+        staged = len(bufs) > 1 or one.dtype != torch.float32 or one.device != device \
+            or not one.is_contiguous()
+        if staged:  # .to() copies only what is not float32 on `device` already
+            flat = torch.cat([x.detach().reshape(-1).to(device=device, dtype=torch.float32)
+                              for x in bufs])
+        else:
+            flat = one
+        what = f"bucket {key}" if len(bufs) == 1 else f"buckets 0-{len(bufs) - 1}"
+        b = self._reducer(key, live, total, device)
         work = flat
         if b.entries != live:  # a restored state meets DDP's first-iteration order
-            where = {key: (off, r * c) for key, off, r, c in live if key is not None}
+            where = {k: (off, r * c) for k, off, r, c in live if k is not None}
             work = torch.zeros_like(flat)
-            moves = [(where[key][0], off, where[key][1])
-                     for key, off, _, _ in b.entries if key is not None]
+            moves = [(where[k][0], off, where[k][1]) for k, off, _, _ in b.entries
+                     if k is not None]
             for src, dst, n in moves:
                 work[dst:dst + n] = flat[src:src + n]
         self._comm.error = None
@@ -383,22 +411,58 @@ class EDGCState:
             st = _lib.lib.edgc_reducer_step(b.red, ctypes.c_void_p(work.data_ptr()),
                                             ctypes.byref(stats))
         if self._comm.error is not None:
-            raise RuntimeError(f"edgc: bucket {bucket.index()}: collective failed") \
-                from self._comm.error
-        if st == _lib.ERR_NONFINITE:
+            raise RuntimeError(f"edgc: {what}: collective failed") from self._comm.error
+        ok = st != _lib.ERR_NONFINITE
+        if not ok:
             # nothing in the reducer moved; NaN everywhere makes every process skip the update
             # the same way (torch.cuda.amp.GradScaler and finite checks catch it)
             flat.fill_(math.nan)
-            return False
-        if st != _lib.OK:
+        elif st != _lib.OK:
             msg = _lib.lib.edgc_reducer_last_error(b.red).decode()
-            raise RuntimeError(f"edgc: bucket {bucket.index()}: {_lib.status_text(st)}: {msg}")
-        if work is not flat:
+            raise RuntimeError(f"edgc: {what}: {_lib.status_text(st)}: {msg}")
+        elif work is not flat:
             for src, dst, n in moves:
                 flat[src:src + n] = work[dst:dst + n]
-        b.steps += 1
-        self.last_stats[bucket.index()] = stats
-        return True
+        if staged:
+            at = 0
+            for buf in bufs:
+                buf.copy_(flat[at:at + buf.numel()])
+                at += buf.numel()
+        if ok:
+            b.steps += 1
+            self.last_stats[key] = stats
+        return ok
+
+    def _fused(self, bucket):
+        """fuse_buckets: holds every bucket but the last one of the backward pass (a pending
+        future), then synchronises them all in one step, so a step costs the collectives of one
+        bucket however many DDP makes."""
+        if bucket.index() == 0 and self._waiting:
+            self._fail_waiting(RuntimeError("edgc: a backward pass ended before its last bucket"))
+        if bucket.index() != len(self._waiting):
+            raise RuntimeError(f"edgc: bucket {bucket.index()} came after "
+                               f"{len(self._waiting)} buckets; DDP calls them in order")
+        fut = torch.futures.Future()
+        self._waiting.append((bucket, fut))
+        if not bucket.is_last():
+            return fut
+        waiting, self._waiting = self._waiting, []
+        try:
+            ok = self._sync([b for b, _ in waiting], key=0)
+        except BaseException as e:
+            for _, f in waiting[:-1]:
+                f.set_exception(e)
+            raise
+        if not ok:
+            self.skipped_steps += 1
+        for b, f in waiting:
+            f.set_result(b.buffer())
+        return fut
+
+    def _fail_waiting(self, error):
+        for _, f in self._waiting:
+            f.set_exception(error)
+        self._waiting = []
 
 
 class _Bucket:
@@ -423,14 +487,10 @@ def edgc_hook(state: EDGCState, bucket: dist.GradBucket) -> torch.futures.Future
         dist.all_reduce(buf, group=state.process_group)
         buf.div_(dist.get_world_size(state.process_group))
         return _done(buf)
-    device = buf.device if state._torch_engine(buf.device) else torch.device("cpu")
-    staged = buf.dtype != torch.float32 or buf.device != device or not buf.is_contiguous()
-    flat = buf.detach().to(device=device, dtype=torch.float32).contiguous() if staged else buf
-    ok = state.step(bucket, flat)
-    if not ok and bucket.index() == 0:
+    if state.fuse_buckets:
+        return state._fused(bucket)
+    if not state._sync([bucket], key=bucket.index()) and bucket.index() == 0:
         state.skipped_steps += 1
-    if staged:
-        buf.copy_(flat)
     return _done(buf)
 
 

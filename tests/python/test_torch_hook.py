@@ -98,27 +98,57 @@ def run2(fn, **kwargs):
         return out
 
 
+def make_ddp(model, buckets):
+    """DDP over model in one bucket, or ("many") one bucket per matrix: a 4 KB cap for every
+    bucket, the first included (DDP reads its size when it is constructed)."""
+    if buckets == "one":
+        return DDP(model, bucket_cap_mb=25)
+    cap = dist._DEFAULT_FIRST_BUCKET_BYTES
+    dist._DEFAULT_FIRST_BUCKET_BYTES = 4096
+    try:
+        return DDP(model, bucket_cap_mb=4096 / 2 ** 20)
+    finally:
+        dist._DEFAULT_FIRST_BUCKET_BYTES = cap
+
+
 def train(rank, state_kwargs, steps, nan_at=None, state_dict=None, start=1, weights=None,
-          dtype=torch.float32):
+          dtype=torch.float32, buckets="one"):
     """steps of plain SGD (lr 0.1) through DDP with the hook; returns per-step grads, ranks,
-    final weights and the state_dict."""
+    final weights, the state_dict, and per step the buckets the hook saw and the all-reduces it
+    made."""
     model = Probe().to(dtype)
     if weights is not None:
         with torch.no_grad():
             for w, v in zip(model.w, weights):
                 w.copy_(v)
-    ddp = DDP(model, bucket_cap_mb=25)
+    ddp = make_ddp(model, buckets)
     state = EDGCState(process_group=None, **state_kwargs)
     if state_dict is not None:
         state.load_state_dict(state_dict)
-    ddp.register_comm_hook(state, edgc_hook)
-    out = {"grads": [], "ranks": []}
+    calls = {"buckets": 0, "allreduce": 0}
+    plain = dist.all_reduce
+
+    def counted(*a, **k):
+        calls["allreduce"] += 1
+        return plain(*a, **k)
+
+    def hook(st, bucket):
+        calls["buckets"] += 1
+        return edgc_hook(st, bucket)
+
+    hook.__annotations__ = edgc_hook.__annotations__
+    dist.all_reduce = counted
+    ddp.register_comm_hook(state, hook)
+    out = {"grads": [], "ranks": [], "buckets": [], "allreduces": []}
     for step in range(start, start + steps):
+        calls["buckets"] = calls["allreduce"] = 0
         g = [x.to(dtype) for x in grads_for(rank, step)]
         if nan_at == step and rank == 1:
             g[0][3, 3] = float("nan")
         ddp.zero_grad()
         ddp(g).backward()
+        out["buckets"].append(calls["buckets"])
+        out["allreduces"].append(calls["allreduce"])
         out["grads"].append([p.grad.clone() for p in model.w])
         st = state.last_stats.get(0)
         out["ranks"].append(None if st is None else st.rank)
@@ -129,6 +159,7 @@ def train(rank, state_kwargs, steps, nan_at=None, state_dict=None, start=1, weig
     out["weights"] = [p.detach().clone() for p in model.w]
     out["state"] = pickle.loads(pickle.dumps(state.state_dict()))
     out["skipped"] = state.skipped_steps
+    dist.all_reduce = plain
     del ddp
     return out
 
@@ -141,10 +172,18 @@ def average(step):
 ENGINES = ["libedgc", "torch"]
 
 
+# one bucket; several fused into one step (the default); several, one reducer each
+BUCKETS = [("one", True), ("many", True), ("many", False)]
+
+
 @pytest.mark.parametrize("engine", ENGINES)
-def test_dense_is_the_plain_average_exactly(engine):
-    r = run2(train, state_kwargs={"mode": "dense", "engine": engine}, steps=3)
+@pytest.mark.parametrize("buckets,fuse", BUCKETS)
+def test_dense_is_the_plain_average_exactly(engine, buckets, fuse):
+    r = run2(train, state_kwargs={"mode": "dense", "engine": engine, "fuse_buckets": fuse},
+             steps=3, buckets=buckets)
     for proc in r:
+        # DDP rebuilds its buckets after the first step
+        assert proc["buckets"][1:] == ([2, 2] if buckets == "many" else [1, 1])
         for k, grads in enumerate(proc["grads"]):
             for got, want in zip(grads, average(k + 1)):
                 assert torch.equal(got, want)
@@ -178,10 +217,11 @@ def test_powersgd_full_rank_equals_dense(engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_edgc_ranks_agree_and_replicas_stay_identical(engine):
+@pytest.mark.parametrize("buckets,fuse", BUCKETS)
+def test_edgc_ranks_agree_and_replicas_stay_identical(engine, buckets, fuse):
     kw = {"mode": "edgc", "total_steps": 40, "r_max": 8, "window": 4, "alpha": 0.5,
-          "warmup_fraction": 0.2, "engine": engine}
-    a, b = run2(train, state_kwargs=kw, steps=40)
+          "warmup_fraction": 0.2, "engine": engine, "fuse_buckets": fuse}
+    a, b = run2(train, state_kwargs=kw, steps=40, buckets=buckets)
     assert a["ranks"] == b["ranks"]
     assert any(r and r > 0 for r in a["ranks"]), "never compressed"
     for x, y in zip(a["weights"], b["weights"]):
@@ -219,36 +259,63 @@ def test_error_no_worse_than_torch_powersgd_hook():
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_state_dict_round_trip_continues_bit_identically(engine):
+@pytest.mark.parametrize("buckets", ["one", "many"])
+def test_state_dict_round_trip_continues_bit_identically(engine, buckets):
     kw = {"mode": "edgc", "total_steps": 30, "r_max": 8, "window": 4, "alpha": 0.5,
           "warmup_fraction": 0.2, "engine": engine}
-    full = run2(train, state_kwargs=kw, steps=30)
-    first = run2(train, state_kwargs=kw, steps=18)
-    rest = run2(resume, state_kwargs=kw, parts=first)
+    full = run2(train, state_kwargs=kw, steps=30, buckets=buckets)
+    first = run2(train, state_kwargs=kw, steps=18, buckets=buckets)
+    rest = run2(resume, state_kwargs=kw, parts=first, buckets=buckets)
     for r in range(2):
         for x, y in zip(full[r]["weights"], rest[r]["weights"]):
             assert torch.equal(x, y)
         assert full[r]["ranks"][18:] == rest[r]["ranks"]
 
 
-def resume(rank, state_kwargs, parts, steps=12, start=19):
+def resume(rank, state_kwargs, parts, steps=12, start=19, buckets="one"):
     """Continues the run of parts[rank] (train's result) at step `start`."""
     p = parts[rank]
     return train(rank, state_kwargs, steps=steps, state_dict=p["state"], start=start,
-                 weights=p["weights"])
+                 weights=p["weights"], buckets=buckets)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_nan_on_one_process_is_skipped_on_all(engine):
+@pytest.mark.parametrize("buckets", ["one", "many"])
+def test_nan_on_one_process_is_skipped_on_all(engine, buckets):
     kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2,
           "engine": engine}
-    a, b = run2(train, state_kwargs=kw, steps=6, nan_at=4)
+    a, b = run2(train, state_kwargs=kw, steps=6, nan_at=4, buckets=buckets)
     for proc in (a, b):
         assert proc["skipped"] == 1
         assert all(torch.isnan(g).all() for g in proc["grads"][3])
         assert all(torch.isfinite(g).all() for g in proc["grads"][4])
     for x, y in zip(a["weights"], b["weights"]):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_fused_buckets_cost_one_buckets_collectives(fuse):
+    # powersgd: P's all-reduce (with the non-finite flag and the vectors) and Q's, per reducer
+    kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2,
+          "engine": "libedgc", "fuse_buckets": fuse}
+    a, b = run2(train, state_kwargs=kw, steps=6, buckets="many")
+    for proc in (a, b):
+        n = proc["buckets"][-1]
+        assert n >= 2 and proc["buckets"][1:] == [n] * 5
+        # steps 1-2 dense (torch's per-bucket all-reduce), step 3 also checks the config once
+        assert proc["allreduces"][3:] == [2 if fuse else 2 * n] * 3, proc["allreduces"]
+    for x, y in zip(a["weights"], b["weights"]):
+        assert torch.equal(x, y)
+
+
+def test_state_saved_unfused_is_refused_fused():
+    kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2}
+    first = run2(train, state_kwargs=dict(kw, fuse_buckets=False), steps=4, buckets="many")
+    for p in first:
+        p["state"]["fuse_buckets"] = True
+    a, b = run2(resume, state_kwargs=kw, parts=first, steps=2, start=5, buckets="many")
+    for proc in (a, b):
+        assert "error" in proc and "other parameters" in proc["error"], proc
 
 
 def test_torch_engine_follows_libedgc_engine():
@@ -283,13 +350,14 @@ def test_state_of_one_engine_is_refused_by_the_other():
         assert "error" in proc and "torch engine" in proc["error"], proc
 
 
-def mismatched(rank):
+def mismatched(rank, buckets):
     return train(rank, {"mode": "edgc", "total_steps": 20,
-                        "rule": "trend" if rank == 0 else "cqm"}, steps=2)
+                        "rule": "trend" if rank == 0 else "cqm"}, steps=2, buckets=buckets)
 
 
-def test_mismatched_config_raises_on_every_process():
-    a, b = run2(mismatched)
+@pytest.mark.parametrize("buckets", ["one", "many"])
+def test_mismatched_config_raises_on_every_process(buckets):
+    a, b = run2(mismatched, buckets=buckets)
     for proc in (a, b):
         assert "error" in proc and "MISMATCH" in proc["error"], proc
 
