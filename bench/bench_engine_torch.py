@@ -7,9 +7,10 @@ start, DDP's default 25 MB buckets.
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/bench_engine_torch.py [--ranks 4 8 16 32]
 
 Both run as DDP communication hooks on the same buckets: torch's powerSGD_hook, and edgc_hook in
-mode "powersgd" (libedgc's engine on the bucket memory). Per row: the hooks' time per step (every
-bucket's call until its future completes, summed; median over the timed steps, the first
-compressed steps untimed) and the relative error of the synchronised gradient against the true
+mode "powersgd" (libedgc's engine on the bucket memory), one reducer per bucket and fused (the
+default: every bucket in one step, through one float32 copy of the gradient). Per row: the hooks'
+time per step (their calls and the waits for their futures, summed; median over the timed
+steps, the first compressed steps untimed) and the relative error of the synchronised gradient against the true
 one (with one worker the average is the gradient itself), after the same number of warm-started
 steps on the same fixed gradient. The two hooks alternate step blocks so drift on this shared
 machine hits both. Prints a Markdown table.
@@ -55,11 +56,19 @@ class Probe(torch.nn.Module):
         return sum((w * g).sum() for w, g in zip(self.w, grads))
 
 
-def timed(hook, times):
+def timed(hook, times, inline):
+    """hook's calls and the wait for their futures: torch's bucket by bucket (inline), ours at
+    the last bucket, where the fused hook completes them all."""
+    pending = []
+
     def wrapper(state, bucket):
         t0 = time.perf_counter()
         fut = hook(state, bucket)
-        fut.wait()
+        pending.append(fut)
+        if inline or bucket.is_last():
+            for f in pending:
+                f.wait()
+            pending.clear()
         times[-1] += time.perf_counter() - t0
         return fut
     return wrapper
@@ -72,9 +81,10 @@ def make(kind, r, shapes):
           "use_error_feedback": False, "warm_start": True}
     times = []
     if kind == "torch":
-        ddp.register_comm_hook(ps.PowerSGDState(None, **kw), timed(ps.powerSGD_hook, times))
+        ddp.register_comm_hook(ps.PowerSGDState(None, **kw), timed(ps.powerSGD_hook, times, True))
     else:
-        ddp.register_comm_hook(EDGCState(None, mode="powersgd", **kw), timed(edgc_hook, times))
+        state = EDGCState(None, mode="powersgd", fuse_buckets=kind == "fused", **kw)
+        ddp.register_comm_hook(state, timed(edgc_hook, times, False))
     return model, ddp, times
 
 
@@ -110,11 +120,11 @@ def main():
     grads = [torch.randn(s, generator=g) for s in shapes]
     print(f"{sum(x.numel() for x in grads)} floats in {len(shapes)} tensors, "
           f"{args.blocks} x {args.steps} timed steps per hook and rank\n")
-    print("| rank | torch powerSGD_hook ms/step | edgc powersgd ms/step | edgc / torch "
-          "| rel. error torch | rel. error edgc |")
-    print("|---|---|---|---|---|---|")
+    print("| rank | torch powerSGD_hook ms/step | edgc powersgd, per bucket, ms/step | edgc / torch "
+          "| edgc fused (default) ms/step | fused / torch | rel. error torch | rel. error edgc | rel. error fused |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in args.ranks:
-        runs = {k: make(k, r, shapes) for k in ("torch", "edgc")}
+        runs = {k: make(k, r, shapes) for k in ("torch", "edgc", "fused")}
         for k, (model, ddp, times) in runs.items():
             for _ in range(START + 2):  # dense steps, then two untimed compressed ones
                 step(model, ddp, times, grads, False)
@@ -125,7 +135,8 @@ def main():
         ms = {k: statistics.median(v[2]) * 1e3 for k, v in runs.items()}
         err = {k: rel_error(v[0], grads) for k, v in runs.items()}
         print(f"| {r} | {ms['torch']:.1f} | {ms['edgc']:.1f} | {ms['edgc'] / ms['torch']:.2f} "
-              f"| {err['torch']:.4f} | {err['edgc']:.4f} |", flush=True)
+              f"| {ms['fused']:.1f} | {ms['fused'] / ms['torch']:.2f} "
+              f"| {err['torch']:.4f} | {err['edgc']:.4f} | {err['fused']:.4f} |", flush=True)
         del runs
         gc.collect()
     dist.barrier()  # no process closes its connections while the other is mid-collective

@@ -193,6 +193,7 @@ class EDGCState:
         self.last_stats = {}  # reducer key -> edgc_step_stats of its last step
         self._reducers = {}  # reducer key (0 for the fused buckets, else the bucket's index) -> _Bucket
         self._waiting = []  # fuse_buckets: (bucket, future) of this backward pass so far
+        self._staging = None  # the float32 copy that staged buckets are synchronised in
         self._pending_blobs = {}  # bucket index -> (layout entries, state blob) to restore
         self._keys = {}  # id(parameter) -> (stable key, parameter)
         self._comm = None
@@ -360,9 +361,12 @@ class EDGCState:
         if b is None and key in self._pending_blobs:
             saved = self._pending_blobs.pop(key)
             if {e[0] for e in saved[0]} - {None} != {e[0] for e in live} - {None}:
-                raise RuntimeError(f"edgc: {'buckets' if self.fuse_buckets else 'bucket'} {key}: "
-                                   f"the restored state holds other parameters than these (a "
-                                   f"different model, or fuse_buckets changed)")
+                raise RuntimeError(
+                    f"edgc: {'buckets' if self.fuse_buckets else 'bucket'} {key}: the restored "
+                    f"state holds other parameters than these: a different model, a state saved "
+                    f"with the other fuse_buckets setting, or (fuse_buckets=False) DDP's first "
+                    f"iteration grouping the parameters in other buckets than the saved run's "
+                    f"last one; fuse_buckets=True states resume across that")
             b = self._create(key, saved[0], total, device, saved)
         if b is None:
             return self._create(key, live, total, device)
@@ -388,9 +392,12 @@ class EDGCState:
         one = bufs[0]
         staged = len(bufs) > 1 or one.dtype != torch.float32 or one.device != device \
             or not one.is_contiguous()
-        if staged:  # .to() copies only what is not float32 on `device` already
-            flat = torch.cat([x.detach().reshape(-1).to(device=device, dtype=torch.float32)
-                              for x in bufs])
+        if staged:
+            flat = self._staging_buffer(total, device)
+            at = 0
+            for buf in bufs:
+                flat[at:at + buf.numel()].copy_(buf.detach().reshape(-1))
+                at += buf.numel()
         else:
             flat = one
         what = f"bucket {key}" if len(bufs) == 1 else f"buckets 0-{len(bufs) - 1}"
@@ -433,6 +440,14 @@ class EDGCState:
             self.last_stats[key] = stats
         return ok
 
+    def _staging_buffer(self, n, device):
+        """A float32 buffer of n elements on device, kept from step to step: a fresh one each step
+        paid its page faults every time (GPT-2-small's 340 MB took 2.2x a step's time)."""
+        st = self._staging
+        if st is None or st.numel() != n or st.device != device:
+            st = self._staging = torch.empty(n, dtype=torch.float32, device=device)
+        return st
+
     def _fused(self, bucket):
         """fuse_buckets: holds every bucket but the last one of the backward pass (a pending
         future), then synchronises them all in one step, so a step costs the collectives of one
@@ -442,7 +457,7 @@ class EDGCState:
         if bucket.index() != len(self._waiting):
             raise RuntimeError(f"edgc: bucket {bucket.index()} came after "
                                f"{len(self._waiting)} buckets; DDP calls them in order")
-        fut = torch.futures.Future()
+        fut = _HeldFuture()
         self._waiting.append((bucket, fut))
         if not bucket.is_last():
             return fut
@@ -463,6 +478,26 @@ class EDGCState:
         for _, f in self._waiting:
             f.set_exception(error)
         self._waiting = []
+
+
+class _HeldFuture(torch.futures.Future):
+    """A fused bucket's future: complete once the backward pass's last bucket is synchronised.
+    DDP waits for it after that; a hook wrapper that waits for it (or reads it) in its own call
+    would wait forever, so that raises instead. Chaining with then() works."""
+
+    _WHY = ("edgc: with fuse_buckets=True a bucket's future completes at the backward pass's "
+            "last bucket; wait for it after backward, chain with then(), or use "
+            "fuse_buckets=False")
+
+    def wait(self):
+        if not self.done():
+            raise RuntimeError(self._WHY)
+        return super().wait()
+
+    def value(self):
+        if not self.done():
+            raise RuntimeError(self._WHY)
+        return super().value()
 
 
 class _Bucket:
