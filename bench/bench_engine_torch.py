@@ -1,17 +1,18 @@
 #!/usr/bin/python3
 """The PowerSGD engine against torch's powerSGD_hook on the GPT-2-small layout, side by side in
 one process: 12 layers of {768x2304, 768x768, 768x3072, 3072x768} matrices with their biases and
-LayerNorms (85 M floats), one worker (gloo, world size 1), one thread, error feedback off, warm
-start, DDP's default 25 MB buckets.
+LayerNorms (85 M floats), one worker (gloo, world size 1; --procs 2: two, each with its own
+gradient), one thread each, error feedback off, warm start, DDP's default 25 MB buckets.
 
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/bench_engine_torch.py [--ranks 4 8 16 32]
+        [--procs 1]
 
 Both run as DDP communication hooks on the same buckets: torch's powerSGD_hook, and edgc_hook in
 mode "powersgd" (libedgc's engine on the bucket memory), one reducer per bucket and fused (the
 default: every bucket in one step, through one float32 copy of the gradient). Per row: the hooks'
 time per step (their calls and the waits for their futures, summed; median over the timed
 steps, the first compressed steps untimed) and the relative error of the synchronised gradient against the true
-one (with one worker the average is the gradient itself), after the same number of warm-started
+one (the processes' average; with one worker the gradient itself), after the same number of warm-started
 steps on the same fixed gradient. The two hooks alternate step blocks so drift on this shared
 machine hits both. Prints a Markdown table.
 """
@@ -26,6 +27,7 @@ import time
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as ps
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -102,27 +104,27 @@ def rel_error(model, grads):
     return (num / den) ** 0.5
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16, 32])
-    ap.add_argument("--layers", type=int, default=12)
-    ap.add_argument("--width", type=int, default=768)
-    ap.add_argument("--blocks", type=int, default=3, help="alternating blocks per hook")
-    ap.add_argument("--steps", type=int, default=3, help="timed steps per block")
-    args = ap.parse_args()
+def worker(rank, args, port):
     torch.set_num_threads(1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=args.procs)
     shapes = gpt2_small_shapes(args.layers, args.width)
-    g = torch.Generator().manual_seed(1)
-    grads = [torch.randn(s, generator=g) for s in shapes]
-    print(f"{sum(x.numel() for x in grads)} floats in {len(shapes)} tensors, "
-          f"{args.blocks} x {args.steps} timed steps per hook and rank\n")
-    print("| rank | torch powerSGD_hook ms/step | edgc powersgd, per bucket, ms/step | edgc / torch "
-          "| edgc fused (default) ms/step | fused / torch | rel. error torch | rel. error edgc | rel. error fused |")
-    print("|---|---|---|---|---|---|---|---|---|")
+
+    def grads_of(r):
+        g = torch.Generator().manual_seed(1 + r)
+        return [torch.randn(s, generator=g) for s in shapes]
+
+    grads = grads_of(rank)
+    # the synchronised gradient is the processes' average
+    want = grads if args.procs == 1 else [
+        sum(x) / args.procs for x in zip(*(grads_of(r) for r in range(args.procs)))]
+    say = print if rank == 0 else (lambda *a, **k: None)
+    say(f"{sum(x.numel() for x in grads)} floats in {len(shapes)} tensors, {args.procs} "
+        f"process(es), {args.blocks} x {args.steps} timed steps per hook and rank\n")
+    say("| rank | torch powerSGD_hook ms/step | edgc powersgd, per bucket, ms/step | edgc / torch "
+        "| edgc fused (default) ms/step | fused / torch | rel. error torch | rel. error edgc "
+        "| rel. error fused |")
+    say("|---|---|---|---|---|---|---|---|---|")
     for r in args.ranks:
         runs = {k: make(k, r, shapes) for k in ("torch", "edgc", "fused")}
         for k, (model, ddp, times) in runs.items():
@@ -133,14 +135,31 @@ def main():
                 for _ in range(args.steps):
                     step(model, ddp, times, grads, True)
         ms = {k: statistics.median(v[2]) * 1e3 for k, v in runs.items()}
-        err = {k: rel_error(v[0], grads) for k, v in runs.items()}
-        print(f"| {r} | {ms['torch']:.1f} | {ms['edgc']:.1f} | {ms['edgc'] / ms['torch']:.2f} "
-              f"| {ms['fused']:.1f} | {ms['fused'] / ms['torch']:.2f} "
-              f"| {err['torch']:.4f} | {err['edgc']:.4f} | {err['fused']:.4f} |", flush=True)
+        err = {k: rel_error(v[0], want) for k, v in runs.items()}
+        say(f"| {r} | {ms['torch']:.1f} | {ms['edgc']:.1f} | {ms['edgc'] / ms['torch']:.2f} "
+            f"| {ms['fused']:.1f} | {ms['fused'] / ms['torch']:.2f} "
+            f"| {err['torch']:.4f} | {err['edgc']:.4f} | {err['fused']:.4f} |", flush=True)
         del runs
         gc.collect()
     dist.barrier()  # no process closes its connections while the other is mid-collective
     dist.destroy_process_group()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16, 32])
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--width", type=int, default=768)
+    ap.add_argument("--procs", type=int, default=1, help="processes (gloo), each one thread")
+    ap.add_argument("--blocks", type=int, default=3, help="alternating blocks per hook")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per block")
+    args = ap.parse_args()
+    if args.procs < 1:
+        ap.error("--procs must be at least 1")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(worker, args=(args, port), nprocs=args.procs)
 
 
 if __name__ == "__main__":
