@@ -194,7 +194,7 @@ class EDGCState:
         self._reducers = {}  # reducer key (0 for the fused buckets, else the bucket's index) -> _Bucket
         self._waiting = []  # fuse_buckets: (bucket, future) of this backward pass so far
         self._staging = None  # the float32 copy that staged buckets are synchronised in
-        self._pending_blobs = {}  # bucket index -> (layout entries, state blob) to restore
+        self._pending_blobs = {}  # reducer key -> (layout entries, state blob) to restore
         self._keys = {}  # id(parameter) -> (stable key, parameter)
         self._comm = None
 
@@ -251,14 +251,14 @@ class EDGCState:
         self._pending_blobs = dict(s["blobs"])
 
     def state_dict(self):
-        """Error memory, Q, controller and RNG of every bucket (libedgc's checksummed state
-        blobs; a torch-engine bucket's error memory and Q as CPU tensors beside its blob), plus
-        the step counters. Pickle-able."""
+        """Error memory, Q, controller and RNG of every reducer (libedgc's checksummed state
+        blobs; a torch-engine reducer's error memory and Q as CPU tensors beside its blob), plus
+        the step counters and fuse_buckets. Pickle-able."""
         return self.__getstate__()
 
     def load_state_dict(self, sd):
-        """Restores a state_dict(); each bucket's reducer takes its blob on its next call (the
-        process group stays the one this state was made with)."""
+        """Restores a state_dict(); each reducer takes its blob on its next step (the process
+        group stays the one this state was made with)."""
         group = self.process_group
         self.free()
         self.__setstate__(sd)
@@ -273,7 +273,7 @@ class EDGCState:
             wrote = ctypes.c_size_t()
             st = _lib.lib.edgc_reducer_save(b.red, buf, size.value, ctypes.byref(wrote))
             if st != _lib.OK:
-                raise RuntimeError(f"edgc: saving bucket {index}: {_lib.status_text(st)}")
+                raise RuntimeError(f"edgc: saving reducer {index}: {_lib.status_text(st)}")
             out[index] = (b.entries, buf.raw[:wrote.value],
                           None if b.engine is None else b.engine.state())
         return out
