@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 from edgc.torch import EDGCState, edgc_hook  # noqa: E402
+from bench_engine_torch import timed  # noqa: E402
 from torch_ddp import TinyGPT, batch, load_data  # noqa: E402
 
 START = 10  # dense steps before compression, for both hooks
@@ -64,25 +65,8 @@ def worker(rank, kind, r, steps, port, out, options):
                           start_powerSGD_iter=START, min_compression_rate=2,
                           engine=engine or "auto", **options)
         hook = edgc_hook
-    spent, pending = [0.0], []
-
-    def timed(st, bucket):
-        # time inside the hook's calls and until their futures are complete: torch's bucket by
-        # bucket (left in flight, its callbacks issued gloo collectives in different orders on
-        # the two processes and gloo aborted), ours at the last bucket (the fused hook completes
-        # the earlier buckets' futures there)
-        t0 = time.perf_counter()
-        fut = hook(st, bucket)
-        pending.append(fut)
-        if bucket.is_last() or kind == "torch":
-            for f in pending:
-                f.wait()
-            pending.clear()
-        spent[0] += time.perf_counter() - t0
-        return fut
-
-    timed.__annotations__ = edgc_hook.__annotations__
-    ddp.register_comm_hook(state, timed)
+    spent = [0.0]
+    ddp.register_comm_hook(state, timed(hook, spent, inline=kind == "torch"))
     opt = torch.optim.AdamW(ddp.parameters(), lr=1e-3)
     data = load_data()
     g = torch.Generator().manual_seed(rank)

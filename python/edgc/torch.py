@@ -193,7 +193,7 @@ class EDGCState:
         self.last_stats = {}  # reducer key -> edgc_step_stats of its last step
         self._reducers = {}  # reducer key (0 for the fused buckets, else the bucket's index) -> _Bucket
         self._waiting = []  # fuse_buckets: (bucket, future) of this backward pass so far
-        self._staging = None  # the float32 copy that staged buckets are synchronised in
+        self._staging = {}  # reducer key -> the float32 copy its staged buckets are synchronised in
         self._pending_blobs = {}  # reducer key -> (layout entries, state blob) to restore
         self._keys = {}  # id(parameter) -> (stable key, parameter)
         self._comm = None
@@ -322,7 +322,7 @@ class EDGCState:
         """Whether a bucket on `device` is synchronised by torch ops (a split reducer)."""
         return self.engine == "torch" or (self.engine == "auto" and device.type != "cpu")
 
-    def _create(self, index, entries, total, device, saved=None):
+    def _create(self, index, what, entries, total, device, saved=None):
         if self._comm is None:
             self._comm = _TorchComm(self.process_group)
         arr = (_lib.Tensor * len(entries))(*[_lib.Tensor(o, r, c) for _, o, r, c in entries])
@@ -333,7 +333,7 @@ class EDGCState:
         st = create(ctypes.byref(self.config), ctypes.byref(layout),
                     ctypes.byref(self._comm.comm), ctypes.byref(red))
         if st != _lib.OK:
-            raise RuntimeError(f"edgc: bucket {index}: cannot create the reducer: "
+            raise RuntimeError(f"edgc: {what}: cannot create the reducer: "
                                f"{_lib.status_text(st)}"
                                + (" (check that every process uses the same EDGCState options "
                                   "and model)" if st == _lib.ERR_MISMATCH else ""))
@@ -343,39 +343,38 @@ class EDGCState:
         if saved is not None:
             _, blob, engine_state = (tuple(saved) + (None,))[:3]
             if (engine_state is None) != (engine is None):
-                raise RuntimeError(f"edgc: bucket {index}: its state was saved by the "
+                raise RuntimeError(f"edgc: {what}: its state was saved by the "
                                    f"{'libedgc' if engine_state is None else 'torch'} engine and "
                                    f"cannot be loaded into the other (see EDGCState's engine)")
             st = _lib.lib.edgc_reducer_load(red, blob, len(blob))
             if st != _lib.OK:
                 msg = _lib.lib.edgc_reducer_last_error(red).decode()
-                raise RuntimeError(f"edgc: bucket {index}: cannot load its state: {msg}")
+                raise RuntimeError(f"edgc: {what}: cannot load its state: {msg}")
             if engine is not None:
                 engine.load(engine_state)
         return b
 
-    def _reducer(self, key, live, total, device):
-        """The reducer under key (a bucket index, or 0 for the fused buckets), created on first use
-        with the layout live, or from a restored blob."""
+    def _reducer(self, key, what, live, total, device):
+        """The reducer under key (a bucket index, or 0 for the fused buckets; `what` names them in
+        messages), created on first use with the layout live, or from a restored blob."""
         b = self._reducers.get(key)
         if b is None and key in self._pending_blobs:
             saved = self._pending_blobs.pop(key)
             if {e[0] for e in saved[0]} - {None} != {e[0] for e in live} - {None}:
                 raise RuntimeError(
-                    f"edgc: {'buckets' if self.fuse_buckets else 'bucket'} {key}: the restored "
-                    f"state holds other parameters than these: a different model, a state saved "
+                    f"edgc: {what}: the restored state holds other parameters than these: a different model, a state saved "
                     f"with the other fuse_buckets setting, or (fuse_buckets=False) DDP's first "
                     f"iteration grouping the parameters in other buckets than the saved run's "
                     f"last one; fuse_buckets=True states resume across that")
-            b = self._create(key, saved[0], total, device, saved)
+            b = self._create(key, what, saved[0], total, device, saved)
         if b is None:
-            return self._create(key, live, total, device)
+            return self._create(key, what, live, total, device)
         if b.entries != live and not b.loaded and b.steps <= 1:
             # DDP rebuilds its buckets after the first iteration (every process alike): a fresh
             # run takes the new order from now on
             _lib.lib.edgc_reducer_free(b.red)
             del self._reducers[key]
-            b = self._create(key, live, total, device)
+            b = self._create(key, what, live, total, device)
         return b
 
     def _sync(self, buckets, key):
@@ -392,16 +391,12 @@ class EDGCState:
         one = bufs[0]
         staged = len(bufs) > 1 or one.dtype != torch.float32 or one.device != device \
             or not one.is_contiguous()
-        if staged:
-            flat = self._staging_buffer(total, device)
-            at = 0
-            for buf in bufs:
-                flat[at:at + buf.numel()].copy_(buf.detach().reshape(-1))
-                at += buf.numel()
-        else:
-            flat = one
+        flat = self._staging_buffer(key, total, device) if staged else one
+        parts = flat.split([buf.numel() for buf in bufs]) if staged else ()
+        for part, buf in zip(parts, bufs):
+            part.copy_(buf.detach().reshape(-1))
         what = f"bucket {key}" if len(bufs) == 1 else f"buckets 0-{len(bufs) - 1}"
-        b = self._reducer(key, live, total, device)
+        b = self._reducer(key, what, live, total, device)
         work = flat
         if b.entries != live:  # a restored state meets DDP's first-iteration order
             where = {k: (off, r * c) for k, off, r, c in live if k is not None}
@@ -430,22 +425,20 @@ class EDGCState:
         elif work is not flat:
             for src, dst, n in moves:
                 flat[src:src + n] = work[dst:dst + n]
-        if staged:
-            at = 0
-            for buf in bufs:
-                buf.copy_(flat[at:at + buf.numel()])
-                at += buf.numel()
+        for part, buf in zip(parts, bufs):
+            buf.copy_(part.view_as(buf))
         if ok:
             b.steps += 1
             self.last_stats[key] = stats
         return ok
 
-    def _staging_buffer(self, n, device):
-        """A float32 buffer of n elements on device, kept from step to step: a fresh one each step
-        paid its page faults every time (GPT-2-small's 340 MB took 2.2x a step's time)."""
-        st = self._staging
+    def _staging_buffer(self, key, n, device):
+        """The float32 buffer of n elements on device that reducer key's buckets are staged in,
+        kept from step to step: a fresh one each step paid its page faults every time
+        (GPT-2-small's 340 MB took 2.2x a step's time)."""
+        st = self._staging.get(key)
         if st is None or st.numel() != n or st.device != device:
-            st = self._staging = torch.empty(n, dtype=torch.float32, device=device)
+            st = self._staging[key] = torch.empty(n, dtype=torch.float32, device=device)
         return st
 
     def _fused(self, bucket):
