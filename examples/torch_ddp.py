@@ -3,6 +3,7 @@
 edgc's communication hook (EDGC: dynamic rank from the gradient entropy).
 
     /usr/bin/python3 examples/torch_ddp.py [--steps 200] [--mode edgc|powersgd|dense] [--rank 8]
+                                           [--lr-schedule cosine|constant]
 
 Two processes on this machine; the data is data/kjv.txt (make data) read as bytes, or random
 bytes when it is missing. Switching from torch's hook is one line: compare
@@ -16,6 +17,7 @@ with
 
 import argparse
 import gc
+import math
 import os
 import socket
 import sys
@@ -56,6 +58,19 @@ def load_data():
     return torch.randint(0, 256, (1 << 20,), generator=torch.Generator().manual_seed(0))
 
 
+def lr_at(step, total, schedule="cosine", peak=1e-3, warmup=20):
+    """The learning rate of step 0..total-1: a linear warm-up over `warmup` steps, then constant
+    or a cosine down to peak / 10 at the last step (edgc-train's schedule). EDGC's default rank
+    rule decays the rank over the run, which pays under a decaying learning rate and not under
+    a constant one (docs/PYTORCH.md)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if schedule == "constant" or total <= warmup + 1:
+        return peak
+    progress = (step - warmup) / (total - warmup - 1)
+    return peak / 10 + 0.5 * (peak - peak / 10) * (1 + math.cos(math.pi * progress))
+
+
 def batch(data, gen, B, T):
     """B random windows of T tokens and their next-token targets."""
     at = torch.randint(0, len(data) - T - 1, (B,), generator=gen)
@@ -79,6 +94,8 @@ def worker(rank, args, port):
     g = torch.Generator().manual_seed(rank)
     B, T = 8, 64
     for step in range(1, args.steps + 1):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step - 1, args.steps, args.lr_schedule)
         x, y = batch(data, g, B, T)
         loss = torch.nn.functional.cross_entropy(ddp(x).flatten(0, 1), y.flatten())
         opt.zero_grad()
@@ -104,6 +121,8 @@ def main():
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--mode", choices=["edgc", "powersgd", "dense"], default="edgc")
     p.add_argument("--rank", type=int, default=8, help="static rank of --mode powersgd")
+    p.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
+                   help="after a 20-step warm-up: cosine to a tenth of the peak, or constant")
     args = p.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -38,7 +38,7 @@ section() { # name, command...
         elif [ "$1" = pipeline_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 12 min)"
         elif [ "$1" = torch_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 5 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 20 min)"
         elif [ "$1" = reliability_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build reliability\` (about 20 min; the fuzz part needs clang)"
         elif [ "$1" = train_table ]; then
@@ -275,7 +275,11 @@ pipeline_table() { # DP x PP with WAM on emulated links
 torch_table() { # the PyTorch hook against torch's powerSGD_hook
     echo "### The hook in training"
     echo
-    EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_torch_hook.py
+    EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_torch_hook.py --quality-steps 0
+    echo
+    echo "### Loss against bytes: torch's static ranks and EDGC's decaying rank"
+    echo
+    EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_torch_hook.py --quality-only
     echo
     echo "### The engine on the GPT-2-small layout (\`bench/bench_engine_torch.py\`)"
     echo
