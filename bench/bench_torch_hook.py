@@ -13,7 +13,7 @@ torch.distributed collectives by the hook (counted by wrapping all_reduce and br
 edgc's small agreement messages count too), and the training loss averaged over the last 20
 steps. Prints a Markdown table.
 
-Then the quality table (--quality-steps, 0 skips it): longer runs, one per seed, of torch's hook
+Then the quality table (--tables picks either or both): longer runs, one per seed, of torch's hook
 at static ranks and of edgc mode at hand-set ceilings, under the cosine learning-rate schedule
 and under a constant one: bytes per step and the loss of the last 20 steps, averaged over the
 seeds, against torch's rank 8 under the same schedule.
@@ -125,19 +125,20 @@ def main():
                    help="times every row is run, the rows in turn each round; the median is shown")
     p.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
                    help="the timing table's learning-rate schedule (examples/torch_ddp.py)")
-    p.add_argument("--quality-steps", type=int, default=600,
-                   help="steps of each quality run; 0 skips the quality table")
+    p.add_argument("--tables", choices=["timing", "quality"], nargs="+",
+                   default=["timing", "quality"], help="which tables to print, in this order")
+    p.add_argument("--quality-steps", type=int, default=600, help="steps of each quality run")
     p.add_argument("--seeds", type=int, default=3, help="quality runs per row, seeds 0..N-1")
-    p.add_argument("--quality-only", action="store_true", help="skip the timing table")
     a = p.parse_args()
-    if min(a.steps, a.rounds, a.seeds) < 1 or a.quality_steps < 0 or min(a.ranks) < 1:
-        p.error("--steps, --rounds, --seeds and --ranks must be positive, --quality-steps >= 0")
-    if not a.quality_only:
-        timing(a)
-    if a.quality_steps:
-        if not a.quality_only:
+    if min(a.steps, a.rounds, a.seeds, a.quality_steps, *a.ranks) < 1:
+        p.error("--steps, --rounds, --seeds, --quality-steps and --ranks must be positive")
+    for i, table in enumerate(a.tables):
+        if i:
             print()
-        quality(a.quality_steps, a.seeds)
+        if table == "timing":
+            timing(a)
+        else:
+            quality(a.quality_steps, a.seeds)
 
 
 def quality(steps, seeds):
@@ -146,12 +147,13 @@ def quality(steps, seeds):
     plan += [(f"edgc edgc (r_max {r})", "edgc", 1, {"r_max": r}, "cosine") for r in (8, 11, 16)]
     plan += [("torch powerSGD_hook rank 8", "torch", 8, {}, "constant"),
              ("edgc edgc (r_max 11)", "edgc", 1, {"r_max": 11}, "constant")]
-    rows = []
+    rows, ref = [], {}  # ref: schedule -> torch rank 8's (bytes, losses)
     for name, kind, arg, options, schedule in plan:
         res = [run(kind, arg, steps, schedule, seed, **options) for seed in range(seeds)]
         rows.append((name, schedule, statistics.mean(x[1] for x in res),
                      [x[2] for x in res]))
-    ref = {sch: (kb, losses) for name, sch, kb, losses in rows if name.endswith("rank 8")}
+        if (kind, arg) == ("torch", 8):
+            ref[schedule] = rows[-1][2:]
     print(f"{steps} steps, the same model and batches, learning rate warmed up over 20 steps, "
           f"then cosine to a tenth or constant; seeds 0-{seeds - 1}, one run each\n")
     print("| hook | learning rate | KB per step | vs torch rank 8 | loss, last 20 steps "

@@ -275,11 +275,11 @@ pipeline_table() { # DP x PP with WAM on emulated links
 torch_table() { # the PyTorch hook against torch's powerSGD_hook
     echo "### The hook in training"
     echo
-    EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_torch_hook.py --quality-steps 0
+    EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_torch_hook.py --tables timing
     echo
     echo "### Loss against bytes: torch's static ranks and EDGC's decaying rank"
     echo
-    EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_torch_hook.py --quality-only
+    EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_torch_hook.py --tables quality
     echo
     echo "### The engine on the GPT-2-small layout (\`bench/bench_engine_torch.py\`)"
     echo
