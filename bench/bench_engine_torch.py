@@ -11,10 +11,10 @@ Both run as DDP communication hooks on the same buckets: torch's powerSGD_hook, 
 mode "powersgd" (libedgc's engine on the bucket memory), one reducer per bucket and fused (the
 default: every bucket in one step, through one float32 copy of the gradient). Per row: the hooks'
 time per step (their calls and the waits for their futures, summed; median over the timed
-steps, the first compressed steps untimed) and the relative error of the synchronised gradient against the true
-one (the processes' average; with one worker the gradient itself), after the same number of warm-started
-steps on the same fixed gradient. The two hooks alternate step blocks so drift on this shared
-machine hits both. Prints a Markdown table.
+steps, the first compressed steps untimed) and the relative error of the synchronised gradient
+against the true one (the processes' average; with one worker the gradient itself), after the
+same number of warm-started steps on the same fixed gradient. The two hooks alternate step
+blocks so drift on this shared machine hits both. Prints a Markdown table.
 """
 
 import argparse

@@ -7,7 +7,8 @@
 "torch engine" rows run the path GPU buckets take (engine="torch": libedgc's split reducer with
 the arithmetic in torch ops), here on the CPU. Per row: hook time per step (the time
 inside the hook's calls and until their futures are complete: torch's bucket by bucket, ours at
-the backward pass's last bucket, where the fused hook completes them all; median over the compressed steps, then over the rounds), the whole step
+the backward pass's last bucket, where the fused hook completes them all; median over the
+compressed steps, then over the rounds), the whole step
 (forward, backward with the hook, optimizer; medians the same way), bytes per step put into
 torch.distributed collectives by the hook (counted by wrapping all_reduce and broadcast, so
 edgc's small agreement messages count too), and the training loss averaged over the last 20

@@ -7,9 +7,10 @@
 The hook holds every DDP bucket of a backward pass until the last one and synchronises them
 together through one libedgc reducer (fuse_buckets=False: one reducer per bucket), created on its
 first call with the buckets' tensors as its layout (a tensor of two or more dimensions is
-compressed as shape[0] x rest, as torch's powerSGD_hook does; anything else is averaged exactly). The whole algorithm runs in the C
-library: GDS entropy, profiling, windows, the rank rule, PowerSGD with error feedback, the per-step
-agreement of one rank across the group, and the non-finite check. Its collectives are callbacks
+compressed as shape[0] x rest, as torch's powerSGD_hook does; anything else is averaged
+exactly). The whole algorithm runs in the C library: GDS entropy, profiling, windows, the rank
+rule, PowerSGD with error feedback, the per-step agreement of one rank across the group, and the
+non-finite check. Its collectives are callbacks
 into torch.distributed on the given process group (gloo or NCCL).
 
 Buckets in float16/bfloat16 are synchronised in float32 and written back in their own type; the
@@ -191,7 +192,8 @@ class EDGCState:
         self.iter = 0  # hook calls on bucket 0, as torch's state counts them
         self.skipped_steps = 0
         self.last_stats = {}  # reducer key -> edgc_step_stats of its last step
-        self._reducers = {}  # reducer key (0 for the fused buckets, else the bucket's index) -> _Bucket
+        # reducer key (0 for the fused buckets, else the bucket's index) -> _Bucket
+        self._reducers = {}
         self._waiting = []  # fuse_buckets: (bucket, future) of this backward pass so far
         self._staging = {}  # reducer key -> the float32 copy its staged buckets are synchronised in
         self._pending_blobs = {}  # reducer key -> (layout entries, state blob) to restore
@@ -362,8 +364,9 @@ class EDGCState:
             saved = self._pending_blobs.pop(key)
             if {e[0] for e in saved[0]} - {None} != {e[0] for e in live} - {None}:
                 raise RuntimeError(
-                    f"edgc: {what}: the restored state holds other parameters than these: a different model, a state saved "
-                    f"with the other fuse_buckets setting, or (fuse_buckets=False) DDP's first "
+                    f"edgc: {what}: the restored state holds other parameters than these: a "
+                    f"different model, a state saved with the other fuse_buckets setting, or "
+                    f"(fuse_buckets=False) DDP's first "
                     f"iteration grouping the parameters in other buckets than the saved run's "
                     f"last one; fuse_buckets=True states resume across that")
             b = self._create(key, what, saved[0], total, device, saved)
