@@ -9,11 +9,18 @@
  * Qt = Q^T (r x cols), row-major. A column of P or Q is then a contiguous row, which is what
  * Gram-Schmidt walks, and truncating the rank is just using a prefix of Qt.
  *
- * Threads: the element-wise passes (M = G + e and e = M - G_hat, with their norms) are split over
- * `threads` OpenMP threads in fixed chunks whose partial norms are added in chunk order; the
- * matrices' products are shared out over the same threads when OpenBLAS runs single-threaded,
- * else left to OpenBLAS's threads. No result depends on the engine's count (OpenBLAS's own thread
- * count does change its products' rounding).
+ * Tiles: with error feedback each matrix is cut into tiles of whole rows for the element-wise
+ * work (M = G + e, e = M - G_hat). With OpenBLAS on one thread a tile's products are done while
+ * it is in cache: M = G + e, then that tile's rows of P = M Q; later the tile of G_hat = P Q^T,
+ * then e = M - G_hat. That saves two reads of a gradient-sized buffer a step (M for P, G_hat for
+ * e; docs/ALGORITHM.md, 3). A row of P depends on that row of M alone, and a row of G_hat on
+ * that row of P, so tiling keeps every sum's terms (OpenBLAS may round them otherwise).
+ *
+ * Threads: the tiles are shared out over `threads` OpenMP threads, and so are the matrices (the
+ * other products) when OpenBLAS runs single-threaded; else the matrices are taken in order and
+ * their products left to OpenBLAS's threads. The tiles' partial norms are added in tile order,
+ * so no result depends on the engine's count (OpenBLAS's own thread count does change its
+ * products' rounding).
  *
  * Not here: deciding the rank (controller.c), non-finite checks and agreement (the reducer).
  */
@@ -41,21 +48,30 @@ struct edgc_powersgd {
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
     int threads;    /* for the element-wise passes and the matrices, resolved from the config */
     int m_in_grad;  /* this step builds M in the gradient buffer (see step), not the error memory */
+    int fuse_tiles; /* this step does a tile's products with its element-wise work (OpenBLAS on
+                     * one thread: a tile is too small to share out over OpenBLAS's threads) */
     size_t *p_at, *q_at; /* per matrix, offsets into p and q at the current rank (set_rank_to) */
-    struct ef_chunk {
-        size_t k, at, len; /* matrix, first element in it, elements */
-    } * chunks;            /* every matrix cut into EF_CHUNK pieces, in layout order */
-    size_t n_chunks;
-    double* part; /* partial norm of each chunk */
+    struct ef_tile {
+        size_t k, row, rows; /* matrix, first row, rows */
+    } * tiles;               /* every matrix cut into tiles of about EF_TILE elements, in order */
+    size_t n_tiles;
+    double* part; /* partial norm of each tile */
 };
 
-/* Elements per chunk of an element-wise pass: 128 KB of floats, small enough to share a matrix
- * of the GPT-2 layout out evenly, large enough that a chunk costs far more than its scheduling. */
-#define EF_CHUNK ((size_t)32768)
+/* Elements per tile (whole rows, at least one): 1 MB of floats, which stays in L2 (1 MB a core
+ * here) between the element-wise pass and the product. Smaller tiles were slower: OpenBLAS packs
+ * Q again for every call (rank 8: 1.4x the time at 32 KB, about even at 128 KB; ALGORITHM.md 3). */
+#define EF_TILE ((size_t)262144)
 
 static size_t mat_rank(const edgc__matrix* m, int rank)
 {
     return m->cap < (size_t)rank ? m->cap : (size_t)rank;
+}
+
+/* Rows per tile of matrix m. */
+static size_t tile_rows(const edgc__matrix* m)
+{
+    return m->cols >= EF_TILE ? 1 : EF_TILE / m->cols;
 }
 
 /* Elements of the flat P (use_rows) or Q buffer at `rank`. */
@@ -120,7 +136,7 @@ void edgc_powersgd_free(edgc_powersgd* ps)
     free(ps->q);
     free(ps->q_kept);
     free(ps->part);
-    free(ps->chunks);
+    free(ps->tiles);
     free(ps->p_at);
     free(ps->q_at);
     free(ps);
@@ -143,25 +159,26 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
     edgc__rng_seed(&ps->rng, cfg->seed);
 
     st = EDGC_ERR_NOMEM;
-    size_t n_mats = ps->pl.n_mats, n_err = 0, n_chunks = 0;
+    size_t n_mats = ps->pl.n_mats, n_err = 0, n_tiles = 0;
     ps->err_at = calloc(n_mats ? n_mats : 1, sizeof *ps->err_at);
     ps->p_at = calloc(n_mats ? n_mats : 1, sizeof *ps->p_at);
     ps->q_at = calloc(n_mats ? n_mats : 1, sizeof *ps->q_at);
     if (ps->err_at == NULL || ps->p_at == NULL || ps->q_at == NULL) goto fail;
     for (size_t k = 0; k < n_mats; k++) {
-        size_t n = ps->pl.mats[k].rows * ps->pl.mats[k].cols;
+        const edgc__matrix* m = &ps->pl.mats[k];
         ps->err_at[k] = n_err;
-        n_err += n;
-        n_chunks += (n + EF_CHUNK - 1) / EF_CHUNK;
+        n_err += m->rows * m->cols;
+        n_tiles += (m->rows + tile_rows(m) - 1) / tile_rows(m);
     }
-    ps->chunks = malloc((n_chunks ? n_chunks : 1) * sizeof *ps->chunks);
-    ps->part = malloc((n_chunks ? n_chunks : 1) * sizeof *ps->part);
-    if (ps->chunks == NULL || ps->part == NULL) goto fail;
+    ps->tiles = malloc((n_tiles ? n_tiles : 1) * sizeof *ps->tiles);
+    ps->part = malloc((n_tiles ? n_tiles : 1) * sizeof *ps->part);
+    if (ps->tiles == NULL || ps->part == NULL) goto fail;
     for (size_t k = 0; k < n_mats; k++) {
-        size_t n = ps->pl.mats[k].rows * ps->pl.mats[k].cols;
-        for (size_t at = 0; at < n; at += EF_CHUNK)
-            ps->chunks[ps->n_chunks++] =
-                (struct ef_chunk){k, at, n - at < EF_CHUNK ? n - at : EF_CHUNK};
+        const edgc__matrix* m = &ps->pl.mats[k];
+        const size_t step = tile_rows(m);
+        for (size_t row = 0; row < m->rows; row += step)
+            ps->tiles[ps->n_tiles++] =
+                (struct ef_tile){k, row, m->rows - row < step ? m->rows - row : step};
     }
     if (ps->error_feedback) {
         ps->err = calloc(n_err ? n_err : 1, sizeof *ps->err);
@@ -275,43 +292,6 @@ static double swap_norm2(float* restrict g, float* restrict e, size_t n)
     return total;
 }
 
-/* The element-wise passes of error feedback over every matrix, chunk by chunk. */
-enum ef_kind {
-    EF_M_IN_ERR,  /* e += g: M = G + e in the error memory */
-    EF_M_IN_GRAD, /* g += e: M = G + e in the gradient (the same sum) */
-    EF_E_IN_ERR,  /* e -= g: e = M - G_hat, M in the error memory, G_hat in the gradient */
-    EF_SWAP       /* see swap_norm2: M was in the gradient, G_hat in the error memory */
-};
-
-/* One pass of `kind` over every matrix, chunk by chunk on the engine's threads (one parallel
- * region for the whole layout: waking threads per matrix cost more than it saved); returns the
- * squared norm of what it computed (M, or e) with the chunks' partial norms added in chunk order,
- * whatever the thread count. */
-static double ef_pass(edgc_powersgd* ps, float* grad, enum ef_kind kind)
-{
-    const struct ef_chunk* ch = ps->chunks;
-    const size_t n = ps->n_chunks;
-    double* part = ps->part;
-#ifdef _OPENMP
-    const int threads = ps->threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && n > 1)
-#endif
-    for (size_t c = 0; c < n; c++) {
-        const edgc__matrix* m = &ps->pl.mats[ch[c].k];
-        float* e = ps->err + ps->err_at[ch[c].k] + ch[c].at;
-        float* g = grad + m->offset + ch[c].at;
-        const size_t len = ch[c].len;
-        part[c] = kind == EF_M_IN_ERR    ? axpy_norm2(e, g, len, 1.0f)
-                  : kind == EF_M_IN_GRAD ? axpy_norm2(g, e, len, 1.0f)
-                  : kind == EF_E_IN_ERR  ? axpy_norm2(e, g, len, -1.0f)
-                                         : swap_norm2(g, e, len);
-    }
-    double total = 0.0;
-    for (size_t c = 0; c < n; c++)
-        total += part[c];
-    return total;
-}
-
 /* Polls the pending dense allreduce, so it progresses during the products (Open MPI has no
  * asynchronous progress). */
 static edgc_status poll(const edgc_comm* comm, void** req)
@@ -386,13 +366,30 @@ static void orth_q(edgc_powersgd* ps, size_t k, float* grad)
     edgc__orthonormalize_rows(ps->q + ps->q_at[k], mat_rank(m, ps->rank), m->cols, ps->eps);
 }
 
-/* P = M Q, i.e. Pt (r x rows) = Qt (r x cols) . M^T. */
-static void product_p(edgc_powersgd* ps, size_t k, float* grad)
+/* Rows [row, row + n) of P = M Q, i.e. those columns of Pt (r x rows) = Qt (r x cols) . M^T, from
+ * the matrix's rows m_rows (M's row `row` onwards). */
+static void rows_of_p(edgc_powersgd* ps, size_t k, size_t row, size_t n, const float* m_rows)
 {
     const edgc__matrix* m = &ps->pl.mats[k];
-    int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, rows, cols, 1.0f, ps->q + ps->q_at[k],
-                cols, matrix_m(ps, k, grad), cols, 0.0f, ps->p + ps->p_at[k], rows);
+    int r = (int)mat_rank(m, ps->rank), cols = (int)m->cols;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, (int)n, cols, 1.0f, ps->q + ps->q_at[k],
+                cols, m_rows, cols, 0.0f, ps->p + ps->p_at[k] + row, (int)m->rows);
+}
+
+/* Rows [row, row + n) of G_hat = P_hat Q^T = Pt^T . Qt, written to out (n x cols). */
+static void rows_of_g_hat(edgc_powersgd* ps, size_t k, size_t row, size_t n, float* out)
+{
+    const edgc__matrix* m = &ps->pl.mats[k];
+    int r = (int)mat_rank(m, ps->rank), cols = (int)m->cols;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, cols, r, 1.0f,
+                ps->p + ps->p_at[k] + row, (int)m->rows, ps->q + ps->q_at[k], cols, 0.0f, out,
+                cols);
+}
+
+/* P = M Q for the whole matrix. */
+static void product_p(edgc_powersgd* ps, size_t k, float* grad)
+{
+    rows_of_p(ps, k, 0, ps->pl.mats[k].rows, matrix_m(ps, k, grad));
 }
 
 /* P_hat = orthonormalised P; Q = M^T P_hat, i.e. Qt (r x cols) = Pt . M. */
@@ -405,15 +402,13 @@ static void product_q(edgc_powersgd* ps, size_t k, float* grad)
                 rows, matrix_m(ps, k, grad), cols, 0.0f, ps->q + ps->q_at[k], cols);
 }
 
-/* G_hat = P_hat Q^T (rows x cols) = Pt^T . Qt, written over the gradient; over the error memory
- * when M is in the gradient (the last pass then swaps them). */
+/* G_hat for the whole matrix, written over the gradient; over the error memory when M is in the
+ * gradient (tile_e then swaps them). */
 static void decompress(edgc_powersgd* ps, size_t k, float* grad)
 {
     const edgc__matrix* m = &ps->pl.mats[k];
-    int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
     float* out = ps->error_feedback && ps->m_in_grad ? ps->err + ps->err_at[k] : grad + m->offset;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, r, 1.0f, ps->p + ps->p_at[k],
-                rows, ps->q + ps->q_at[k], cols, 0.0f, out, cols);
+    rows_of_g_hat(ps, k, 0, m->rows, out);
 }
 
 /* Runs fn on every matrix. With the engine's threads and a single-threaded OpenBLAS, the
@@ -441,21 +436,96 @@ static edgc_status each_matrix(edgc_powersgd* ps, matrix_fn fn, float* grad, con
     return EDGC_OK;
 }
 
+/* With error feedback, one tile of M = G + e (in the gradient or the error memory, see step).
+ * Returns the tile's ||M||^2. */
+static double tile_m(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
+{
+    const edgc__matrix* m = &ps->pl.mats[t->k];
+    const size_t at = t->row * m->cols, len = t->rows * m->cols;
+    float* g = grad + m->offset + at;
+    float* e = ps->err + ps->err_at[t->k] + at;
+    return ps->m_in_grad ? axpy_norm2(g, e, len, 1.0f) : axpy_norm2(e, g, len, 1.0f);
+}
+
+/* tile_m, then the tile's rows of P from M while it is in cache. */
+static double tile_m_p(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
+{
+    double m2 = tile_m(ps, t, grad);
+    const size_t at = t->row * ps->pl.mats[t->k].cols;
+    rows_of_p(ps, t->k, t->row, t->rows, matrix_m(ps, t->k, grad) + at);
+    return m2;
+}
+
+/* With error feedback, one tile whose G_hat is in whichever of the gradient and the error memory
+ * does not hold M: e = M - G_hat, and g = G_hat. Returns the tile's ||e||^2. */
+static double tile_e(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
+{
+    const edgc__matrix* m = &ps->pl.mats[t->k];
+    const size_t at = t->row * m->cols, len = t->rows * m->cols;
+    float* g = grad + m->offset + at;
+    float* e = ps->err + ps->err_at[t->k] + at;
+    return ps->m_in_grad ? swap_norm2(g, e, len) : axpy_norm2(e, g, len, -1.0f);
+}
+
+/* The tile's rows of G_hat, then tile_e while they are in cache. */
+static double tile_g_hat_e(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
+{
+    const edgc__matrix* m = &ps->pl.mats[t->k];
+    float* out = ps->m_in_grad ? ps->err + ps->err_at[t->k] : grad + m->offset;
+    rows_of_g_hat(ps, t->k, t->row, t->rows, out + t->row * m->cols);
+    return tile_e(ps, t, grad);
+}
+
+typedef double (*tile_fn)(edgc_powersgd* ps, const struct ef_tile* t, float* grad);
+
+/* Runs fn on every tile, shared out over the engine's threads (a fn with products runs only when
+ * OpenBLAS is on one thread, see fuse_tiles), else in order and polled between matrices; *norm2
+ * receives the tiles' results added in tile order. */
+static edgc_status each_tile(edgc_powersgd* ps, tile_fn fn, float* grad, const edgc_comm* comm,
+                             void** req, double* norm2)
+{
+    const size_t n = ps->n_tiles;
+    const struct ef_tile* tiles = ps->tiles;
+    double* part = ps->part;
+    edgc_status st = EDGC_OK;
+#ifdef _OPENMP
+    if (ps->threads > 1 && n > 1) {
+        const int threads = ps->threads;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 4)
+        for (size_t c = 0; c < n; c++)
+            part[c] = fn(ps, &tiles[c], grad);
+        st = poll(comm, req);
+    } else
+#endif
+    {
+        for (size_t c = 0; c < n && st == EDGC_OK; c++) {
+            part[c] = fn(ps, &tiles[c], grad);
+            if (c + 1 == n || tiles[c + 1].k != tiles[c].k) st = poll(comm, req);
+        }
+    }
+    double total = 0.0;
+    for (size_t c = 0; c < n && st == EDGC_OK; c++)
+        total += part[c];
+    *norm2 = total;
+    return st;
+}
+
 /* The first half of a step, up to P = M Q for every matrix: M = G + e (with error feedback;
  * m2 receives ||M||^2), Q drawn at the first step or re-orthonormalised. */
 static edgc_status compress_p(edgc_powersgd* ps, float* grad, const edgc_comm* comm, void** req,
                               double* m2)
 {
     edgc_status st = EDGC_OK;
-    if (ps->error_feedback) *m2 = ef_pass(ps, grad, ps->m_in_grad ? EF_M_IN_GRAD : EF_M_IN_ERR);
     if (!ps->q_ready) {
         draw_q_rows(ps, 0);
         ps->q_ready = 1;
     } else if (ps->orthonormalize_q) {
         st = each_matrix(ps, orth_q, grad, comm, req);
     }
-    if (st == EDGC_OK) st = each_matrix(ps, product_p, grad, comm, req);
-    return st;
+    if (st != EDGC_OK) return st;
+    if (ps->error_feedback && ps->fuse_tiles) return each_tile(ps, tile_m_p, grad, comm, req, m2);
+    if (ps->error_feedback) st = each_tile(ps, tile_m, grad, comm, req, m2);
+    return st == EDGC_OK ? each_matrix(ps, product_p, grad, comm, req) : st;
 }
 
 /* One step. checked makes it a checked step (edgc__powersgd_step_checked): the non-finite flag
@@ -474,6 +544,7 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
     const edgc__plan_layout* pl = &ps->pl;
     const size_t np = flat_size(pl, ps->rank, 1), nq = flat_size(pl, ps->rank, 0);
     ps->m_in_grad = !ps->error_feedback || checked;
+    ps->fuse_tiles = openblas_get_num_threads() == 1;
     void* req = NULL;
     edgc_status st = EDGC_OK;
     double m2 = 0.0, e2 = 0.0;
@@ -510,10 +581,12 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
     if (st == EDGC_OK) st = each_matrix(ps, product_q, grad, comm, &req);
     if (st == EDGC_OK && nq > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->q, nq);
     if (st == EDGC_OK) cblas_sscal((int)nq, 1.0f / (float)comm->size, ps->q, 1);
-    if (st == EDGC_OK) st = each_matrix(ps, decompress, grad, comm, &req);
-    /* e = M - G_hat */
-    if (st == EDGC_OK && ps->error_feedback)
-        e2 = ef_pass(ps, grad, ps->m_in_grad ? EF_SWAP : EF_E_IN_ERR);
+    if (st == EDGC_OK && ps->error_feedback && ps->fuse_tiles) {
+        st = each_tile(ps, tile_g_hat_e, grad, comm, &req, &e2);
+    } else if (st == EDGC_OK) {
+        st = each_matrix(ps, decompress, grad, comm, &req);
+        if (st == EDGC_OK && ps->error_feedback) st = each_tile(ps, tile_e, grad, comm, &req, &e2);
+    }
     if (st != EDGC_OK) {
         if (req != NULL) comm->wait(comm->ctx, req); /* never leave a request behind */
         return st;

@@ -379,18 +379,140 @@ static void test_zero_gradient_stays_finite(void** state)
     edgc_inproc_free(g);
 }
 
-/* The element-wise passes split the matrices into chunks over the threads, and with OpenBLAS
- * on one thread the products are shared out over them too: for either OpenBLAS thread count
- * (1, then 2), 1, 2 and 3 engine threads give the same gradients, error memory and error norms,
- * bit for bit, over steps with error feedback (matrices of 1, 2 and 5 chunks, the last ones
- * ragged). threads = 0 resolves to the CPUs. (OpenBLAS's own thread count does change its
- * products' rounding.) */
+/* Matrices larger than one tile (docs/ALGORITHM.md, 3): one of 3 tiles, the last ragged, and one
+ * wider than a tile, one row per tile. Against an oracle in double from the engine's own factors,
+ * for both places M is built in (the error memory in a plain step, the gradient in a checked one),
+ * with the products done tile by tile (OpenBLAS on one thread) and matrix by matrix (on two):
+ * the span of P_hat is that of M Q_prev (each tile's rows of P), Q = M^T P_hat, the result is
+ * P_hat Q^T and the new error memory M - P_hat Q^T (each tile's rows of G_hat and e). */
+static void test_tiles_match_an_oracle(void** state)
+{
+    (void)state;
+    static const edgc_tensor tensors[] = {{0, 700, 1000}, {700000, 2, 300000}, {1300000, 5, 1}};
+    static const edgc_layout layout = {tensors, 3, 1300005};
+    const size_t n = layout.total, shape[2][2] = {{700, 1000}, {2, 300000}};
+    float* grad = malloc(n * sizeof *grad);
+    float* m = malloc(n * sizeof *m);
+    float* q_prev = malloc((4 * 1000 + 2 * 300000) * sizeof *q_prev); /* both Qt */
+    double* v = malloc(700 * sizeof *v);
+    assert_non_null(grad);
+    assert_non_null(m);
+    assert_non_null(q_prev);
+    assert_non_null(v);
+    const int blas_threads = openblas_get_num_threads();
+    for (int run = 0; run < 4; run++) {
+        const int checked = run % 2;
+        openblas_set_num_threads(run < 2 ? 1 : 2); /* products in the tiles, then per matrix */
+        edgc_config c = edgc_config_default();
+        c.mode = EDGC_MODE_POWERSGD;
+        c.rank = 4;
+        c.threads = 2;
+        edgc_powersgd* ps = NULL;
+        assert_int_equal(edgc_powersgd_create(&c, &layout, &ps), EDGC_OK);
+        edgc_inproc* g;
+        edgc_comm comm = solo(&g);
+        test_rng rng = {31};
+        for (int s = 0; s < 3; s++) {
+            test_gaussian(&rng, grad, n, 1.0);
+            const float* e;
+            size_t ne;
+            assert_int_equal(edgc__powersgd_error(ps, &e, &ne), EDGC_OK);
+            assert_int_equal(ne, 700000 + 600000);
+            for (size_t i = 0; i < ne; i++)
+                m[i] = grad[i] + e[i];
+            if (checked) {
+                int bad_any = -1;
+                assert_int_equal(edgc__powersgd_step_checked(ps, grad, &comm, -1, &bad_any, NULL),
+                                 EDGC_OK);
+                assert_int_equal(bad_any, 0);
+            } else {
+                assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
+            }
+            assert_int_equal(edgc__powersgd_error(ps, &e, &ne), EDGC_OK);
+            size_t at = 0;
+            for (size_t k = 0; k < 2; k++) {
+                const size_t rows = shape[k][0], cols = shape[k][1];
+                const float *pt, *qt;
+                size_t r;
+                assert_int_equal(edgc__powersgd_factors(ps, k, &pt, &qt, &r), EDGC_OK);
+                assert_int_equal(r, k == 0 ? 4 : 2);
+                const float* mk = m + at;
+                double worst = 0.0;
+                /* span(P_hat) = span(M Q_prev): each column of M Q_prev, less its projection
+                 * onto P_hat, is ~0 (Q_prev: this matrix's Qt after the last step) */
+                for (size_t a = 0; s > 0 && a < r; a++) {
+                    double nv = 0.0, nres = 0.0;
+                    for (size_t i = 0; i < rows; i++) {
+                        double d = 0.0;
+                        for (size_t j = 0; j < cols; j++)
+                            d += (double)mk[i * cols + j] *
+                                 q_prev[(k ? 4 * 1000 : 0) + a * cols + j];
+                        v[i] = d;
+                        nv += d * d;
+                    }
+                    for (size_t b = 0; b < r; b++) {
+                        double d = 0.0;
+                        for (size_t i = 0; i < rows; i++)
+                            d += v[i] * pt[b * rows + i];
+                        for (size_t i = 0; i < rows; i++)
+                            v[i] -= d * pt[b * rows + i];
+                    }
+                    for (size_t i = 0; i < rows; i++)
+                        nres += v[i] * v[i];
+                    worst = fmax(worst, sqrt(nres / nv));
+                }
+                if (worst > 1e-4)
+                    fail_msg("checked %d step %d matrix %zu: P off span, %g", checked, s, k, worst);
+                /* Q = M^T P_hat, the result P_hat Q^T and e = M - P_hat Q^T */
+                double dq = 0.0, nq = 0.0, dg = 0.0, de = 0.0, nm = 0.0;
+                for (size_t a = 0; a < r; a++)
+                    for (size_t j = 0; j < cols; j++) {
+                        double d = 0.0;
+                        for (size_t i = 0; i < rows; i++)
+                            d += (double)pt[a * rows + i] * mk[i * cols + j];
+                        dq += (d - qt[a * cols + j]) * (d - qt[a * cols + j]);
+                        nq += d * d;
+                    }
+                for (size_t i = 0; i < rows; i++)
+                    for (size_t j = 0; j < cols; j++) {
+                        double gh = 0.0;
+                        for (size_t a = 0; a < r; a++)
+                            gh += (double)pt[a * rows + i] * qt[a * cols + j];
+                        const size_t x = i * cols + j;
+                        const double want_e = (double)mk[x] - gh;
+                        dg +=
+                            (grad[tensors[k].offset + x] - gh) * (grad[tensors[k].offset + x] - gh);
+                        de += (e[at + x] - want_e) * (e[at + x] - want_e);
+                        nm += (double)mk[x] * mk[x];
+                    }
+                if (sqrt(dq / nq) > 1e-5 || sqrt(dg / nm) > 1e-5 || sqrt(de / nm) > 1e-5)
+                    fail_msg("checked %d step %d matrix %zu: Q %g, G_hat %g, e %g", checked, s, k,
+                             sqrt(dq / nq), sqrt(dg / nm), sqrt(de / nm));
+                memcpy(q_prev + (k ? 4 * 1000 : 0), qt, r * cols * sizeof *qt);
+                at += rows * cols;
+            }
+        }
+        edgc_powersgd_free(ps);
+        edgc_inproc_free(g);
+    }
+    openblas_set_num_threads(blas_threads);
+    free(grad);
+    free(m);
+    free(q_prev);
+    free(v);
+}
+
+/* With OpenBLAS on one thread the tiles and the matrices are shared out over the engine's threads:
+ * for either OpenBLAS thread count (1, then 2), 1, 2 and 3 engine threads give the same
+ * gradients, error memory and error norms, bit for bit, over steps with error feedback (matrices
+ * of one tile and of two, the second ragged). threads = 0 resolves to the CPUs. (OpenBLAS's own
+ * thread count does change its products' rounding.) */
 static void test_thread_count_changes_no_bit(void** state)
 {
     (void)state;
     static const edgc_tensor big_tensors[] = {
-        {0, 100, 300}, {30000, 300, 200}, {90000, 256, 513}, {221328, 64, 1}};
-    static const edgc_layout big = {big_tensors, 4, 221392};
+        {0, 100, 300}, {30000, 300, 200}, {90000, 600, 513}, {397800, 64, 1}};
+    static const edgc_layout big = {big_tensors, 4, 397864};
     const size_t n = big.total;
     float* first = malloc(3 * n * sizeof *first);
     float* grad = malloc(n * sizeof *grad);
@@ -488,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_byte_accounting),
         cmocka_unit_test(test_without_error_feedback),
         cmocka_unit_test(test_zero_gradient_stays_finite),
+        cmocka_unit_test(test_tiles_match_an_oracle),
         cmocka_unit_test(test_thread_count_changes_no_bit),
         cmocka_unit_test(test_bad_arguments),
     };
