@@ -8,13 +8,15 @@
  *      under), plus the cost of re-orthonormalising the warm-started Q;
  *   3. the experiment of dev/skinny (hand-written thin products, not in the library) against
  *      OpenBLAS's sgemm, the engine's products, on the same data;
- *   4. the same engine on one thread and on every CPU (engine threads and OpenBLAS threads).
+ *   4. the same engine on one thread and on every CPU (engine threads and OpenBLAS threads);
+ *   5. the engine's tiles (products done with the element-wise work) against separate passes.
  * Prints Markdown on stdout (the figures) and progress on stderr. Not run by ctest.
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "bench_layout.h"
 #include "edgc.h"
-#include "skinny.h" /* dev/skinny: hand-written thin products, timed against OpenBLAS */
+#include "edgc_internal.h" /* edgc__powersgd_set_fusion: the separate-pass baseline */
+#include "skinny.h"        /* dev/skinny: hand-written thin products, timed against OpenBLAS */
 
 #include <cblas.h>
 #include <sched.h>
@@ -191,9 +193,9 @@ static double time_stream_pass(float* e, const float* g, size_t n, int reps)
     return m;
 }
 
-static double time_powersgd_threads(const bench_model* md, const float* g0, float* g, int rank,
-                                    int orth_q, int ef, int threads, int reps,
-                                    edgc_step_bytes* bytes)
+static double time_powersgd_fused(const bench_model* md, const float* g0, float* g, int rank,
+                                  int orth_q, int ef, int threads, int fuse, int reps,
+                                  edgc_step_bytes* bytes)
 {
     edgc_config cfg = edgc_config_default();
     cfg.mode = EDGC_MODE_POWERSGD;
@@ -207,6 +209,7 @@ static double time_powersgd_threads(const bench_model* md, const float* g0, floa
     edgc_comm comm;
     edgc_status st;
     if ((st = edgc_powersgd_create(&cfg, &layout, &ps)) != EDGC_OK) die("powersgd_create", st);
+    edgc__powersgd_set_fusion(ps, fuse);
     if ((st = edgc_inproc_create(1, &grp)) != EDGC_OK) die("inproc_create", st);
     edgc_inproc_comm(grp, 0, &comm);
     double* t = malloc((size_t)reps * sizeof *t);
@@ -221,6 +224,13 @@ static double time_powersgd_threads(const bench_model* md, const float* g0, floa
     edgc_powersgd_free(ps);
     edgc_inproc_free(grp);
     return m;
+}
+
+static double time_powersgd_threads(const bench_model* md, const float* g0, float* g, int rank,
+                                    int orth_q, int ef, int threads, int reps,
+                                    edgc_step_bytes* bytes)
+{
+    return time_powersgd_fused(md, g0, g, rank, orth_q, ef, threads, 1, reps, bytes);
 }
 
 static double time_powersgd(const bench_model* md, const float* g0, float* g, int rank, int orth_q,
@@ -238,9 +248,10 @@ static void bench_threads(const bench_model* md, const float* g0, int reps)
     const int n = cpus();
     double pass = time_stream_pass(e, g0, md->total, reps);
     printf("### The engine on 1 and %d threads (error feedback on)\n\n", n);
-    printf("Engine threads: OpenMP threads (`threads`) for the element-wise passes, and for the "
-           "matrices when OpenBLAS is on one thread; BLAS threads: OpenBLAS's "
-           "(`openblas_set_num_threads`), which then do the products of matrices taken in order. "
+    printf("Engine threads: OpenMP threads (`threads`) for the tiles of the element-wise work, "
+           "and with OpenBLAS on one thread for the tiles' and the matrices' products; BLAS "
+           "threads: OpenBLAS's (`openblas_set_num_threads`), which then do the products of "
+           "matrices taken in order. "
            "For a given OpenBLAS count the engine's count changes no bit (test_powersgd). ms per "
            "step, the better of two medians taken in alternation; in brackets, in units of the "
            "one-thread read-modify-write pass (%.1f ms).\n\n",
@@ -448,14 +459,55 @@ static void bench_thin(const bench_model* md, const float* g0, int reps)
     free(b.g);
 }
 
+/* Tiles against separate passes, OpenBLAS on one thread, error feedback on: the better of three
+ * medians per figure, the two taken in alternation. */
+static void bench_tiles(const bench_model* md, const float* g0, int reps)
+{
+    float* g = malloc(md->total * sizeof *g);
+    const int n = cpus();
+    printf("### Tiles: the products done with the element-wise work (error feedback on)\n\n");
+    printf(
+        "With OpenBLAS on one thread the engine finishes each 1 MB tile of a matrix's rows while "
+        "it is in cache (M = G + e, then its rows of P; its rows of G_hat, then e = M - G_hat): "
+        "two reads of the gradient fewer a step. Against the separate passes (the "
+        "element-wise passes over all tiles, the products one call per matrix), which the "
+        "engine takes when OpenBLAS has threads of its own. ms per step, the better of three "
+        "medians taken in alternation.\n\n");
+    printf("| rank | separate, 1 thread | tiles, 1 thread | tiles / separate | separate, %d "
+           "threads | tiles, %d threads | tiles / separate |\n",
+           n, n);
+    printf("|---|---|---|---|---|---|---|\n");
+    const int ranks[] = {4, 8, 16, 32};
+    openblas_set_num_threads(1);
+    for (int i = 0; i < 4; i++) {
+        fprintf(stderr, "tiles: rank %d\n", ranks[i]);
+        edgc_step_bytes b;
+        double best[2][2] = {{INFINITY, INFINITY}, {INFINITY, INFINITY}}; /* threads, fuse */
+        for (int round = 0; round < 3; round++)
+            for (int t = 0; t < 2; t++)
+                for (int f = 0; f < 2; f++) {
+                    double ms =
+                        time_powersgd_fused(md, g0, g, ranks[i], 1, 1, t ? n : 1, f, reps, &b);
+                    best[t][f] = ms < best[t][f] ? ms : best[t][f];
+                }
+        printf("| %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |\n", ranks[i], best[0][0],
+               best[0][1], best[0][1] / best[0][0], best[1][0], best[1][1],
+               best[1][1] / best[1][0]);
+    }
+    printf("\n");
+    free(g);
+}
+
 static void usage(FILE* f)
 {
-    fprintf(f, "usage: bench_core [--layers N] [--dim C] [--reps N] [--threads-only]\n"
-               "  Times GDS entropy estimation and the PowerSGD engine on a GPT-2-like layout.\n"
-               "  --layers N  transformer layers (default 12)\n"
-               "  --dim C     model width (default 768)\n"
-               "  --reps N    timed repetitions per figure, median reported (default 5)\n"
-               "  --threads-only  only the thread-count table\n");
+    fprintf(f,
+            "usage: bench_core [--layers N] [--dim C] [--reps N] [--threads-only | --tiles-only]\n"
+            "  Times GDS entropy estimation and the PowerSGD engine on a GPT-2-like layout.\n"
+            "  --layers N  transformer layers (default 12)\n"
+            "  --dim C     model width (default 768)\n"
+            "  --reps N    timed repetitions per figure, median reported (default 5)\n"
+            "  --threads-only  only the thread-count table\n"
+            "  --tiles-only    only the tiles table\n");
 }
 
 static long parse_long(const char* flag, const char* s, long lo, long hi)
@@ -471,7 +523,7 @@ static long parse_long(const char* flag, const char* s, long lo, long hi)
 
 int main(int argc, char** argv)
 {
-    int layers = 12, reps = 5, threads_only = 0;
+    int layers = 12, reps = 5, threads_only = 0, tiles_only = 0;
     long dim = 768;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -483,6 +535,8 @@ int main(int argc, char** argv)
             dim = parse_long("--dim", argv[++i], 8, 8192);
         } else if (!strcmp(argv[i], "--threads-only")) {
             threads_only = 1;
+        } else if (!strcmp(argv[i], "--tiles-only")) {
+            tiles_only = 1;
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = (int)parse_long("--reps", argv[++i], 1, 1000);
         } else {
@@ -490,6 +544,11 @@ int main(int argc, char** argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (threads_only && tiles_only) {
+        fprintf(stderr, "bench_core: --threads-only and --tiles-only exclude each other\n");
+        usage(stderr);
+        return 2;
     }
     bench_model md = bench_gpt2_like(layers, (size_t)dim);
     float* g0 = malloc(md.total * sizeof *g0);
@@ -500,12 +559,13 @@ int main(int argc, char** argv)
     fprintf(stderr, "bench_core: %d layers, dim %ld: %zu floats\n", layers, dim, md.total);
     for (size_t k = 0; k < md.n_t; k++)
         fill_gradient(g0 + md.t[k].offset, md.t[k].rows * md.t[k].cols, 1e-3 * (1 + k % 7));
-    if (!threads_only) {
+    if (!threads_only && !tiles_only) {
         bench_entropy(g0, md.total, reps);
         bench_powersgd(&md, g0, reps);
         bench_thin(&md, g0, reps);
     }
-    bench_threads(&md, g0, reps);
+    if (!tiles_only) bench_threads(&md, g0, reps);
+    if (!threads_only) bench_tiles(&md, g0, reps);
     free(g0);
     free(md.t);
     return 0;

@@ -179,6 +179,10 @@ edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, float* grad, const ed
                                         int bad_here, int* bad_any, edgc_step_bytes* bytes);
 /* The error-feedback memory, matrices back to back in layout order (NULL without EF). */
 edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_t* n);
+/* 0: a tile's products never go with its element-wise work (separate passes, as with OpenBLAS on
+ * several threads); 1, the default: they do when OpenBLAS is on one thread. Same sums either way;
+ * for bench_core's side-by-side. */
+void edgc__powersgd_set_fusion(edgc_powersgd* ps, int fuse);
 /* Threads the engine uses (edgc_config.threads resolved). */
 int edgc__powersgd_threads(const edgc_powersgd* ps);
 /* cpus.c: the CPUs in this process's affinity mask; a threads setting with 0 resolved to them. */

@@ -50,6 +50,7 @@ struct edgc_powersgd {
     int m_in_grad;  /* this step builds M in the gradient buffer (see step), not the error memory */
     int fuse_tiles; /* this step does a tile's products with its element-wise work (OpenBLAS on
                      * one thread: a tile is too small to share out over OpenBLAS's threads) */
+    int may_fuse;   /* 1 unless edgc__powersgd_set_fusion turned it off (a bench baseline) */
     size_t *p_at, *q_at; /* per matrix, offsets into p and q at the current rank (set_rank_to) */
     struct ef_tile {
         size_t k, row, rows; /* matrix, first row, rows */
@@ -156,6 +157,7 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
     ps->orthonormalize_q = cfg->orthonormalize_q;
     ps->eps = cfg->orth_eps;
     ps->threads = edgc__threads(cfg->threads);
+    ps->may_fuse = 1;
     edgc__rng_seed(&ps->rng, cfg->seed);
 
     st = EDGC_ERR_NOMEM;
@@ -544,7 +546,7 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
     const edgc__plan_layout* pl = &ps->pl;
     const size_t np = flat_size(pl, ps->rank, 1), nq = flat_size(pl, ps->rank, 0);
     ps->m_in_grad = !ps->error_feedback || checked;
-    ps->fuse_tiles = openblas_get_num_threads() == 1;
+    ps->fuse_tiles = ps->may_fuse && openblas_get_num_threads() == 1;
     void* req = NULL;
     edgc_status st = EDGC_OK;
     double m2 = 0.0, e2 = 0.0;
@@ -653,6 +655,11 @@ edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_
     for (size_t k = 0; k < ps->pl.n_mats; k++)
         *n += ps->pl.mats[k].rows * ps->pl.mats[k].cols;
     return EDGC_OK;
+}
+
+void edgc__powersgd_set_fusion(edgc_powersgd* ps, int fuse)
+{
+    ps->may_fuse = fuse != 0;
 }
 
 int edgc__powersgd_threads(const edgc_powersgd* ps)
