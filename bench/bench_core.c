@@ -323,6 +323,37 @@ static void time_reducer_check(const bench_model* md, const float* g0, float* g,
     edgc_inproc_free(grp);
 }
 
+/* The engine's orthonormalisations of one step alone: Pt (r x rows) and Qt (r x cols) of every
+ * matrix, from Gaussian rows (the median of reps). */
+static double time_orthonormalize(const bench_model* md, int rank, int reps)
+{
+    size_t most = 0;
+    for (size_t k = 0; k < md->n_t; k++)
+        if (md->t[k].cols > 1 && md->t[k].rows * rank > most) most = md->t[k].rows * rank;
+    for (size_t k = 0; k < md->n_t; k++)
+        if (md->t[k].cols > 1 && md->t[k].cols * rank > most) most = md->t[k].cols * rank;
+    float* a = malloc(most * sizeof *a);
+    double* t = malloc((size_t)reps * sizeof *t);
+    for (int r = 0; r < reps; r++) {
+        double ms = 0.0;
+        for (size_t k = 0; k < md->n_t; k++) {
+            if (md->t[k].cols < 2) continue;
+            for (int side = 0; side < 2; side++) {
+                size_t len = side ? md->t[k].cols : md->t[k].rows;
+                fill_gradient(a, (size_t)rank * len, 1.0);
+                double t0 = now_ms();
+                edgc__orthonormalize_rows(a, (size_t)rank, len, edgc_config_default().orth_eps);
+                ms += now_ms() - t0;
+            }
+        }
+        t[r] = ms;
+    }
+    double m = median(t, reps);
+    free(a);
+    free(t);
+    return m;
+}
+
 static void bench_powersgd(const bench_model* md, const float* g0, int reps)
 {
     float* g = malloc(md->total * sizeof *g);
@@ -354,6 +385,16 @@ static void bench_powersgd(const bench_model* md, const float* g0, int reps)
     printf("\nRe-orthonormalising the warm-started Q each step (the authors' reducer; our default) "
            "at rank 16: %.1f ms vs %.1f ms without (%+.1f %%).\n\n",
            with, without, 100.0 * (with - without) / without);
+    fprintf(stderr, "powersgd: orthonormalising P and Q alone\n");
+    for (int i = 0; i < 2; i++) {
+        const int rank = i ? 32 : 8;
+        double ms = time_orthonormalize(md, rank, reps);
+        printf("%s at rank %d: %.2f ms a step (Gram-Schmidt on Pt and Qt, Gaussian rows, "
+               "all matrices)%s",
+               i ? "and" : "Orthonormalising P and Q alone", rank, ms,
+               i ? ": a faster QR (CholeskyQR2, Householder) could save no more than that.\n\n"
+                 : " ");
+    }
     fprintf(stderr, "powersgd: rank 8 through the reducer, non-finite check on and off\n");
     double on, off;
     time_reducer_check(md, g0, g, 8, reps, &on, &off);
