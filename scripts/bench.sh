@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their figures, with the command that reproduces them, to
 # docs/bench/<name>.md; then assembles docs/BENCHMARKS.md from those sections.
-#   scripts/bench.sh [BUILD_DIR] [core|adamw|sync|train|converge|converge4|pipeline|reliability|torch ...]
+#   scripts/bench.sh [BUILD_DIR] [core|adamw|sync|train|converge|converge4|repeat|pipeline|reliability|torch ...]
 #   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
-which=${*:-core adamw sync train converge converge4 pipeline reliability torch}
+which=${*:-core adamw sync train converge converge4 repeat pipeline reliability torch}
 mkdir -p docs/bench
 
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
@@ -35,6 +35,8 @@ section() { # name, command...
             echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 32 min)"
         elif [ "$1" = converge4_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 35 min)"
+        elif [ "$1" = repeat_table ]; then
+            echo "Reproduce with: \`scripts/bench.sh $build repeat\` (root: it creates network namespaces; about 15 min)"
         elif [ "$1" = pipeline_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 12 min)"
         elif [ "$1" = torch_table ]; then
@@ -164,27 +166,40 @@ converge_setup() {
     mkdir -p "$dir"
 }
 
-# group name link np preset steps batch modes...: one side-by-side table; a mode is a --compress
-# value plus flags, '+' for spaces ("edgc+--rule+trend")
+# converge_run log link np preset steps batch mode: one training run logged to log; a mode is a
+# --compress value plus flags, '+' for spaces ("edgc+--rule+trend")
+converge_run() {
+    local log=$1 link=$2 np=$3 preset=$4 steps=$5 batch=$6 mode=$7
+    local args=(${mode//+/ })
+    rm -f "$log"
+    local cmd=("$t" --preset "$preset" --steps "$steps" --batch "$batch" --compress "${args[@]}"
+        --data "$PWD/data/kjv.txt" --eval-every 25 --eval-batches 8 --sample-len 0
+        --hash-every 0 --print-every 100 --log "$PWD/$log")
+    if [ "$link" = shm ]; then
+        mpirun -x OPENBLAS_NUM_THREADS -x GLIBC_TUNABLES -np "$np" "${cmd[@]}" >&2
+    else
+        scripts/netsim.sh mpirun "$np" "${cmd[@]}" >&2
+    fi
+}
+
+# converge_label mode: the mode as the tables name it ("edgc rule trend")
+converge_label() {
+    local label=${1//+--/ }
+    echo "${label//+/ }"
+}
+
+# group name link np preset steps batch modes...: one side-by-side table (modes: converge_run)
 group() {
     local name=$1 link=$2 np=$3 preset=$4 steps=$5 batch=$6
     shift 6
     local specs=()
     [ "$link" = shm ] || scripts/netsim.sh up "$np" "$link"
     for mode in "$@"; do
-        local args=(${mode//+/ }) label=${mode//+--/ }
-        label=${label//+/ }
+        local label
+        label=$(converge_label "$mode")
         local log="$dir/$name-$(echo "$label" | tr ' :' '_-').jsonl"
-        rm -f "$log"
         echo "bench: converge $name: $label" >&2
-        local cmd=("$t" --preset "$preset" --steps "$steps" --batch "$batch" --compress "${args[@]}"
-            --data "$PWD/data/kjv.txt" --eval-every 25 --eval-batches 8 --sample-len 0
-            --hash-every 0 --print-every 100 --log "$PWD/$log")
-        if [ "$link" = shm ]; then
-            mpirun -x OPENBLAS_NUM_THREADS -x GLIBC_TUNABLES -np "$np" "${cmd[@]}" >&2
-        else
-            scripts/netsim.sh mpirun "$np" "${cmd[@]}" >&2
-        fi
+        converge_run "$log" "$link" "$np" "$preset" "$steps" "$batch" "$mode"
         specs+=("$label=$log")
     done
     [ "$link" = shm ] || scripts/netsim.sh down "$np"
@@ -226,6 +241,35 @@ converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own den
     echo
     group mini-1gbit-np4 1gbit 4 mini 300 4 dense powersgd:2 powersgd:4 powersgd:8 powersgd:16 \
         powersgd:32 edgc edgc+--rule+trend
+}
+
+repeat_table() { # issue 7's closest target, run again and again: mini, 2 ranks, 1 Gbit/s
+    converge_setup
+    local rounds=${REPEAT_ROUNDS:-3} modes=(powersgd:4 powersgd:8 edgc) specs=() r mode
+    local name=repeat-mini-1gbit-np2
+    declare -A logs
+    echo "The converge section's mini, 2 ranks, 1 Gbit/s group (300 steps of batch 4), with the"
+    echo "fastest static ranks there and EDGC with every default run $rounds times, taking turns"
+    echo "(dense once: its loss does not change from run to run). One run's time to target moves"
+    echo "by about +-10 % here, mostly in compute, which no mode controls; the ratio to powersgd:4"
+    echo "is taken within each round, and the sync and compute columns split the median run's time."
+    echo
+    scripts/netsim.sh up 2 1gbit
+    echo "bench: repeat: dense" >&2
+    converge_run "$dir/$name-dense.jsonl" 1gbit 2 mini 300 4 dense
+    for ((r = 1; r <= rounds; r++)); do
+        for mode in "${modes[@]}"; do
+            local log="$dir/$name-${mode//:/-}.r$r.jsonl"
+            echo "bench: repeat: $mode, round $r of $rounds" >&2
+            converge_run "$log" 1gbit 2 mini 300 4 "$mode"
+            logs[$mode]+="${logs[$mode]:+,}$log"
+        done
+    done
+    scripts/netsim.sh down 2
+    for mode in "${modes[@]}"; do specs+=("$(converge_label "$mode")=${logs[$mode]}"); done
+    python3 scripts/repeat_table.py --ref powersgd:4 "dense=$dir/$name-dense.jsonl" "${specs[@]}"
+    echo
+    echo "Logs in \`$dir/$name-*\`."
 }
 
 pipeline_table() { # DP x PP with WAM on emulated links
@@ -346,6 +390,7 @@ for w in $which; do
     train) section train train_table ;;
     converge) section converge converge_table ;;
     converge4) section converge4 converge4_table ;;
+    repeat) section repeat repeat_table ;;
     pipeline) section pipeline pipeline_table ;;
     torch) section torch torch_table ;;
     reliability) section reliability reliability_table ;;
