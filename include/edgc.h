@@ -199,12 +199,13 @@ typedef struct edgc_config {
                                       default 2 */
     edgc_wam_rule wam_rule;       /* pipeline stages > 0: a budget beyond r_max; default
                                      EDGC_WAM_CAP */
-    int threads; /* OpenMP threads of the engine (its element-wise passes; its matrices too while
-                    OpenBLAS runs on one thread, else OpenBLAS's threads do the products), of
-                    GDS and of the non-finite check: 1..1024, or 0 for the CPUs this process may
-                    run on (edgc_reducer_create_mpi: shared with the ranks of its node that may
-                    run on them too, edgc_mpi_threads); no result depends on it (OpenBLAS's own thread count does change the
-                    products' rounding); default 0 */
+    int threads; /* OpenMP threads of the engine (its element-wise work, in tiles of rows; the
+                    tiles' and matrices' products too while OpenBLAS runs on one thread, else
+                    OpenBLAS's threads do the products), of GDS and of the non-finite check:
+                    1..1024, or 0 for the CPUs this process may run on
+                    (edgc_reducer_create_mpi: shared with the ranks of its node that may run on
+                    them too, edgc_mpi_threads); no result depends on it (OpenBLAS's own thread
+                    count does change the products' rounding); default 0 */
 } edgc_config;
 
 /** Every field at its documented default (docs/ALGORITHM.md, section 9). Cannot fail. */
