@@ -31,6 +31,21 @@ def load(path):
     return rows
 
 
+def parse_runs(specs, prog, many=False):
+    """[(label, [rows of each log])] from LABEL=RUN.jsonl specs (many: RUN.jsonl,RUN.jsonl...)."""
+    out = []
+    for spec in specs:
+        label, _, paths = spec.partition("=")
+        if not paths:
+            sys.exit(f"{prog}: expected LABEL=RUN.jsonl{'[,...]' if many else ''}, got {spec!r}")
+        paths = paths.split(",") if many else [paths]
+        for p in paths:
+            if not os.path.isfile(p):
+                sys.exit(f"{prog}: {label}: no log file {p!r}")
+        out.append((label, [load(p) for p in paths]))
+    return out
+
+
 def summarise(rows, target):
     evals = [r for r in rows if r.get("val_loss") is not None]
     reach = next((r for r in evals if r["val_loss"] <= target), None)
@@ -64,12 +79,7 @@ def main():
     ap.add_argument("--name", required=True)
     ap.add_argument("runs", nargs="+", metavar="LABEL=RUN.jsonl")
     a = ap.parse_args()
-    runs = []
-    for spec in a.runs:
-        label, _, path = spec.partition("=")
-        if not path:
-            sys.exit(f"converge_table: expected LABEL=RUN.jsonl, got {spec!r}")
-        runs.append((label, load(path)))
+    runs = [(label, logs[0]) for label, logs in parse_runs(a.runs, "converge_table")]
     if not runs[0][0].startswith("dense"):
         sys.exit("converge_table: the first run must be dense (it sets the target)")
     dense_final = [r for r in runs[0][1] if r.get("val_loss") is not None][-1]["val_loss"]

@@ -11,11 +11,10 @@ target (median run), the time in sync and in forward, backward and optimizer: th
 the compression mode changes, the second moves with the machine's load. Standard library only.
 """
 import argparse
-import os
 import statistics
 import sys
 
-from converge_table import load, summarise
+from converge_table import parse_runs, summarise
 
 
 def until(rows, step, keys):
@@ -27,15 +26,7 @@ def main():
     ap.add_argument("--ref", required=True, help="the label the ratios are taken against")
     ap.add_argument("runs", nargs="+", metavar="LABEL=RUN.jsonl[,RUN.jsonl...]")
     a = ap.parse_args()
-    specs = []
-    for spec in a.runs:
-        label, _, paths = spec.partition("=")
-        if not paths:
-            sys.exit(f"repeat_table: expected LABEL=RUN.jsonl[,...], got {spec!r}")
-        for p in paths.split(","):
-            if not os.path.isfile(p):
-                sys.exit(f"repeat_table: {label}: no log file {p!r}")
-        specs.append((label, [load(p) for p in paths.split(",")]))
+    specs = parse_runs(a.runs, "repeat_table", many=True)
     if not specs[0][0].startswith("dense") or len(specs[0][1]) != 1:
         sys.exit("repeat_table: the first spec must be dense with one run (it sets the target)")
     labels = [label for label, _ in specs[1:]]

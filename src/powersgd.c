@@ -438,14 +438,23 @@ static edgc_status each_matrix(edgc_powersgd* ps, matrix_fn fn, float* grad, con
     return EDGC_OK;
 }
 
+/* Tile t's elements in the gradient (*g) and the error memory (*e); returns how many. */
+static size_t tile_at(const edgc_powersgd* ps, const struct ef_tile* t, float* grad, float** g,
+                      float** e)
+{
+    const edgc__matrix* m = &ps->pl.mats[t->k];
+    const size_t at = t->row * m->cols;
+    *g = grad + m->offset + at;
+    *e = ps->err + ps->err_at[t->k] + at;
+    return t->rows * m->cols;
+}
+
 /* With error feedback, one tile of M = G + e (in the gradient or the error memory, see step).
  * Returns the tile's ||M||^2. */
 static double tile_m(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
 {
-    const edgc__matrix* m = &ps->pl.mats[t->k];
-    const size_t at = t->row * m->cols, len = t->rows * m->cols;
-    float* g = grad + m->offset + at;
-    float* e = ps->err + ps->err_at[t->k] + at;
+    float *g, *e;
+    const size_t len = tile_at(ps, t, grad, &g, &e);
     return ps->m_in_grad ? axpy_norm2(g, e, len, 1.0f) : axpy_norm2(e, g, len, 1.0f);
 }
 
@@ -462,10 +471,8 @@ static double tile_m_p(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
  * does not hold M: e = M - G_hat, and g = G_hat. Returns the tile's ||e||^2. */
 static double tile_e(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
 {
-    const edgc__matrix* m = &ps->pl.mats[t->k];
-    const size_t at = t->row * m->cols, len = t->rows * m->cols;
-    float* g = grad + m->offset + at;
-    float* e = ps->err + ps->err_at[t->k] + at;
+    float *g, *e;
+    const size_t len = tile_at(ps, t, grad, &g, &e);
     return ps->m_in_grad ? swap_norm2(g, e, len) : axpy_norm2(e, g, len, -1.0f);
 }
 
