@@ -404,13 +404,18 @@ static void product_q(edgc_powersgd* ps, size_t k, float* grad)
                 rows, matrix_m(ps, k, grad), cols, 0.0f, ps->q + ps->q_at[k], cols);
 }
 
-/* G_hat for the whole matrix, written over the gradient; over the error memory when M is in the
- * gradient (tile_e then swaps them). */
+/* Where matrix k's G_hat goes: over the gradient; over the error memory when M is in the gradient
+ * with error feedback (tile_e then swaps them). */
+static float* g_hat_out(const edgc_powersgd* ps, size_t k, float* grad)
+{
+    return ps->error_feedback && ps->m_in_grad ? ps->err + ps->err_at[k]
+                                               : grad + ps->pl.mats[k].offset;
+}
+
+/* G_hat for the whole matrix. */
 static void decompress(edgc_powersgd* ps, size_t k, float* grad)
 {
-    const edgc__matrix* m = &ps->pl.mats[k];
-    float* out = ps->error_feedback && ps->m_in_grad ? ps->err + ps->err_at[k] : grad + m->offset;
-    rows_of_g_hat(ps, k, 0, m->rows, out);
+    rows_of_g_hat(ps, k, 0, ps->pl.mats[k].rows, g_hat_out(ps, k, grad));
 }
 
 /* Runs fn on every matrix. With the engine's threads and a single-threaded OpenBLAS, the
@@ -479,9 +484,8 @@ static double tile_e(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
 /* The tile's rows of G_hat, then tile_e while they are in cache. */
 static double tile_g_hat_e(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
 {
-    const edgc__matrix* m = &ps->pl.mats[t->k];
-    float* out = ps->m_in_grad ? ps->err + ps->err_at[t->k] : grad + m->offset;
-    rows_of_g_hat(ps, t->k, t->row, t->rows, out + t->row * m->cols);
+    const size_t at = t->row * ps->pl.mats[t->k].cols;
+    rows_of_g_hat(ps, t->k, t->row, t->rows, g_hat_out(ps, t->k, grad) + at);
     return tile_e(ps, t, grad);
 }
 
