@@ -6,7 +6,9 @@
 The first run must be dense: its final validation loss + 1 % is the target. For each run it
 prints one markdown row: training time (evaluation excluded) at the first evaluation that reaches
 the target, that time against dense's and against the best static PowerSGD rank's, final
-validation loss, bytes sent, and the share of the step spent in sync. It writes
+validation loss, bytes sent, the bytes against the cheapest static rank that ends at the same
+validation loss or lower (issue 7's "fewer bytes than the static rank of the same loss"), and the
+share of the step spent in sync. It writes
 DIR/NAME-time.png and DIR/NAME-bytes.png (validation loss against training time and against MB
 sent) with gnuplot when it is installed. Standard library only.
 """
@@ -65,6 +67,20 @@ def summarise(rows, target):
     }
 
 
+def vs_same_loss(label, s, stats):
+    """MB sent against the cheapest static rank whose final loss is at most this run's, as
+    'RATIO (LABEL)'; when every static rank ends higher, against the one that ends lowest."""
+    static = [(lb, x) for lb, x in stats if lb.startswith("powersgd")]
+    if label.startswith("powersgd") or label.startswith("dense") or not static:
+        return "-"
+    good = [(x["mb"], lb) for lb, x in static if x["final"] <= s["final"]]
+    if good:
+        mb, lb = min(good)
+        return f"{s['mb'] / mb:.2f} ({lb})"
+    lb, x = min(static, key=lambda t: t[1]["final"])
+    return f"{s['mb'] / x['mb']:.2f} ({lb}, whose loss is higher)"
+
+
 def fmt_ranks(ranks):
     if not ranks:
         return "-"
@@ -92,8 +108,8 @@ def main():
     print(f"Target: dense's final validation loss {dense_final:.4f} + 1 % = {target:.4f}.")
     print()
     print("| mode | ranks used | time to target s | vs dense | vs best static | final val loss "
-          "| vs dense | MB sent | vs dense bytes | sync share | train s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| vs dense | MB sent | vs dense bytes | bytes vs static of its loss | sync share | train s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def ratio(x, y):
         return f"{x / y:.2f}" if x is not None and y else "-"
@@ -104,7 +120,8 @@ def main():
         print(f"| {label} | {fmt_ranks(s['ranks'])} | {reach} | {ratio(s['reach_s'], dense['reach_s'])} "
               f"| {ratio(s['reach_s'], best_static)} | {s['final']:.4f} "
               f"| {100 * (s['final'] - dense_final) / dense_final:+.2f} % | {s['mb']:.1f} "
-              f"| {s['mb'] / dense['mb']:.3f} | {100 * s['sync_share']:.0f} % | {s['train_s']:.1f} |")
+              f"| {s['mb'] / dense['mb']:.3f} | {vs_same_loss(label, s, stats)} "
+              f"| {100 * s['sync_share']:.0f} % | {s['train_s']:.1f} |")
 
     if shutil.which("gnuplot") is None:
         return
