@@ -58,8 +58,10 @@ section() { # name, command...
 sync_table() { # the shared-memory and network runs of bench_sync, one table
     local mpi="mpirun -x OPENBLAS_NUM_THREADS -x GLIBC_TUNABLES"
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-    echo "Time per synchronisation step (barrier, reducer step, slowest rank), mean over the timed"
-    echo "steps after untimed warm-up steps; bytes are what one rank put into allreduces per step."
+    echo "Time per synchronisation step (barrier, reducer step, slowest rank) over the timed steps"
+    echo "after untimed warm-up steps: the median, which the ratios use, and the mean, which also"
+    echo "counts one-off costs (edgc's first dense step after its profile) and stalled transfers;"
+    echo "bytes are what one rank put into allreduces per step."
     echo "edgc profiles r_max from step 0 (no warm-up) and is timed over its first compressed steps."
     echo "edgc's r_max comes from its default budget rule (docs/ALGORITHM.md, 4.2) with nothing"
     echo "computed between the syncs: the largest timed rank whose sync stays within a fifth of the"
@@ -67,12 +69,12 @@ sync_table() { # the shared-memory and network runs of bench_sync, one table
     echo "Network rows: one rank per network namespace, TCP through a veth shaped with tbf"
     echo "(\`scripts/netsim.sh\`); shm rows: Open MPI shared memory on 2 cores."
     echo
-    echo "| link | layout | floats | mode | ms/step | MB sent/step | time vs dense | bytes vs dense |"
-    echo "|---|---|---|---|---|---|---|---|"
+    echo "| link | layout | floats | mode | ms/step (median) | ms/step (mean) | MB sent/step | time vs dense | bytes vs dense |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     local b="$build/bench/bench_sync"
     for np in 2 4; do
         $mpi -np $np "$b" --layout tiny --label "shm np=$np"
-        $mpi -np $np "$b" --layout gpt2 --label "shm np=$np" --steps 3
+        $mpi -np $np "$b" --layout gpt2 --label "shm np=$np" --steps 5
     done
     for np in 2 4; do
         scripts/netsim.sh up $np 1gbit
