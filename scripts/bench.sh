@@ -36,7 +36,7 @@ section() { # name, command...
         elif [ "$1" = converge4_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 35 min)"
         elif [ "$1" = repeat_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build repeat\` (root: it creates network namespaces; about 15 min)"
+            echo "Reproduce with: \`scripts/bench.sh $build repeat\` (root: it creates network namespaces; about 20 min)"
         elif [ "$1" = pipeline_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build pipeline\` (root: it creates network namespaces; about 12 min)"
         elif [ "$1" = torch_table ]; then
@@ -247,11 +247,13 @@ converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own den
 
 repeat_table() { # issue 7's closest target, run again and again: mini, 2 ranks, 1 Gbit/s
     converge_setup
-    local rounds=${REPEAT_ROUNDS:-3} modes=(powersgd:4 powersgd:8 edgc) specs=() r mode
+    local rounds=${REPEAT_ROUNDS:-3} modes=(powersgd:4 powersgd:8 edgc edgc+--edgc-warmup+0.1)
+    local specs=() r mode
     local name=repeat-mini-1gbit-np2
     declare -A logs
     echo "The converge section's mini, 2 ranks, 1 Gbit/s group (300 steps of batch 4), with the"
-    echo "fastest static ranks there and EDGC with every default run $rounds times, taking turns"
+    echo "fastest static ranks there, EDGC with every default, and EDGC with a 10 % warm-up (the"
+    echo "one setting whose change moved this group most in the converge runs) run $rounds times, taking turns"
     echo "(dense once: its loss does not change from run to run). One run's time to target moves"
     echo "by about +-10 % here, mostly in compute, which no mode controls; the ratio to powersgd:4"
     echo "is taken within each round, and the sync and compute columns split the median run's time."
@@ -261,7 +263,8 @@ repeat_table() { # issue 7's closest target, run again and again: mini, 2 ranks,
     converge_run "$dir/$name-dense.jsonl" 1gbit 2 mini 300 4 dense
     for ((r = 1; r <= rounds; r++)); do
         for mode in "${modes[@]}"; do
-            local log="$dir/$name-${mode//:/-}.r$r.jsonl"
+            local log
+            log="$dir/$name-$(converge_label "$mode" | tr ' :' '_-').r$r.jsonl"
             echo "bench: repeat: $mode, round $r of $rounds" >&2
             converge_run "$log" 1gbit 2 mini 300 4 "$mode"
             logs[$mode]+="${logs[$mode]:+,}$log"
