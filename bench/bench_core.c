@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "bench_layout.h"
+#include "bench_median.h"
 #include "edgc.h"
 #include "edgc_internal.h" /* edgc__powersgd_set_fusion: the separate-pass baseline */
 #include "skinny.h"        /* dev/skinny: hand-written thin products, timed against OpenBLAS */
@@ -32,18 +33,6 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void* a, const void* b)
-{
-    double x = *(const double*)a, y = *(const double*)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double* v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static void die(const char* what, edgc_status st)
@@ -170,8 +159,8 @@ static void bench_entropy(const float* g, size_t n, int reps)
             tr[r - 1] = t5 - t4;
         }
     }
-    double mf = median(tf, reps), ms = median(ts, reps), mb = median(tb, reps);
-    double mt = median(tt, reps), mr = median(tr, reps), mp = median(tp, reps);
+    double mf = bench_median(tf, reps), ms = bench_median(ts, reps), mb = bench_median(tb, reps);
+    double mt = bench_median(tt, reps), mr = bench_median(tr, reps), mp = bench_median(tp, reps);
     const int n_cpus = cpus();
     const double alpha = 0.1;
     printf("### Entropy estimation (GDS), %zu floats (%.0f MB)\n\n", n, n * 4.0 / 1e6);
@@ -227,7 +216,7 @@ static double time_stream_pass(float* e, const float* g, size_t n, int reps)
             e[i] += g[i];
         if (r > 0) t[r - 1] = now_ms() - t0;
     }
-    double m = median(t, reps);
+    double m = bench_median(t, reps);
     free(t);
     return m;
 }
@@ -258,7 +247,7 @@ static double time_powersgd_fused(const bench_model* md, const float* g0, float*
         if ((st = edgc_powersgd_step(ps, g, &comm, bytes)) != EDGC_OK) die("powersgd_step", st);
         if (r > 0) t[r - 1] = now_ms() - t0;
     }
-    double m = median(t, reps);
+    double m = bench_median(t, reps);
     free(t);
     edgc_powersgd_free(ps);
     edgc_inproc_free(grp);
@@ -354,8 +343,8 @@ static void time_reducer_check(const bench_model* md, const float* g0, float* g,
             if ((st = edgc_reducer_step(red[i], g, NULL)) != EDGC_OK) die("reducer_step", st);
             if (r > 0) t[i * reps + r - 1] = now_ms() - t0;
         }
-    *on = median(t, reps);
-    *off = median(t + reps, reps);
+    *on = bench_median(t, reps);
+    *off = bench_median(t + reps, reps);
     free(t);
     for (int i = 0; i < 2; i++)
         edgc_reducer_free(red[i]);
@@ -388,7 +377,7 @@ static double time_orthonormalize(const bench_model* md, int rank, int reps)
         }
         t[r] = ms;
     }
-    double m = median(t, reps);
+    double m = bench_median(t, reps);
     free(a);
     free(t);
     return m;
@@ -519,7 +508,7 @@ static void bench_thin(const bench_model* md, const float* g0, int reps)
             }
         double med[6], blas = 0.0, own = 0.0;
         for (int c = 0; c < 6; c++) {
-            med[c] = median(t + c * reps, reps);
+            med[c] = bench_median(t + c * reps, reps);
             if (c % 2 == 0)
                 blas += med[c];
             else

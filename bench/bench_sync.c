@@ -9,6 +9,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_layout.h"
+#include "bench_median.h"
 #include "edgc_mpi.h"
 
 #include <math.h>
@@ -32,12 +33,6 @@ typedef struct result {
     double dense;   /* dense-equivalent bytes per step */
     int r_max;      /* edgc: profiled ceiling */
 } result;
-
-static int cmp_double(const void* a, const void* b)
-{
-    double x = *(const double*)a, y = *(const double*)b;
-    return (x > y) - (x < y);
-}
 
 static void usage(FILE* f)
 {
@@ -131,10 +126,7 @@ static int run_mode(const char* mode, const bench_model* md, int steps, int warm
         bytes += (double)s.bytes_sent;
         dense += (double)s.bytes_dense;
     }
-    qsort(times, (size_t)done, sizeof *times, cmp_double);
-    res->ms = !done      ? NAN
-              : done % 2 ? times[done / 2]
-                         : 0.5 * (times[done / 2 - 1] + times[done / 2]);
+    res->ms = done ? bench_median(times, done) : NAN;
     res->mean_ms = done ? sum / done : NAN;
     res->bytes = done ? bytes / done : NAN;
     res->dense = done ? dense / done : NAN;
