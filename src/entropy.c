@@ -51,8 +51,9 @@ struct edgc_gds {
     int bins;
     int threads;
     uint64_t* hist; /* threads x bins counters, reused by every call; thread 0's are the total */
-    uint32_t*
-        sub; /* threads x GDS_SUBS x (bins + 1) counters; bin `bins` takes non-finite values */
+    /* threads x GDS_SUBS x (bins + 1) counters, bin `bins` for non-finite values; zero between
+     * calls (contiguous_bins empties them as it flushes) */
+    uint32_t* sub;
 };
 
 static size_t sub_size(int threads, int bins)
@@ -96,6 +97,7 @@ edgc_status edgc_gds_set_threads(edgc_gds* g, int threads)
     g->hist = h;
     uint32_t* sub = realloc(g->sub, sub_size(t, g->bins) * sizeof *sub);
     if (sub == NULL) return EDGC_ERR_NOMEM; /* the larger hist is harmless */
+    memset(sub, 0, sub_size(t, g->bins) * sizeof *sub);
     g->sub = sub;
     g->threads = t;
     return EDGC_OK;
@@ -248,7 +250,6 @@ edgc_status edgc_gds_entropy(edgc_gds* g, const float* x, size_t n, edgc_entropy
     const double scale = (double)bins / range;
     /* every thread's counters cleared here: a team may get fewer threads than asked for */
     memset(g->hist, 0, (size_t)g->threads * (size_t)bins * sizeof *g->hist);
-    memset(g->sub, 0, sub_size(g->threads, bins) * sizeof *g->sub);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
