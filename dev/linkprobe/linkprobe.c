@@ -19,7 +19,8 @@
 
 static void nap(double ms)
 {
-    struct timespec t = {(time_t)(ms / 1e3), (long)((ms - 1e3 * (double)(time_t)(ms / 1e3)) * 1e6)};
+    long long ns = (long long)(ms * 1e6);
+    struct timespec t = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
     nanosleep(&t, NULL);
 }
 
@@ -90,7 +91,7 @@ int main(int argc, char** argv)
     nap(compute);
     for (int k = 0; k < 7; k++) {
         /* four in a row before rank 2; spread: two before rank 2, then one before ranks 4, 8 */
-        int want = !spread ? 4 : k == 0 ? 2 : k <= 2 ? 3 + (k - 1) : 4;
+        int want = spread && k + 2 < 4 ? k + 2 : 4;
         for (; taken < want; taken++) {
             dense[taken] = sync_ms(buf, (size_t)floats);
             nap(compute);
