@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev
 libcmocka-dev bible-kjv bible-kjv-text gnuplot-nox iproute2"
 # make test: the PyTorch hook's tests (python/edgc, tests/python)
-[ "${EDGC_WITH_TORCH:-0}" = 1 ] && pkgs="$pkgs python3-torch python3-pytest"
+[ "${EDGC_WITH_TORCH:-0}" = 1 ] && pkgs="$pkgs python3-torch python3-pytest python3-numpy"
 # make fuzz: clang with libFuzzer (Debian's clang package ships it)
 [ "${EDGC_WITH_FUZZ:-0}" = 1 ] && pkgs="$pkgs clang"
 

@@ -50,6 +50,11 @@ expect window-one "--window 1" -- --window 1 --data "$work/ok.txt"
 expect data-directory "is a directory" -- --data "$work" "${small[@]}"
 expect keep-zero "--keep-checkpoints 0" -- --keep-checkpoints 0 --data "$work/ok.txt"
 expect resume-nothing "no checkpoint there" -- "${small[@]}" --data "$work/ok.txt" --resume "$work"
+expect dump-steps-bad "--dump-steps 3-2" -- --dump-grads "$work" --dump-steps 3-2 --data "$work/ok.txt"
+expect dump-steps-zero "--dump-steps 0,4" -- --dump-grads "$work" --dump-steps 0,4 --data "$work/ok.txt"
+expect dump-alone "go together" -- --dump-grads "$work" --data "$work/ok.txt"
+expect dump-dir-missing "cannot write --dump-grads" -- "${small[@]}" --data "$work/ok.txt" \
+    --dump-grads "$work/nope" --dump-steps 1
 # an llm.c version-2 shard (uint32 tokens) names no vocabulary: refused without --init
 printf '\x88\xd8\x34\x01\x02\x00\x00\x00\x02\x00\x00\x00' >"$work/v2.bin"
 head -c 1012 /dev/zero >>"$work/v2.bin"

@@ -5,7 +5,9 @@
 #   3. a 2-rank edgc run goes through profile, warm-up and compress and ends with identical
 #      weights on both ranks (the trainer's own hash check) and compressed bytes;
 #   4. a non-finite gradient on one rank skips the step on all ranks and the run goes on;
-#   5. --threads 2 gives the losses of --threads 1 to 1e-5 relative.
+#   5. --threads 2 gives the losses of --threads 1 to 1e-5 relative;
+#   6. --dump-grads writes the synchronised gradient of the listed steps: the 2-rank average of
+#      test 1 equals the 1-rank gradient of the doubled batch.
 set -euo pipefail
 train=$1 diff=$2
 source "$(dirname "$0")/trainer_lib.sh"
@@ -14,8 +16,11 @@ model=(--data "$work/corpus.txt" --layers 2 --dim 32 --heads 2 --seq 16 --print-
        --sample-len 0 --eval-batches 2 --warmup 2)
 
 echo "== 1. two ranks with batch 4 == one rank with batch 8"
-mpirun -np 2 "$train" "${model[@]}" --batch 4 --steps 6 --compress dense --out "$work/r2" --log "$work/r2.jsonl" >/dev/null
-mpirun -np 1 "$train" "${model[@]}" --batch 8 --steps 6 --compress dense --out "$work/r1" --log "$work/r1.jsonl" >/dev/null
+mkdir "$work/g2" "$work/g1"
+mpirun -np 2 "$train" "${model[@]}" --batch 4 --steps 6 --compress dense --out "$work/r2" --log "$work/r2.jsonl" \
+    --dump-grads "$work/g2" --dump-steps 1,3-4 >/dev/null
+mpirun -np 1 "$train" "${model[@]}" --batch 8 --steps 6 --compress dense --out "$work/r1" --log "$work/r1.jsonl" \
+    --dump-grads "$work/g1" --dump-steps 1,3-4 >/dev/null
 "$diff" "$work/r2/latest/model.bin" "$work/r1/latest/model.bin" 1e-5 || fail "2 x 4 and 1 x 8 differ"
 paste <(field "$work/r2.jsonl" loss) <(field "$work/r1.jsonl" loss) |
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $2) { print "loss differs: " $0; exit 1 } }' ||
@@ -59,4 +64,20 @@ done
 paste <(field "$work/th1.jsonl" loss) <(field "$work/th2.jsonl" loss) |
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1) { print "loss differs: " $0; exit 1 } }' ||
     fail "losses with 1 and 2 threads differ"
+echo "== 6. --dump-grads: the listed steps' synchronised gradients (test 1's runs)"
+[ "$(ls "$work/g2")" = "$(printf 'grad-00000001.f32\ngrad-00000003.f32\ngrad-00000004.f32\nlayout.txt')" ] ||
+    fail "dumped files: $(ls "$work/g2" | tr '\n' ' ')"
+cmp "$work/g2/layout.txt" "$work/g1/layout.txt" || fail "the layouts differ"
+python3 - "$work/g2" "$work/g1" <<'PY' || fail "dumped gradients differ"
+import array, math, os, sys
+total = int(open(sys.argv[1] + "/layout.txt").readline().split("total ")[1].rstrip(")\n"))
+for name in sorted(os.listdir(sys.argv[1])):
+    if not name.endswith(".f32"):
+        continue
+    a, b = (array.array("f", open(d + "/" + name, "rb").read()) for d in sys.argv[1:])
+    assert len(a) == len(b) == total, (name, len(a), len(b), total)
+    norm = math.sqrt(sum(x * x for x in b))
+    diff = math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)))
+    assert norm > 0 and diff <= 1e-4 * norm, (name, diff, norm)
+PY
 echo "all trainer checks passed"

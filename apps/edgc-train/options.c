@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grad_dump.h"
 #include "ranks.h"
 
 /* The first bad option, agreed across ranks once parsing is done: a rank that stopped alone would
@@ -97,6 +98,11 @@ void options_usage(FILE* f)
         "8)\n"
         "  --print-every N      progress line every N steps (default 10)\n"
         "  --log FILE.jsonl     one JSON object per step\n"
+        "  --dump-grads DIR --dump-steps LIST\n"
+        "                       study aid: write the synchronised gradient of the steps in LIST\n"
+        "                       (1-based, e.g. 61-70,201) to DIR/grad-SSSSSSSS.f32 (raw float32)\n"
+        "                       with the layout in DIR/layout.txt (dev/spectrum/spectrum.py reads "
+        "them)\n"
         "  --out DIR            checkpoints: DIR/step-NNNNNNNN/ holds model.bin (llm.c format),\n"
         "                       state.rankR.bin and a MANIFEST; DIR/latest points to the newest\n"
         "                       complete one (written at the end and every --checkpoint-every N)\n"
@@ -222,6 +228,8 @@ options options_parse(int argc, char** argv)
         O_EVALB,
         O_PRINT,
         O_LOG,
+        O_DUMP_DIR,
+        O_DUMP_STEPS,
         O_OUT,
         O_RESUME,
         O_HASH,
@@ -269,6 +277,8 @@ options options_parse(int argc, char** argv)
                                              {"eval-batches", required_argument, 0, O_EVALB},
                                              {"print-every", required_argument, 0, O_PRINT},
                                              {"log", required_argument, 0, O_LOG},
+                                             {"dump-grads", required_argument, 0, O_DUMP_DIR},
+                                             {"dump-steps", required_argument, 0, O_DUMP_STEPS},
                                              {"out", required_argument, 0, O_OUT},
                                              {"resume", required_argument, 0, O_RESUME},
                                              {"hash-every", required_argument, 0, O_HASH},
@@ -382,6 +392,15 @@ options options_parse(int argc, char** argv)
         case O_LOG:
             o.log = optarg;
             break;
+        case O_DUMP_DIR:
+            o.dump_dir = optarg;
+            break;
+        case O_DUMP_STEPS: {
+            char why[256];
+            if (grad_dump_steps_check(optarg, why, sizeof why) != 0) fail("%s", why);
+            o.dump_steps = optarg;
+            break;
+        }
         case O_OUT:
             o.out = optarg;
             break;
@@ -426,6 +445,8 @@ options options_parse(int argc, char** argv)
         }
     }
     if (optind < argc) fail("unexpected argument '%s' (see --help)", argv[optind]);
+    if ((o.dump_dir == NULL) != (o.dump_steps == NULL))
+        fail("--dump-grads and --dump-steps go together (a directory and the steps to write)");
     if (o.micro == 0) o.micro = o.pp; /* the fewest a pipeline of --pp stages can run with */
     check_all(parse_error[0] == '\0', parse_error);
     return o;

@@ -26,6 +26,7 @@ typedef struct options {
     lr_schedule schedule;
     uint64_t seed;
     const char *data, *val_data, *init, *resume, *out, *log;
+    const char *dump_dir, *dump_steps; /* --dump-grads, --dump-steps (both or neither) */
     /* compression */
     edgc_mode mode;
     int rank, r_max, window;

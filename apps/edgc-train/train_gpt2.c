@@ -27,6 +27,7 @@
 #include "dataloader.h"
 #include "edgc_mpi.h"
 #include "gpt2.h"
+#include "grad_dump.h"
 #include "optim.h"
 #include "options.h"
 #include "peak.h"
@@ -325,6 +326,16 @@ int main(int argc, char** argv)
     MPI_Allreduce(MPI_IN_PLACE, &log_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (!log_ok) die("cannot write --log %s", o.log);
 
+    /* --dump-grads: like --log, replica 0 of every stage writes (its stage's layout) */
+    grad_dump* dump = NULL;
+    if (o.dump_dir != NULL && q.replica == 0) {
+        dump = grad_dump_open(o.dump_dir, q.stage, P, &layout, why, sizeof why);
+        if (dump == NULL) fprintf(stderr, "edgc-train: %s\n", why);
+    }
+    int dump_ok = o.dump_dir == NULL || q.replica != 0 || dump != NULL;
+    MPI_Allreduce(MPI_IN_PLACE, &dump_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (!dump_ok) die("cannot write --dump-grads %s", o.dump_dir);
+
     adamw_config ac = {0.9f, 0.95f, 1e-8f, o.weight_decay};
     step_times tt = {0};
     double t_begin = now_s();
@@ -351,6 +362,12 @@ int main(int argc, char** argv)
         double t2 = now_s();
         pipe_sum_tied(&q, &model);
         int outcome = st == EDGC_OK ? 0 : st == EDGC_ERR_NONFINITE ? 1 : 2;
+        if (dump != NULL && outcome == 0 && grad_dump_wanted(o.dump_steps, step + 1) &&
+            grad_dump_write(dump, step + 1, model.grads_memory, why, sizeof why) != 0) {
+            fprintf(stderr, "edgc-train: %s; no more gradients are dumped\n", why);
+            grad_dump_free(dump);
+            dump = NULL;
+        }
         if (outcome == 2)
             fprintf(stderr, "edgc-train: rank %d: step %d: %s\n", g_rank, step + 1,
                     edgc_reducer_last_error(red));
@@ -420,6 +437,7 @@ int main(int argc, char** argv)
     }
     double total_s = now_s() - t_begin;
     if (log != NULL) fclose(log);
+    grad_dump_free(dump);
     if (start >= o.steps)
         val_loss = evaluate(&q, &model, &val, B, T, o.eval_batches, inputs, targets);
     /* bytes: every stage's, summed over the replica's pipeline */
