@@ -127,7 +127,8 @@ typedef enum {
 
 typedef enum {
     EDGC_RMAX_BUDGET = 0, /* the largest profiled rank whose whole step (compute + sync) stays
-                             within rmax_slack of the fastest compressed step's saving over dense;
+                             within rmax_slack of the fastest compressed step's saving over the
+                             fastest dense one;
                              never past a measured rank, never past half the dense bytes */
     EDGC_RMAX_PAPER = 1   /* the authors' rule: the largest rank whose sync time, interpolated
                              (or extrapolated) over the profile, is still below dense */
@@ -185,7 +186,7 @@ typedef struct edgc_config {
     int pipeline_stages;     /* WAM: number of pipeline stages, >= 1; default 1 */
     edgc_rmax_rule rmax_rule;     /* how profiling picks r_max; default EDGC_RMAX_BUDGET */
     double rmax_slack;            /* budget rule: share of the best achievable step-time saving
-                                      given up for a higher rank, [0, 1]; default 0.2 */
+                                      given up for a higher rank, [0, 1]; default 0.25 */
     double min_saving;            /* budget rule: compress only if the fastest compressed step
                                       is at least this much shorter than a dense one, [0, 1);
                                       default 0.05 (below it, timing noise decides) */

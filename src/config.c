@@ -35,7 +35,7 @@ edgc_config edgc_config_default(void)
     c.pipeline_stage = 0;
     c.pipeline_stages = 1;
     c.rmax_rule = EDGC_RMAX_BUDGET;
-    c.rmax_slack = 0.2;
+    c.rmax_slack = 0.25;
     c.min_saving = 0.05;
     c.warmup_sync = EDGC_WARMUP_RMAX;
     c.error_margin = 0.05;

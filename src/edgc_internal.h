@@ -123,7 +123,8 @@ typedef struct edgc__reader edgc__reader;
 typedef struct edgc__profiler {
     int active;      /* 1 while profiling */
     uint64_t origin; /* step this profile's untimed settling steps began at */
-    double base_sum; /* dense timed steps so far */
+    double base_sum; /* dense timed steps so far: their sum and their fastest */
+    double base_min;
     int base_n;
     int rank, rep; /* rank being timed, steps of it so far (the first is not kept) */
     double rep_ms[EDGC__PROF_SAMPLES_MAX];

@@ -3,7 +3,8 @@
  * "Profiling"). A profile is: a few dense steps timed for T_base, then ranks 2, 4, 8, 12, 16, 24,
  * 32, 48, ... (see next_rank) timed for profile_reps steps each (the first dropped: it pays for
  * allocation and a cold Q). T(r) is the median of a rank's kept samples, so one stalled
- * transfer does not move it; T_base is the mean of its samples (see profiler_record). The
+ * transfer does not move it; T_base is the mean of its samples, and the budget rule uses their
+ * fastest (see profiler_record). The
  * compute time per step (what the caller does between two synchronisations) is collected on the
  * same steps, so the budget rule can weigh the sync time against the whole step.
  *
@@ -95,13 +96,17 @@ int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, int worth_c
     if (p->n_compute < EDGC__PROF_COMPUTE_MAX) p->compute[p->n_compute++] = compute_ms;
     if (p->base_n < cfg->profile_base_steps) {
         p->base_sum += sync_ms;
+        if (p->base_n == 0 || sync_ms < p->base_min) p->base_min = sync_ms;
         p->base_n++;
         return 0;
     }
     if (p->rep > 0) p->rep_ms[p->rep - 1] = sync_ms;
     if (++p->rep < cfg->profile_reps) return 0;
     /* A dense sync over TCP is bimodal, about half its steps in each mode: the mean is what a
-     * dense run costs, a median would pick one mode. A rank's sync stalls only now and then. */
+     * dense run costs, a median would pick one mode. A rank's sync stalls only now and then.
+     * The budget rule weighs ranks against the fastest dense sample instead: what the bytes
+     * cost when the link does not stall, which four samples pin down where their mean does not
+     * (docs/ALGORITHM.md 4.2). */
     double t_base = p->base_sum / p->base_n;
     double t = median(p->rep_ms, (size_t)cfg->profile_reps - 1);
     p->ranks[p->n] = p->rank;
@@ -114,8 +119,8 @@ int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, int worth_c
     int r = 0;
     if (cfg->rmax_rule == EDGC_RMAX_BUDGET) {
         int more = 0;
-        edgc__rmax_budget(p->ranks, p->ms, p->n, t_base, compute, cfg->rmax_slack, cfg->min_saving,
-                          &r, &more);
+        edgc__rmax_budget(p->ranks, p->ms, p->n, p->base_min, compute, cfg->rmax_slack,
+                          cfg->min_saving, &r, &more);
         /* A single point cannot show the saving yet: always time the next rank too. */
         if ((more || p->n == 1) && !at_cap && next <= worth_cap) {
             p->rank = next;
@@ -160,6 +165,7 @@ void edgc__profiler_save(const edgc__profiler* p, edgc__writer* w)
     PUT(p->active);
     PUT(p->origin);
     PUT(p->base_sum);
+    PUT(p->base_min);
     PUT(p->base_n);
     PUT(p->rank);
     PUT(p->rep);
@@ -180,6 +186,7 @@ edgc_status edgc__profiler_load(edgc__profiler* p, edgc__reader* r)
     GET(p->active);
     GET(p->origin);
     GET(p->base_sum);
+    GET(p->base_min);
     GET(p->base_n);
     GET(p->rank);
     GET(p->rep);

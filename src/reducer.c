@@ -22,7 +22,7 @@
 #include <time.h>
 
 #define BLOB_MAGIC   "EDGCRED1"
-#define BLOB_VERSION 4u
+#define BLOB_VERSION 5u
 #define BLOB_BOM     0x01020304u
 #define BLOB_HEADER  (8 + 4 + 4 + 8 + 8)
 

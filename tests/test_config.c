@@ -33,7 +33,7 @@ static void test_defaults_are_documented(void** state)
     assert_int_equal(c.rmax_rule, EDGC_RMAX_BUDGET);
     assert_int_equal(c.warmup_sync, EDGC_WARMUP_RMAX);
     assert_int_equal(c.wam_rule, EDGC_WAM_CAP);
-    assert_true(c.rmax_slack == 0.2 && c.min_saving == 0.05 && c.reprofile_factor == 2.0);
+    assert_true(c.rmax_slack == 0.25 && c.min_saving == 0.05 && c.reprofile_factor == 2.0);
     assert_int_equal(c.r_max, 0); /* profiled */
     assert_int_equal(c.profile_start, 1);
     assert_int_equal(c.profile_base_steps, 4);

@@ -491,8 +491,8 @@ static void simulate(edgc_controller* ctl, const sim* m, uint64_t steps, edgc_pl
 }
 
 /* A slow link (dense 300 ms) under a 100 ms compute step: rank r costs 2 + 3r ms. The fastest
- * step is rank 2's 108 ms; with 20 % of the 292 ms saving given back the step may take 166 ms,
- * so ranks up to 16 (150 ms) qualify and 24 (174 ms) does not. */
+ * step is rank 2's 108 ms; with 25 % of the 292 ms saving given back the step may take 181 ms,
+ * so ranks up to 24 (174 ms) qualify and 32 (198 ms) does not. */
 static const sim k_slow = {300.0, 3.0, 2.0, 100.0, NULL, UINT64_MAX, 1.0, {0, 0}, 0.0};
 
 static void test_budget_profile_and_warmup_at_r_max(void** state)
@@ -551,15 +551,15 @@ static void test_budget_stops_where_time_stops_paying(void** state)
     simulate(ctl, &k_slow, 100, plans);
     int lo, hi;
     assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-    assert_int_equal(hi, 16);
-    assert_int_equal(lo, 4);
-    /* rank 24 was timed (it ended profiling), rank 32 never was */
-    int saw24 = 0;
+    assert_int_equal(hi, 24);
+    assert_int_equal(lo, 6);
+    /* rank 32 was timed (it ended profiling), rank 48 never was */
+    int saw32 = 0;
     for (int t = 0; t < 100; t++) {
-        saw24 |= plans[t].rank == 24;
-        assert_true(plans[t].rank <= 24);
+        saw32 |= plans[t].rank == 32;
+        assert_true(plans[t].rank <= 32);
     }
-    assert_true(saw24);
+    assert_true(saw32);
     edgc_controller_free(ctl);
 
     /* the same link under the paper's rule: every rank "beats dense", r_max goes to the cap */
@@ -572,8 +572,8 @@ static void test_budget_stops_where_time_stops_paying(void** state)
 }
 
 /* One stalled transfer among rank 12's kept samples and one among rank 16's: the medians ignore
- * both. (With means, T(12) would be 76 ms instead of 38, which puts 12's step past the budget
- * line, and profiling would stop there with r_max 8.) */
+ * both. (With means, T(16) would be 83 ms instead of 50, which puts 16's step past the budget
+ * line, and profiling would stop there with r_max 12.) */
 static void test_budget_ignores_one_stalled_sample(void** state)
 {
     (void)state;
@@ -591,11 +591,37 @@ static void test_budget_ignores_one_stalled_sample(void** state)
     assert_int_equal(plans[23].rank, 16);
     int lo, hi;
     assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-    assert_int_equal(hi, 16);
+    assert_int_equal(hi, 24);
     double dense_ms, compute_ms;
     int profiles;
     assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles), EDGC_OK);
     assert_true(dense_ms == 300.0);
+    edgc_controller_free(ctl);
+}
+
+/* A bimodal dense sync (two of the four dense samples stall at 1.5x): the budget weighs ranks
+ * against the fastest dense sample, so r_max is the steady link's 24. Against the samples' mean
+ * (375 ms) the line would be 200 ms and let rank 32 (198 ms) in; the mean is still what the
+ * profile reports as a dense step's cost. */
+static void test_budget_uses_the_fastest_dense_sample(void** state)
+{
+    (void)state;
+    sim m = k_slow;
+    m.stall_at[0] = 2;
+    m.stall_at[1] = 3;
+    m.stall = 1.5;
+    edgc_config c = defaults_run(400);
+    edgc_controller* ctl = NULL;
+    assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
+    edgc_plan plans[100];
+    simulate(ctl, &m, 100, plans);
+    int lo, hi;
+    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+    assert_int_equal(hi, 24);
+    double dense_ms, compute_ms;
+    int profiles;
+    assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles), EDGC_OK);
+    assert_true(dense_ms == 375.0);
     edgc_controller_free(ctl);
 }
 
@@ -697,10 +723,10 @@ static void test_link_slowing_down_triggers_a_new_profile(void** state)
     assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles), EDGC_OK);
     assert_int_equal(profiles, 2);
     assert_true(dense_ms == 1500.0);
-    /* slower link: 1500 ms dense, rank r 2 + 15r: budget 117 + 0.2 * 1483 -> T <= 314 -> 16 */
+    /* slower link: 1500 ms dense, rank r 2 + 15r: budget 132 + 0.25 * 1468 -> T <= 399 -> 24 */
     int lo, hi;
     assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-    assert_int_equal(hi, 16);
+    assert_int_equal(hi, 24);
     assert_int_equal(plans[599].phase, EDGC_PHASE_COMPRESS);
     edgc_controller_free(ctl);
 
@@ -884,6 +910,7 @@ int main(void)
         cmocka_unit_test(test_misuse),
         cmocka_unit_test(test_timed_step_needs_valid_time),
         cmocka_unit_test(test_budget_profile_and_warmup_at_r_max),
+        cmocka_unit_test(test_budget_uses_the_fastest_dense_sample),
         cmocka_unit_test(test_budget_stops_where_time_stops_paying),
         cmocka_unit_test(test_budget_ignores_one_stalled_sample),
         cmocka_unit_test(test_budget_stays_dense_when_nothing_pays),

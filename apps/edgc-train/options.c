@@ -78,7 +78,7 @@ void options_usage(FILE* f)
         "                       step is within --rmax-slack of the best saving; default) | paper\n"
         "                       (the largest rank still faster than dense, interpolated)\n"
         "  --rmax-slack X       budget rule: share of the best step-time saving traded for rank\n"
-        "                       (default 0.2)\n"
+        "                       (default 0.25)\n"
         "  --window W           EDGC window: steps between rank decisions (default 0: --steps / "
         "20,\n"
         "                       at most 1000)\n"
@@ -195,7 +195,7 @@ options options_parse(int argc, char** argv)
         .mode = EDGC_MODE_EDGC,
         .rank = 4,
         .window = 0,
-        .rmax_slack = 0.2,
+        .rmax_slack = 0.25,
         .rule = EDGC_RULE_DECAY,
         .alpha = 0.1,
         .beta = 0.25,
