@@ -571,6 +571,30 @@ static void test_budget_stops_where_time_stops_paying(void** state)
     edgc_controller_free(ctl);
 }
 
+/* Profiles k_slow on the wide layout with steps a and b stalling `stall` times; returns r_max,
+ * the profiled dense cost and the ranks the stalled steps ran at. */
+static int profile_with_stalls(uint64_t a, uint64_t b, double stall, double* dense_ms,
+                               int stalled_rank[2])
+{
+    sim m = k_slow;
+    m.stall_at[0] = a;
+    m.stall_at[1] = b;
+    m.stall = stall;
+    edgc_config c = defaults_run(400);
+    edgc_controller* ctl = NULL;
+    assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
+    edgc_plan plans[100];
+    simulate(ctl, &m, 100, plans);
+    stalled_rank[0] = plans[a].rank;
+    stalled_rank[1] = plans[b].rank;
+    int lo, hi, profiles;
+    double compute_ms;
+    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+    assert_int_equal(edgc_controller_profiled(ctl, dense_ms, &compute_ms, &profiles), EDGC_OK);
+    edgc_controller_free(ctl);
+    return hi;
+}
+
 /* One stalled transfer among rank 12's kept samples and one among rank 16's: the medians ignore
  * both. (With means, T(16) would be 83 ms instead of 50, which puts 16's step past the budget
  * line, and profiling would stop there with r_max 12.) */
@@ -578,25 +602,11 @@ static void test_budget_ignores_one_stalled_sample(void** state)
 {
     (void)state;
     /* step 0 settles, 1-4 dense, then 4 steps per rank: 12 at 17-20, 16 at 21-24 (17, 21 dropped) */
-    sim m = k_slow;
-    m.stall_at[0] = 19;
-    m.stall_at[1] = 23;
-    m.stall = 3.0;
-    edgc_config c = defaults_run(400);
-    edgc_controller* ctl = NULL;
-    assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
-    edgc_plan plans[100];
-    simulate(ctl, &m, 100, plans);
-    assert_int_equal(plans[19].rank, 12);
-    assert_int_equal(plans[23].rank, 16);
-    int lo, hi;
-    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-    assert_int_equal(hi, 24);
-    double dense_ms, compute_ms;
-    int profiles;
-    assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles), EDGC_OK);
+    double dense_ms;
+    int stalled[2];
+    assert_int_equal(profile_with_stalls(19, 23, 3.0, &dense_ms, stalled), 24);
+    assert_true(stalled[0] == 12 && stalled[1] == 16);
     assert_true(dense_ms == 300.0);
-    edgc_controller_free(ctl);
 }
 
 /* A bimodal dense sync (two of the four dense samples stall at 1.5x): the budget weighs ranks
@@ -606,23 +616,11 @@ static void test_budget_ignores_one_stalled_sample(void** state)
 static void test_budget_uses_the_fastest_dense_sample(void** state)
 {
     (void)state;
-    sim m = k_slow;
-    m.stall_at[0] = 2;
-    m.stall_at[1] = 3;
-    m.stall = 1.5;
-    edgc_config c = defaults_run(400);
-    edgc_controller* ctl = NULL;
-    assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
-    edgc_plan plans[100];
-    simulate(ctl, &m, 100, plans);
-    int lo, hi;
-    assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-    assert_int_equal(hi, 24);
-    double dense_ms, compute_ms;
-    int profiles;
-    assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles), EDGC_OK);
+    double dense_ms;
+    int stalled[2];
+    assert_int_equal(profile_with_stalls(2, 3, 1.5, &dense_ms, stalled), 24);
+    assert_true(stalled[0] == 0 && stalled[1] == 0); /* dense samples */
     assert_true(dense_ms == 375.0);
-    edgc_controller_free(ctl);
 }
 
 /* Shared memory: compression costs more than it saves, so the run stays dense from profiling on,
