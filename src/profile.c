@@ -4,9 +4,9 @@
  * 32, 48, ... (see next_rank) timed for profile_reps steps each (the first dropped: it pays for
  * allocation and a cold Q). T(r) is the median of a rank's kept samples, so one stalled
  * transfer does not move it; T_base is the mean of its samples, and the budget rule uses their
- * fastest (see profiler_record). The
- * compute time per step (what the caller does between two synchronisations) is collected on the
- * same steps, so the budget rule can weigh the sync time against the whole step.
+ * fastest (see profiler_record). The compute time per step (what the caller does between two
+ * synchronisations) is collected on the same steps, so the budget rule can weigh the sync time
+ * against the whole step.
  *
  * Two rules pick r_max:
  *  - budget (default): the largest *measured* rank whose step time C + T(r) is within

@@ -171,6 +171,7 @@ static void parse_compress(options* o, const char* s)
 
 options options_parse(int argc, char** argv)
 {
+    const edgc_config lib = edgc_config_default(); /* the library owns the EDGC defaults */
     options o = {
         .preset = "tiny",
         .batch = 8,
@@ -195,11 +196,11 @@ options options_parse(int argc, char** argv)
         .mode = EDGC_MODE_EDGC,
         .rank = 4,
         .window = 0,
-        .rmax_slack = 0.25,
-        .rule = EDGC_RULE_DECAY,
-        .alpha = 0.1,
-        .beta = 0.25,
-        .edgc_warmup = 0.2,
+        .rmax_slack = lib.rmax_slack,
+        .rule = lib.rule,
+        .alpha = lib.alpha,
+        .beta = lib.beta,
+        .edgc_warmup = lib.warmup_fraction,
     };
     enum {
         O_LAYERS = 256,
