@@ -17,9 +17,10 @@
 
 struct edgc_controller {
     edgc_config cfg;
-    int window;      /* cfg.window, or derived from total_steps */
-    int rank_cap;    /* largest rank any matrix can use */
-    int worth_cap;   /* largest rank still sending at most half the dense bytes */
+    int window;     /* cfg.window, or derived from total_steps */
+    int rank_cap;   /* largest rank any matrix can use */
+    size_t* floats; /* floats a step sends at ranks 0 (dense) to the worth cap */
+    edgc__payload pay;
     double* g_stage; /* CQM curve g[0..rank_cap], NULL for the other rules */
     uint64_t step;
     int planned;
@@ -77,31 +78,43 @@ void edgc_controller_free(edgc_controller* c)
 {
     if (c == NULL) return;
     free(c->g_stage);
+    free(c->floats);
     free(c->hist);
     free(c);
 }
 
-/* The largest rank whose payload is at most half a dense step's: above it the factors cost about
- * as much as the gradient they replace. */
-static int rank_worth_cap(const edgc__plan_layout* pl)
+/* Floats a step at rank r sends: the 1-D tensors as they are, each matrix as its factors. */
+static size_t payload_floats(const edgc__plan_layout* pl, int r)
 {
-    int best = 1;
-    for (int r = 1; r <= pl->rank_cap; r++) {
-        size_t floats = pl->dense_total;
-        for (size_t k = 0; k < pl->n_mats; k++) {
-            const edgc__matrix* m = &pl->mats[k];
-            size_t rk = (size_t)r < m->cap ? (size_t)r : m->cap;
-            floats += rk * (m->rows + m->cols);
-        }
-        if (2 * floats > pl->total) break;
-        best = r;
+    size_t floats = pl->dense_total;
+    for (size_t k = 0; k < pl->n_mats; k++) {
+        const edgc__matrix* m = &pl->mats[k];
+        size_t rk = (size_t)r < m->cap ? (size_t)r : m->cap;
+        floats += rk * (m->rows + m->cols);
     }
-    return best;
+    return floats;
+}
+
+/* The payload of every rank up to the worth cap, the largest rank sending at most half a dense
+ * step's floats (above it the factors cost about as much as the gradient they replace; rank 1
+ * when even that one does not). */
+static edgc_status set_payload(edgc_controller* c, const edgc__plan_layout* pl)
+{
+    int cap = 1;
+    while (cap < pl->rank_cap && 2 * payload_floats(pl, cap + 1) <= pl->total)
+        cap++;
+    c->floats = malloc(((size_t)cap + 1) * sizeof *c->floats);
+    if (c->floats == NULL) return EDGC_ERR_NOMEM;
+    c->floats[0] = pl->total;
+    for (int r = 1; r <= cap; r++)
+        c->floats[r] = payload_floats(pl, r);
+    c->pay = (edgc__payload){pl->total, c->floats, cap};
+    return EDGC_OK;
 }
 
 static void start_profile(edgc_controller* c, uint64_t origin)
 {
-    edgc__profiler_start(&c->prof, origin, min_int(2, c->worth_cap));
+    edgc__profiler_start(&c->prof, origin, min_int(2, c->pay.worth_cap));
 }
 
 edgc_status edgc_controller_create(const edgc_config* cfg, const edgc_layout* layout,
@@ -125,8 +138,8 @@ edgc_status edgc_controller_create(const edgc_config* cfg, const edgc_layout* la
     edgc_status st = edgc__layout_split(layout, &pl);
     if (st != EDGC_OK) goto fail;
     c->rank_cap = pl.rank_cap;
-    c->worth_cap = rank_worth_cap(&pl);
-    if (cfg->rule == EDGC_RULE_CQM) st = edgc__mp_stage_curve(&pl, &c->g_stage);
+    st = set_payload(c, &pl);
+    if (st == EDGC_OK && cfg->rule == EDGC_RULE_CQM) st = edgc__mp_stage_curve(&pl, &c->g_stage);
     edgc__layout_release(&pl);
     if (st != EDGC_OK) goto fail;
 
@@ -369,8 +382,8 @@ edgc_status edgc_controller_commit(edgc_controller* c, const edgc_observation* o
     }
     record_previous(c, obs);
     int r_max;
-    if (p->timed && edgc__profiler_record(&c->prof, &c->cfg, c->worth_cap, c->rank_cap,
-                                          obs->sync_ms, obs->compute_ms, &r_max)) {
+    if (p->timed && edgc__profiler_record(&c->prof, &c->cfg, &c->pay, c->rank_cap, obs->sync_ms,
+                                          obs->compute_ms, &r_max)) {
         set_bounds(c, r_max);
         c->rank_cur = c->r_max; /* a re-profile restarts compression at the new r_max */
     }

@@ -141,10 +141,22 @@ typedef struct edgc__profiler {
 int edgc__profile_table_ok(const int* ranks, const double* ms, size_t n);
 /* Starts a profile (keeping the last one's results and the count). */
 void edgc__profiler_start(edgc__profiler* p, uint64_t origin, int first_rank);
+/* What a step sends, in floats: `dense` for a dense step, by_rank[r] at rank r for
+ * r = 1..worth_cap, the largest rank still sending at most half the dense bytes. */
+typedef struct edgc__payload {
+    size_t dense;
+    const size_t* by_rank;
+    int worth_cap;
+} edgc__payload;
 /* Records one timed step. Returns 1 when the profile is finished, with *r_max set (0: stay
- * dense). worth_cap: the largest rank still sending at most half the dense bytes. */
-int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, int worth_cap, int rank_cap,
-                          double sync_ms, double compute_ms, int* r_max);
+ * dense). */
+int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, const edgc__payload* pay,
+                          int rank_cap, double sync_ms, double compute_ms, int* r_max);
+/* A dense sync's time on this link when it does not stall: the last timed rank's time plus the
+ * extra floats at the link's marginal rate (the median over the last three pairs of adjacent
+ * timed ranks; a pair whose time did not rise counts as no evidence, +inf). INFINITY with fewer
+ * than four timed ranks or a rank above pay->worth_cap. */
+double edgc__link_dense_ms(const int* ranks, const double* ms, size_t n, const edgc__payload* pay);
 /* Sync time at `rank` interpolated over the measured ranks and clamped to them; rank 0: T_base. */
 double edgc__profiler_predict(const edgc__profiler* p, int rank);
 void edgc__profiler_save(const edgc__profiler* p, edgc__writer* w);

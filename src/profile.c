@@ -12,7 +12,9 @@
  *  - budget (default): the largest *measured* rank whose step time C + T(r) is within
  *    rmax_slack of the best saving any rank achieved, never a rank sending more than half the
  *    dense bytes; profiling stops at the first rank past that threshold. If even the best rank
- *    saves less than min_saving of a dense step, the run stays dense.
+ *    saves less than min_saving of a dense step, the run stays dense. When the dense samples
+ *    all stalled, the link's marginal rate over the largest ranks timed lowers the dense cost
+ *    the threshold is drawn from (edgc__link_dense_ms).
  *  - paper: the largest rank whose interpolated (or extrapolated) sync time is below T_base.
  * Pure logic: the caller measures and agrees the times across workers.
  */
@@ -90,8 +92,25 @@ edgc_status edgc__rmax_budget(const int* ranks, const double* ms, size_t n, doub
     return EDGC_OK;
 }
 
-int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, int worth_cap, int rank_cap,
-                          double sync_ms, double compute_ms, int* r_max)
+double edgc__link_dense_ms(const int* ranks, const double* ms, size_t n, const edgc__payload* pay)
+{
+    if (pay == NULL || pay->by_rank == NULL || n < 4 || ranks[n - 1] > pay->worth_cap)
+        return INFINITY;
+    double pred[3];
+    for (size_t k = 0; k < 3; k++) {
+        size_t i = n - 3 + k;
+        double dt = ms[i] - ms[i - 1];
+        double df = (double)pay->by_rank[ranks[i]] - (double)pay->by_rank[ranks[i - 1]];
+        pred[k] = dt > 0.0 && df > 0.0
+                      ? ms[i] + ((double)pay->dense - (double)pay->by_rank[ranks[i]]) * dt / df
+                      : INFINITY;
+    }
+    qsort(pred, 3, sizeof *pred, cmp_double);
+    return pred[1];
+}
+
+int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, const edgc__payload* pay,
+                          int rank_cap, double sync_ms, double compute_ms, int* r_max)
 {
     if (p->n_compute < EDGC__PROF_COMPUTE_MAX) p->compute[p->n_compute++] = compute_ms;
     if (p->base_n < cfg->profile_base_steps) {
@@ -122,10 +141,18 @@ int edgc__profiler_record(edgc__profiler* p, const edgc_config* cfg, int worth_c
         edgc__rmax_budget(p->ranks, p->ms, p->n, p->base_min, compute, cfg->rmax_slack,
                           cfg->min_saving, &r, &more);
         /* A single point cannot show the saving yet: always time the next rank too. */
-        if ((more || p->n == 1) && !at_cap && next <= worth_cap) {
+        if ((more || p->n == 1) && !at_cap && next <= pay->worth_cap) {
             p->rank = next;
             return 0;
         }
+        /* Four stalled dense samples put the line too high. The larger ranks' marginal rate
+         * tells what the dense bytes cost on this link without a stall; it can only lower the
+         * line, and only once profiling has stopped, so the ranks timed stay the same
+         * (docs/ALGORITHM.md 4.2). */
+        double link = edgc__link_dense_ms(p->ranks, p->ms, p->n, pay);
+        if (link < p->base_min)
+            edgc__rmax_budget(p->ranks, p->ms, p->n, link, compute, cfg->rmax_slack,
+                              cfg->min_saving, &r, NULL);
     } else {
         if (t <= t_base && !at_cap) {
             p->rank = next;

@@ -511,14 +511,18 @@ static void test_budget_profile_and_warmup_at_r_max(void** state)
         assert_int_equal(plans[t].rank, want[t]);
         assert_int_equal(plans[t].timed, t >= 1);
     }
+    /* The narrow layout ends the ladder at 12. Rank r sends 32 + 208r of its 5152 floats, so at
+     * rank 12's marginal rate (12 ms per 832 floats) the dense bytes cost 38 + 2624 * 12 / 832 =
+     * 75.8 ms, not the 300 ms the dense samples took: they count as stalled, the line falls to
+     * 108 + 0.25 * (175.8 - 108) = 125 ms, and rank 4 (114 ms) is the largest inside it. */
     int lo, hi;
     assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-    assert_int_equal(hi, 12); /* the narrow layout caps it before the time budget does */
-    assert_int_equal(lo, 3);
+    assert_int_equal(hi, 4);
+    assert_int_equal(lo, 1);
     /* warm-up (to step 40) runs at r_max, not dense */
     for (int t = n_want; t < 40; t++) {
         assert_int_equal(plans[t].phase, EDGC_PHASE_WARMUP);
-        assert_int_equal(plans[t].rank, 12);
+        assert_int_equal(plans[t].rank, 4);
     }
     assert_int_equal(plans[40].phase, EDGC_PHASE_COMPRESS);
     double dense_ms, compute_ms;
@@ -533,7 +537,7 @@ static void test_budget_profile_and_warmup_at_r_max(void** state)
     simulate(ctl, &k_slow, 60, plans);
     for (int t = n_want; t < 40; t++)
         assert_int_equal(plans[t].rank, 0);
-    assert_int_equal(plans[40].rank, 12);
+    assert_int_equal(plans[40].rank, 4);
     edgc_controller_free(ctl);
 }
 
@@ -621,6 +625,36 @@ static void test_budget_uses_the_fastest_dense_sample(void** state)
     assert_int_equal(profile_with_stalls(2, 3, 1.5, &dense_ms, stalled), 24);
     assert_true(stalled[0] == 0 && stalled[1] == 0); /* dense samples */
     assert_true(dense_ms == 375.0);
+}
+
+/* A bandwidth-bound link: rank r sends 256 + 512r floats at 2 + 3r ms, so the dense step's 65792
+ * floats cost 2 + 3 * 65536 / 512 = 386 ms when they do not stall. Steady, the line is 108 +
+ * 0.25 * (486 - 108) = 202.5 ms: rank 32 (198 ms) in, 48 (246 ms) out. When all four dense
+ * samples stall at 1.5x (579 ms) the line would move to 250.75 ms and let 48 in; the marginal
+ * rate of the largest ranks timed puts the dense cost back at 386 ms and r_max at 32. */
+static void test_budget_sees_through_four_stalled_dense_samples(void** state)
+{
+    (void)state;
+    for (int stalled = 0; stalled < 2; stalled++) {
+        sim m = k_slow;
+        m.dense_ms = stalled ? 1.5 * 386.0 : 386.0;
+        edgc_config c = defaults_run(400);
+        edgc_controller* ctl = NULL;
+        assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
+        edgc_plan plans[100];
+        simulate(ctl, &m, 100, plans);
+        int lo, hi, saw48 = 0;
+        for (int t = 0; t < 100; t++)
+            saw48 |= plans[t].phase == EDGC_PHASE_PROFILE && plans[t].rank == 48;
+        assert_true(saw48); /* both profiles time 48: the stop rule is unchanged */
+        assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
+        assert_int_equal(hi, 32);
+        double dense_ms, compute_ms;
+        int profiles;
+        assert_int_equal(edgc_controller_profiled(ctl, &dense_ms, &compute_ms, &profiles), EDGC_OK);
+        assert_true(dense_ms == m.dense_ms); /* the report is still what dense steps took */
+        edgc_controller_free(ctl);
+    }
 }
 
 /* Shared memory: compression costs more than it saves, so the run stays dense from profiling on,
@@ -909,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_timed_step_needs_valid_time),
         cmocka_unit_test(test_budget_profile_and_warmup_at_r_max),
         cmocka_unit_test(test_budget_uses_the_fastest_dense_sample),
+        cmocka_unit_test(test_budget_sees_through_four_stalled_dense_samples),
         cmocka_unit_test(test_budget_stops_where_time_stops_paying),
         cmocka_unit_test(test_budget_ignores_one_stalled_sample),
         cmocka_unit_test(test_budget_stays_dense_when_nothing_pays),

@@ -171,6 +171,35 @@ static void test_rmax_budget(void** state)
                      EDGC_ERR_INVALID_ARG);
 }
 
+/* The link's dense cost from the largest timed ranks: rank r sends 1000 + 100r floats, dense
+ * 10000. Ranks 2 and 4 fit in the link's burst (1 ms); from 8 on each 100 floats cost 3 ms, so
+ * the dense step's bytes cost 98 + 58 * 3 = 272 ms after rank 32's 98 ms. */
+static void test_link_dense_ms(void** state)
+{
+    (void)state;
+    size_t by_rank[33];
+    for (int r = 0; r <= 32; r++)
+        by_rank[r] = 1000 + 100 * (size_t)r;
+    const edgc__payload pay = {10000, by_rank, 32};
+    const int ranks[] = {2, 4, 8, 16, 24, 32};
+    const double linear[] = {1, 1, 26, 50, 74, 98};
+    assert_float_equal(edgc__link_dense_ms(ranks, linear, 6, &pay), 272.0, 1e-9);
+    /* with four ranks the burst's pairs are among the last three: the flat one counts as no
+     * evidence, and the median is the steeper pair's (4, 8) estimate, high rather than low */
+    assert_float_equal(edgc__link_dense_ms(ranks, linear, 4, &pay), 26 + 8200 * 25 / 400.0, 1e-9);
+    /* a rank whose time fell says nothing about the rate: the median of the rest leans high */
+    const double dip[] = {1, 1, 26, 50, 40, 98};
+    assert_float_equal(edgc__link_dense_ms(ranks, dip, 6, &pay), 98 + 58 * 58 / 8.0, 1e-9);
+    /* a flat (latency-bound) top of the table gives no rate at all */
+    const double flat[] = {1, 1, 10, 10, 10, 10};
+    assert_true(isinf(edgc__link_dense_ms(ranks, flat, 6, &pay)));
+    /* too few ranks, a rank past the payload table, or no table: no estimate */
+    assert_true(isinf(edgc__link_dense_ms(ranks, linear, 3, &pay)));
+    const edgc__payload short_pay = {10000, by_rank, 24};
+    assert_true(isinf(edgc__link_dense_ms(ranks, linear, 6, &short_pay)));
+    assert_true(isinf(edgc__link_dense_ms(ranks, linear, 6, NULL)));
+}
+
 static void test_error_target(void** state)
 {
     (void)state;
@@ -256,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_smooth_even_step_and_bounds),
         cmocka_unit_test(test_rmax_from_profile),
         cmocka_unit_test(test_rmax_budget),
+        cmocka_unit_test(test_link_dense_ms),
         cmocka_unit_test(test_error_target),
         cmocka_unit_test(test_decay_target),
         cmocka_unit_test(test_profile_time_and_wam_alignment),
