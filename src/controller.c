@@ -17,11 +17,11 @@
 
 struct edgc_controller {
     edgc_config cfg;
-    int window;     /* cfg.window, or derived from total_steps */
-    int rank_cap;   /* largest rank any matrix can use */
-    size_t* floats; /* floats a step sends at ranks 0 (dense) to the worth cap */
-    edgc__payload pay;
-    double* g_stage; /* CQM curve g[0..rank_cap], NULL for the other rules */
+    int window;        /* cfg.window, or derived from total_steps */
+    int rank_cap;      /* largest rank any matrix can use */
+    size_t* floats;    /* floats a step sends at ranks 0 (dense) to the worth cap */
+    edgc__payload pay; /* reads `floats` */
+    double* g_stage;   /* CQM curve g[0..rank_cap], NULL for the other rules */
     uint64_t step;
     int planned;
     edgc_plan plan;
@@ -108,7 +108,7 @@ static edgc_status set_payload(edgc_controller* c, const edgc__plan_layout* pl)
     c->floats[0] = pl->total;
     for (int r = 1; r <= cap; r++)
         c->floats[r] = payload_floats(pl, r);
-    c->pay = (edgc__payload){pl->total, c->floats, cap};
+    c->pay = (edgc__payload){c->floats, cap};
     return EDGC_OK;
 }
 

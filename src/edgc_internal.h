@@ -141,10 +141,9 @@ typedef struct edgc__profiler {
 int edgc__profile_table_ok(const int* ranks, const double* ms, size_t n);
 /* Starts a profile (keeping the last one's results and the count). */
 void edgc__profiler_start(edgc__profiler* p, uint64_t origin, int first_rank);
-/* What a step sends, in floats: `dense` for a dense step, by_rank[r] at rank r for
+/* What a step sends, in floats: by_rank[0] for a dense step, by_rank[r] at rank r for
  * r = 1..worth_cap, the largest rank still sending at most half the dense bytes. */
 typedef struct edgc__payload {
-    size_t dense;
     const size_t* by_rank;
     int worth_cap;
 } edgc__payload;

@@ -102,7 +102,7 @@ double edgc__link_dense_ms(const int* ranks, const double* ms, size_t n, const e
         double dt = ms[i] - ms[i - 1];
         double df = (double)pay->by_rank[ranks[i]] - (double)pay->by_rank[ranks[i - 1]];
         pred[k] = dt > 0.0 && df > 0.0
-                      ? ms[i] + ((double)pay->dense - (double)pay->by_rank[ranks[i]]) * dt / df
+                      ? ms[i] + ((double)pay->by_rank[0] - (double)pay->by_rank[ranks[i]]) * dt / df
                       : INFINITY;
     }
     qsort(pred, 3, sizeof *pred, cmp_double);

@@ -177,10 +177,10 @@ static void test_rmax_budget(void** state)
 static void test_link_dense_ms(void** state)
 {
     (void)state;
-    size_t by_rank[33];
-    for (int r = 0; r <= 32; r++)
+    size_t by_rank[33] = {10000};
+    for (int r = 1; r <= 32; r++)
         by_rank[r] = 1000 + 100 * (size_t)r;
-    const edgc__payload pay = {10000, by_rank, 32};
+    const edgc__payload pay = {by_rank, 32};
     const int ranks[] = {2, 4, 8, 16, 24, 32};
     const double linear[] = {1, 1, 26, 50, 74, 98};
     assert_float_equal(edgc__link_dense_ms(ranks, linear, 6, &pay), 272.0, 1e-9);
@@ -195,7 +195,7 @@ static void test_link_dense_ms(void** state)
     assert_true(isinf(edgc__link_dense_ms(ranks, flat, 6, &pay)));
     /* too few ranks, a rank past the payload table, or no table: no estimate */
     assert_true(isinf(edgc__link_dense_ms(ranks, linear, 3, &pay)));
-    const edgc__payload short_pay = {10000, by_rank, 24};
+    const edgc__payload short_pay = {by_rank, 24};
     assert_true(isinf(edgc__link_dense_ms(ranks, linear, 6, &short_pay)));
     assert_true(isinf(edgc__link_dense_ms(ranks, linear, 6, NULL)));
 }
