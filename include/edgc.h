@@ -169,7 +169,7 @@ typedef struct edgc_config {
     int rank_step;           /* largest rank change per window, >= 1; default 4 */
     int r_max;               /* 0: profile it with rmax_rule (if no rank pays, stay dense);
                                 else the rank ceiling, >= 1 */
-    int r_min;               /* 0: r_max / 4 (at least 1); else 1 <= r_min <= r_max */
+    int r_min;               /* 0: r_max / 3 (at least 1); else 1 <= r_min <= r_max */
     int profile_start;       /* first profiling step, >= 0; default 1 */
     int profile_base_steps;  /* timed dense steps giving T_base, >= 1; default 4 */
     int profile_reps;        /* steps per profiled rank, the first dropped, 2..17; default 4 */

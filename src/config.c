@@ -125,7 +125,7 @@ edgc_status edgc_config_check(const edgc_config* c, const edgc_layout* layout, c
           "wam_rule = %d: must be EDGC_WAM_CAP or EDGC_WAM_PAPER", (int)c->wam_rule);
     CHECK(c->rank_step >= 1, "rank_step = %d: must be >= 1", c->rank_step);
     CHECK(c->r_max >= 0, "r_max = %d: must be >= 1, or 0 to profile it", c->r_max);
-    CHECK(c->r_min >= 0, "r_min = %d: must be >= 1, or 0 for r_max / 4", c->r_min);
+    CHECK(c->r_min >= 0, "r_min = %d: must be >= 1, or 0 for r_max / 3", c->r_min);
     CHECK(c->r_max == 0 || c->r_min <= c->r_max, "r_min = %d > r_max = %d: must be <= r_max",
           c->r_min, c->r_max);
     CHECK(c->profile_start >= 0, "profile_start = %d: must be >= 0", c->profile_start);

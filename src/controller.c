@@ -70,7 +70,9 @@ static void set_bounds(edgc_controller* c, int r_max)
     }
     if (c->rank_cap >= 1) r_max = min_int(r_max, c->rank_cap);
     c->r_max = r_max < 1 ? 1 : r_max;
-    int r_min = c->cfg.r_min ? c->cfg.r_min : c->r_max / 4;
+    /* r_max / 3, not / 4: the decay's floor buys the last tenths of a percent of loss on the slow
+     * link for a few percent of time (docs/ALGORITHM.md 6.1) */
+    int r_min = c->cfg.r_min ? c->cfg.r_min : c->r_max / 3;
     c->r_min = r_min < 1 ? 1 : min_int(r_min, c->r_max);
 }
 

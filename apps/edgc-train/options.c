@@ -73,6 +73,7 @@ void options_usage(FILE* f)
         "compression\n"
         "  --compress M         dense | powersgd:R | edgc (default edgc)\n"
         "  --rmax R             EDGC rank ceiling; 0 = profile it at start-up (default 0)\n"
+        "  --rmin R             EDGC rank floor; 0 = r_max / 3 (default 0)\n"
         "  --rmax-rule R        how profiling picks r_max: budget (the largest measured rank "
         "whose\n"
         "                       step is within --rmax-slack of the best saving; default) | paper\n"
@@ -86,7 +87,7 @@ void options_usage(FILE* f)
         "  --edgc-warmup F      fraction of the run before the rank adapts (default 0.2)\n"
         "  --warmup-sync S      warm-up synchronisation: rmax (compressed at r_max; default) | "
         "dense\n"
-        "  --rule R             decay (r_max down to r_max/4 over the run; default) | trend\n"
+        "  --rule R             decay (r_max down to r_max/3 over the run; default) | trend\n"
         "                       (the authors' entropy trend) | error | cqm\n"
         "  --wam W              with --pp: off (default): every stage takes stage 0's rank |\n"
         "                       on: later stages spend the 1F1B slack on a higher rank, r_max at\n"
@@ -220,6 +221,7 @@ options options_parse(int argc, char** argv)
         O_SEED,
         O_COMPRESS,
         O_RMAX,
+        O_RMIN,
         O_WINDOW,
         O_ALPHA,
         O_BETA,
@@ -266,6 +268,7 @@ options options_parse(int argc, char** argv)
                                              {"seed", required_argument, 0, O_SEED},
                                              {"compress", required_argument, 0, O_COMPRESS},
                                              {"rmax", required_argument, 0, O_RMAX},
+                                             {"rmin", required_argument, 0, O_RMIN},
                                              {"window", required_argument, 0, O_WINDOW},
                                              {"alpha", required_argument, 0, O_ALPHA},
                                              {"beta", required_argument, 0, O_BETA},
@@ -354,6 +357,9 @@ options options_parse(int argc, char** argv)
             break;
         case O_RMAX:
             o.r_max = (int)parse_long("--rmax", optarg, 0, 65536);
+            break;
+        case O_RMIN:
+            o.r_min = (int)parse_long("--rmin", optarg, 0, 65536);
             break;
         case O_WINDOW:
             o.window = (int)parse_long("--window", optarg, 0, 1 << 30);
@@ -464,7 +470,7 @@ static const char* mode_text(const options* o, char* buf, size_t n)
 
 void options_agree(const options* o)
 {
-    enum { N = 30, LEN = 256 };
+    enum { N = 32, LEN = 256 }; /* room for every AGREE below */
     char v[N][LEN], mode[32];
     const char* names[N];
     size_t n = 0;
@@ -485,6 +491,7 @@ void options_agree(const options* o)
     AGREE("--seed", "%llu", (unsigned long long)o->seed);
     AGREE("--compress", "%s", mode_text(o, mode, sizeof mode));
     AGREE("--rmax", "%d", o->r_max);
+    AGREE("--rmin", "%d", o->r_min);
     AGREE("--window", "%d", o->window);
     AGREE("--alpha/--beta", "%.9g/%.9g", o->alpha, o->beta);
     AGREE("--edgc-warmup", "%.9g", o->edgc_warmup);

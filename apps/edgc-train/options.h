@@ -29,7 +29,7 @@ typedef struct options {
     const char *dump_dir, *dump_steps; /* --dump-grads, --dump-steps (both or neither) */
     /* compression */
     edgc_mode mode;
-    int rank, r_max, window;
+    int rank, r_max, r_min, window;
     double alpha, beta, edgc_warmup, rmax_slack;
     edgc_rank_rule rule;
     edgc_rmax_rule rmax_rule;

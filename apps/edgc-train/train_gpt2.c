@@ -203,6 +203,7 @@ int main(int argc, char** argv)
     rc.rank = o.rank;
     rc.total_steps = (uint64_t)o.steps;
     rc.r_max = o.r_max;
+    rc.r_min = o.r_min;
     rc.window = o.window;
     rc.alpha = o.alpha;
     rc.beta = o.beta;
