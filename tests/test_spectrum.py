@@ -84,6 +84,26 @@ class Spectrum(unittest.TestCase):
         want = (top2(matrix([4, 3], 6, 5, 0)) + top2(matrix([2, 1, 1, 1], 4, 8, 1))) / 2
         self.assertAlmostEqual(t[(4, "adam")][0], want, places=4)
 
+    def test_signal_counts_directions_above_the_noise_edge(self):
+        # matrix a: singular values 50, 40 and 0.9 plus noise of 0.1 per element and step; the
+        # mean of 6 steps has its noise edge at 0.1 (sqrt 40 + sqrt 30) / sqrt 6 = 0.48, so all
+        # three count (one step's edge, 1.18, would hide the third); matrix b is noise alone
+        with open(os.path.join(self.dir, "layout.txt"), "w") as f:
+            f.write("# offset rows cols (float32 elements; total 1600)\n0 40 30\n1200 20 20\n")
+        rng = np.random.default_rng(7)
+        a = matrix([50, 40, 0.9], 40, 30, 3)
+        for step in range(1, 7):
+            g = np.concatenate([(a + 0.1 * rng.standard_normal((40, 30))).ravel(),
+                                rng.standard_normal(400)])
+            g.astype(np.float32).tofile(os.path.join(self.dir, "grad-%08d.f32" % step))
+        np.zeros(1600, dtype=np.float32).tofile(os.path.join(self.dir, "grad-00000020.f32"))
+        r = self.run_script("--signal")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [line.split() for line in r.stdout.splitlines()[2:]]
+        self.assertEqual(len(rows), 1)  # step 20 alone is too short a run to have a noise level
+        step, steps, mean, most = rows[0][:4]
+        self.assertEqual((int(step), int(steps), float(mean), int(most)), (1, 6, 1.5, 3))
+
     def test_bad_input_is_named(self):
         self.dump(1)
         np.zeros(5, dtype=np.float32).tofile(os.path.join(self.dir, "grad-00000002.f32"))

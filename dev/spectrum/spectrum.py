@@ -12,6 +12,12 @@ any rank-r compression can have), for the ranks asked:
              (a stand-in for Adam's second moment, which rescales every element): shown for the
              run's middle step when the run has at least 2 steps.
 
+With --signal it prints instead, for every run of at least 3 steps, how many directions of each
+matrix carry signal rather than batch noise: the singular values of the run's mean gradient
+above the Marchenko-Pastur edge of its noise, sigma (sqrt(rows) + sqrt(cols)) / sqrt(T), where
+sigma^2 is the per-element variance of the T steps about their mean (a pure-noise matrix has no
+singular value above that edge). Mean and max over matrices, raw and Adam-scaled.
+
 Needs numpy (Debian's python3-numpy). docs/ALGORITHM.md 4.2 reports what it showed.
 """
 import argparse
@@ -53,6 +59,31 @@ def fractions(g, mats, ranks):
     return out
 
 
+def signal_rank(gs, off, rows, cols):
+    """Singular values of the steps' mean above the Marchenko-Pastur edge of their spread."""
+    x = np.stack([g[off:off + rows * cols] for g in gs]).astype(np.float64)
+    mean = x.mean(0)
+    sigma = np.sqrt(((x - mean) ** 2).sum() / ((len(gs) - 1) * rows * cols))
+    edge = sigma * (np.sqrt(rows) + np.sqrt(cols)) / np.sqrt(len(gs))
+    s = np.linalg.svd(mean.reshape(rows, cols), compute_uv=False)
+    return int((s > edge).sum())
+
+
+def print_signal(runs, load, mats):
+    print("%d matrices; directions above the noise edge of each run's mean gradient" % len(mats))
+    print("%-8s %-6s %-9s %-9s %-9s %-9s" % ("step", "steps", "mean", "max", "adam-mean",
+                                             "adam-max"))
+    for run in runs:
+        if len(run) < 3:
+            continue
+        gs = [load(s) for s in run]
+        rms = np.sqrt(np.mean(np.stack(gs).astype(np.float64) ** 2, axis=0)) + 1e-30
+        raw = [signal_rank(gs, *m) for m in mats]
+        adam = [signal_rank([g / rms for g in gs], *m) for m in mats]
+        print("%-8d %-6d %-9.2f %-9d %-9.2f %-9d" % (run[0], len(run), np.mean(raw), max(raw),
+                                                     np.mean(adam), max(adam)))
+
+
 def summarise(fr):
     energy = np.array([e for e, _ in fr])
     f = np.array([x for _, x in fr])
@@ -78,6 +109,8 @@ def main(argv):
     ap.add_argument("--ranks", default="4,8,16,24,32",
                     help="comma-separated ranks (default 4,8,16,24,32)")
     ap.add_argument("--stage", type=int, default=None, help="pipeline stage (its .stageS files)")
+    ap.add_argument("--signal", action="store_true",
+                    help="count the directions above the noise edge instead (runs of >= 3 steps)")
     a = ap.parse_args(argv)
     try:
         ranks = [int(r) for r in a.ranks.split(",")]
@@ -99,6 +132,9 @@ def main(argv):
             raise SystemExit("spectrum: %s: %d floats, the layout says %d" % (path, g.size, total))
         return g
 
+    if a.signal:
+        print_signal(runs_of_steps(steps), load, mats)
+        return
     print("%d matrices; captured energy at ranks %s" % (len(mats), ", ".join(map(str, ranks))))
     cols = " ".join("r%-5d" % r for r in ranks)
     print("%-8s %-9s %s" % ("step", "measure", cols))
