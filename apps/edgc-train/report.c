@@ -82,8 +82,8 @@ void report_summary(const run_summary* r)
     double ratio = r->sent_total ? (double)r->dense_total / r->sent_total : 1.0;
     say("\ndone: %d steps in %.1f s | final val loss %.4f", r->steps, r->total_s, r->val_loss);
     if (r->skipped) say(" | %d steps skipped (non-finite gradients)", r->skipped);
-    say("\nsent %.1f MB vs %.1f MB dense: %.1fx less\n", r->sent_total / 1e6, r->dense_total / 1e6,
-        ratio);
+    say("\nsent %.1f MB vs %.1f MB dense: %.1fx fewer bytes\n", r->sent_total / 1e6,
+        r->dense_total / 1e6, ratio);
     say("time: forward %.1f s (%.0f%%), backward %.1f s (%.0f%%), sync %.1f s (%.0f%%), "
         "optimizer %.1f s (%.0f%%)",
         t->fwd, 100 * t->fwd / busy, t->bwd, 100 * t->bwd / busy, t->sync, 100 * t->sync / busy,
@@ -98,11 +98,12 @@ void report_summary(const run_summary* r)
     say("\n");
     if (r->mode == EDGC_MODE_EDGC && isfinite(r->dense_sync_ms)) {
         /* the profile timed dense steps on this very link: what a dense run would have paid */
-        double dense_sync = r->dense_sync_ms * 1e-3 * r->steps;
+        double dense_sync = r->dense_sync_ms * 1e-3 * r->steps, saved = dense_sync - t->sync;
         say("dense would have spent %.1f s in sync at the measured %.1f ms per step (this run: "
-            "%.1f s): %.1f s, %.0f%% of the dense run's time, saved\n",
-            dense_sync, r->dense_sync_ms, t->sync, dense_sync - t->sync,
-            100 * (dense_sync - t->sync) / (busy - t->sync + dense_sync));
+            "%.1f s): %.1f s %s, %.0f%% of the dense run's time\n",
+            dense_sync, r->dense_sync_ms, t->sync, fabs(saved),
+            saved >= 0 ? "saved" : "more than dense",
+            100 * fabs(saved) / (busy - t->sync + dense_sync));
     }
     /* one machine-readable line for scripts */
     say("summary: steps=%d val_loss=%.5f sent_mb=%.3f dense_mb=%.3f tok_s=%.1f gflops=%.3f "
