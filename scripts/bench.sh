@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their figures, with the command that reproduces them, to
 # docs/bench/<name>.md; then assembles docs/BENCHMARKS.md from those sections.
-#   scripts/bench.sh [BUILD_DIR] [core|adamw|sync|train|converge|converge4|repeat|pipeline|reliability|torch ...]
+#   scripts/bench.sh [BUILD_DIR] [core|adamw|sync|train|converge|converge4|repeat|pipeline|reliability|torch|blas ...]
 #   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
-which=${*:-core adamw sync train converge converge4 repeat pipeline reliability torch}
+which=${*:-core adamw sync train converge converge4 repeat pipeline reliability torch blas}
 mkdir -p docs/bench
 
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
@@ -43,6 +43,8 @@ section() { # name, command...
             echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 20 min)"
         elif [ "$1" = reliability_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build reliability\` (about 20 min; the fuzz part needs clang)"
+        elif [ "$1" = blas_table ]; then
+            echo "Reproduce with: \`scripts/bench.sh $build blas\` (downloads Debian's libblis4-serial into a temporary directory; about 1 min)"
         elif [ "$1" = train_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build train\`"
         else
@@ -387,6 +389,23 @@ reliability_table() { # crash safety, fuzzing, bad input, a long run's memory
     echo '```'
 }
 
+blas_table() { # the engine's thin products through OpenBLAS and BLIS (dev/blas)
+    echo "The PowerSGD engine's three products (P = M Q, Q = M^T P, G = P Q^T) on the GPT-2-small"
+    echo "layout (85 M floats in 48 matrices), one thread, timed through Debian's OpenBLAS and"
+    echo "through Debian's BLIS (\`dev/blas/thin_products.c\`, built against each by"
+    echo "\`dev/blas/blas.sh\`; BLIS is unpacked from its package, not installed, and the library does"
+    echo "not use it). Two layouts of the small factors: the engine's (Pt, r x rows, and Qt, r x cols,"
+    echo "row-major) and tall ones (P, rows x r, and Q, cols x r); the factors are 0.1 % of M, so"
+    echo "transposing them between products costs nothing next to one read of M. Each figure is one"
+    echo "product over all 48 matrices (M from memory), the median of 3; the rounds alternate the"
+    echo "two libraries."
+    echo
+    local out
+    out=$(dev/blas/blas.sh 5)
+    echo "$out" | sed -n '1p'
+    echo "$out" | sed -n '/^medians/,$p'
+}
+
 for w in $which; do
     case "$w" in
     core) section core "$build/bench/bench_core" ;;
@@ -398,6 +417,7 @@ for w in $which; do
     repeat) section repeat repeat_table ;;
     pipeline) section pipeline pipeline_table ;;
     torch) section torch torch_table ;;
+    blas) section blas blas_table ;;
     reliability) section reliability reliability_table ;;
     *) echo "bench: unknown benchmark '$w'" >&2; exit 2 ;;
     esac
