@@ -221,9 +221,12 @@ static double time_stream_pass(float* e, const float* g, size_t n, int reps)
     return m;
 }
 
-static double time_powersgd_fused(const bench_model* md, const float* g0, float* g, int rank,
-                                  int orth_q, int ef, int threads, int fuse, int reps,
-                                  edgc_step_bytes* bytes)
+/* ms per engine step (median of reps, after one untimed step); fuse and direct as in
+ * edgc__powersgd_set_fusion and _set_direct; *rel_err (when not NULL) receives the last step's
+ * compression error (NAN without error feedback). */
+static double time_engine(const bench_model* md, const float* g0, float* g, int rank, int orth_q,
+                          int ef, int threads, int fuse, int direct, int reps,
+                          edgc_step_bytes* bytes, double* rel_err)
 {
     edgc_config cfg = edgc_config_default();
     cfg.mode = EDGC_MODE_POWERSGD;
@@ -238,6 +241,7 @@ static double time_powersgd_fused(const bench_model* md, const float* g0, float*
     edgc_status st;
     if ((st = edgc_powersgd_create(&cfg, &layout, &ps)) != EDGC_OK) die("powersgd_create", st);
     edgc__powersgd_set_fusion(ps, fuse);
+    edgc__powersgd_set_direct(ps, direct);
     if ((st = edgc_inproc_create(1, &grp)) != EDGC_OK) die("inproc_create", st);
     edgc_inproc_comm(grp, 0, &comm);
     double* t = malloc((size_t)reps * sizeof *t);
@@ -249,6 +253,7 @@ static double time_powersgd_fused(const bench_model* md, const float* g0, float*
     }
     double m = bench_median(t, reps);
     free(t);
+    if (rel_err != NULL) *rel_err = edgc__powersgd_last_error(ps);
     edgc_powersgd_free(ps);
     edgc_inproc_free(grp);
     return m;
@@ -258,7 +263,7 @@ static double time_powersgd_threads(const bench_model* md, const float* g0, floa
                                     int orth_q, int ef, int threads, int reps,
                                     edgc_step_bytes* bytes)
 {
-    return time_powersgd_fused(md, g0, g, rank, orth_q, ef, threads, 1, reps, bytes);
+    return time_engine(md, g0, g, rank, orth_q, ef, threads, 1, -1, reps, bytes, NULL);
 }
 
 static double time_powersgd(const bench_model* md, const float* g0, float* g, int rank, int orth_q,
@@ -552,8 +557,8 @@ static void bench_tiles(const bench_model* md, const float* g0, int reps)
         for (int round = 0; round < 3; round++)
             for (int t = 0; t < 2; t++)
                 for (int f = 0; f < 2; f++) {
-                    double ms =
-                        time_powersgd_fused(md, g0, g, ranks[i], 1, 1, t ? n : 1, f, reps, &b);
+                    double ms = time_engine(md, g0, g, ranks[i], 1, 1, t ? n : 1, f, -1, reps,
+                                            &b, NULL);
                     best[t][f] = ms < best[t][f] ? ms : best[t][f];
                 }
         printf("| %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |\n", ranks[i], best[0][0],
@@ -564,16 +569,67 @@ static void bench_tiles(const bench_model* md, const float* g0, int reps)
     free(g);
 }
 
+/* P = M Q unpacked (OpenBLAS's small-matrix kernel, in chunks of rows) against the packed product,
+ * OpenBLAS on one thread, error feedback off and on: the better of three medians per figure, the
+ * two taken in alternation. */
+static void bench_direct(const bench_model* md, const float* g0, int reps)
+{
+    float* g = malloc(md->total * sizeof *g);
+    const int n = cpus();
+    openblas_set_num_threads(1);
+    edgc_config cfg = edgc_config_default();
+    cfg.mode = EDGC_MODE_POWERSGD;
+    edgc_layout layout = {md->t, md->n_t, md->total};
+    edgc_powersgd* ps;
+    edgc_status st;
+    if ((st = edgc_powersgd_create(&cfg, &layout, &ps)) != EDGC_OK) die("powersgd_create", st);
+    const int by_default = edgc__powersgd_direct_core(ps);
+    edgc_powersgd_free(ps);
+    printf("### P = M Q unpacked (OpenBLAS's small-matrix kernel)\n\n");
+    printf("OpenBLAS core: %s, so the engine %s the unpacked P by default on this machine. With "
+           "OpenBLAS on one thread it computes P = M Q a few rows at a time as row-major "
+           "M_rows . Q, which OpenBLAS's AVX-512 cores multiply without packing, instead of one "
+           "packed Qt . M^T per tile or matrix. ms per step, the better of three medians taken "
+           "in alternation; the relative compression error of the last step (error feedback on) "
+           "for both.\n\n",
+           openblas_get_corename(), by_default ? "takes" : "does not take");
+    printf("| rank | engine threads | EF off: packed | unpacked | unpacked / packed | EF on: "
+           "packed | unpacked | unpacked / packed | error, packed | error, unpacked |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    const int ranks[] = {4, 8, 16, 32};
+    for (int i = 0; i < 4; i++)
+        for (int th = 1; th <= n; th = th == n ? n + 1 : n) {
+            fprintf(stderr, "direct: rank %d, %d thread(s)\n", ranks[i], th);
+            edgc_step_bytes b;
+            double best[2][2] = {{INFINITY, INFINITY}, {INFINITY, INFINITY}}; /* ef, direct */
+            double err[2] = {0, 0};
+            for (int round = 0; round < 3; round++)
+                for (int ef = 0; ef < 2; ef++)
+                    for (int d = 0; d < 2; d++) {
+                        double ms = time_engine(md, g0, g, ranks[i], 1, ef, th, 1, d, reps, &b,
+                                                ef ? &err[d] : NULL);
+                        best[ef][d] = ms < best[ef][d] ? ms : best[ef][d];
+                    }
+            printf("| %d | %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.6f | %.6f |\n",
+                   ranks[i], th, best[0][0], best[0][1], best[0][1] / best[0][0], best[1][0],
+                   best[1][1], best[1][1] / best[1][0], err[0], err[1]);
+        }
+    printf("\n");
+    free(g);
+}
+
 static void usage(FILE* f)
 {
     fprintf(f,
-            "usage: bench_core [--layers N] [--dim C] [--reps N] [--threads-only | --tiles-only]\n"
+            "usage: bench_core [--layers N] [--dim C] [--reps N] [--threads-only | --tiles-only |\n"
+            "                   --direct-only]\n"
             "  Times GDS entropy estimation and the PowerSGD engine on a GPT-2-like layout.\n"
             "  --layers N  transformer layers (default 12)\n"
             "  --dim C     model width (default 768)\n"
             "  --reps N    timed repetitions per figure, median reported (default 5)\n"
             "  --threads-only  only the thread-count table\n"
-            "  --tiles-only    only the tiles table\n");
+            "  --tiles-only    only the tiles table\n"
+            "  --direct-only   only the unpacked-P table\n");
 }
 
 static long parse_long(const char* flag, const char* s, long lo, long hi)
@@ -589,7 +645,7 @@ static long parse_long(const char* flag, const char* s, long lo, long hi)
 
 int main(int argc, char** argv)
 {
-    int layers = 12, reps = 5, threads_only = 0, tiles_only = 0;
+    int layers = 12, reps = 5, threads_only = 0, tiles_only = 0, direct_only = 0;
     long dim = 768;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -603,6 +659,8 @@ int main(int argc, char** argv)
             threads_only = 1;
         } else if (!strcmp(argv[i], "--tiles-only")) {
             tiles_only = 1;
+        } else if (!strcmp(argv[i], "--direct-only")) {
+            direct_only = 1;
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = (int)parse_long("--reps", argv[++i], 1, 1000);
         } else {
@@ -611,8 +669,9 @@ int main(int argc, char** argv)
             return 2;
         }
     }
-    if (threads_only && tiles_only) {
-        fprintf(stderr, "bench_core: --threads-only and --tiles-only exclude each other\n");
+    if (threads_only + tiles_only + direct_only > 1) {
+        fprintf(stderr, "bench_core: --threads-only, --tiles-only and --direct-only exclude each "
+                        "other\n");
         usage(stderr);
         return 2;
     }
@@ -625,13 +684,15 @@ int main(int argc, char** argv)
     fprintf(stderr, "bench_core: %d layers, dim %ld: %zu floats\n", layers, dim, md.total);
     for (size_t k = 0; k < md.n_t; k++)
         fill_gradient(g0 + md.t[k].offset, md.t[k].rows * md.t[k].cols, 1e-3 * (1 + k % 7));
-    if (!threads_only && !tiles_only) {
+    const int all = !threads_only && !tiles_only && !direct_only;
+    if (all) {
         bench_entropy(g0, md.total, reps);
         bench_powersgd(&md, g0, reps);
         bench_thin(&md, g0, reps);
     }
-    if (!tiles_only) bench_threads(&md, g0, reps);
-    if (!threads_only) bench_tiles(&md, g0, reps);
+    if (all || direct_only) bench_direct(&md, g0, reps);
+    if (all || threads_only) bench_threads(&md, g0, reps);
+    if (all || tiles_only) bench_tiles(&md, g0, reps);
     free(g0);
     free(md.t);
     return 0;

@@ -195,6 +195,11 @@ edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_
  * several threads); 1, the default: they do when OpenBLAS is on one thread. Same sums either way;
  * for bench_core's side-by-side. */
 void edgc__powersgd_set_fusion(edgc_powersgd* ps, int fuse);
+/* P = M Q unpacked in chunks of rows: -1 where OpenBLAS has the kernel for it and one thread (the
+ * default), 0 never (the packed baseline), 1 always (tests: that path on any CPU). */
+void edgc__powersgd_set_direct(edgc_powersgd* ps, int direct);
+/* 1 when OpenBLAS's core for this CPU multiplies small matrices unpacked. */
+int edgc__powersgd_direct_core(const edgc_powersgd* ps);
 /* Threads the engine uses (edgc_config.threads resolved). */
 int edgc__powersgd_threads(const edgc_powersgd* ps);
 /* cpus.c: the CPUs in this process's affinity mask; a threads setting with 0 resolved to them. */

@@ -16,6 +16,12 @@
  * e; docs/ALGORITHM.md, 3). A row of P depends on that row of M alone, and a row of G_hat on
  * that row of P, so tiling keeps every sum's terms (OpenBLAS may round them otherwise).
  *
+ * P = M Q without packing: OpenBLAS's AVX-512 cores (SkylakeX and its successors) multiply a small
+ * row-major A . B straight from memory, without the packing of a full GEMM. With OpenBLAS on one
+ * thread the engine then computes P a few rows at a time as M_rows . Q (Q transposed into q_tall
+ * once a step), which takes about 0.5-0.65x the time of the packed Qt . M^T (docs/ALGORITHM.md, 3).
+ * The chunks are cut within each tile, whichever pass computes P, so both give the same bits.
+ *
  * Threads: the tiles are shared out over `threads` OpenMP threads, and so are the matrices (the
  * other products) when OpenBLAS runs single-threaded; else the matrices are taken in order and
  * their products left to OpenBLAS's threads. The tiles' partial norms are added in tile order,
@@ -27,6 +33,7 @@
 #include "edgc_internal.h"
 
 #include <cblas.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +52,16 @@ struct edgc_powersgd {
     float* p;       /* flat Pt buffer, then the 1-D tensors packed and a flag (checked step) */
     float* q;       /* flat Qt buffer, persistent: the warm start */
     float* q_kept;  /* Qt as it was when a checked step began, to put back if it is skipped */
+    float* q_tall;  /* this step's Q (cols x r per matrix, at q_at) for the unpacked P = M Q */
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
     int threads;    /* for the element-wise passes and the matrices, resolved from the config */
     int m_in_grad;  /* this step builds M in the gradient buffer (see step), not the error memory */
     int fuse_tiles; /* this step does a tile's products with its element-wise work (OpenBLAS on
                      * one thread: a tile is too small to share out over OpenBLAS's threads) */
     int may_fuse;   /* 1 unless edgc__powersgd_set_fusion turned it off (a bench baseline) */
+    int direct_core; /* OpenBLAS's core multiplies small matrices without packing them */
+    int may_direct;  /* -1 decide (the default), 0 never, 1 always (edgc__powersgd_set_direct) */
+    int direct_p;    /* this step computes P = M Q in unpacked chunks of rows */
     size_t *p_at, *q_at; /* per matrix, offsets into p and q at the current rank (set_rank_to) */
     struct ef_tile {
         size_t k, row, rows; /* matrix, first row, rows */
@@ -63,6 +74,12 @@ struct edgc_powersgd {
  * here) between the element-wise pass and the product. Smaller tiles were slower: OpenBLAS packs
  * Q again for every call (rank 8: 1.4x the time at 32 KB, about even at 128 KB; ALGORITHM.md 3). */
 #define EF_TILE ((size_t)262144)
+
+/* The unpacked P = M Q: a call multiplies at most DIRECT_MNK (rows x cols x rank) and writes at
+ * most DIRECT_OUT floats (a stack buffer). OpenBLAS's small-matrix kernel was 0.5-0.65x the packed
+ * time at up to 0.8 M and back at the packed time from 1.5 M (ALGORITHM.md, 3). */
+#define DIRECT_MNK ((size_t)1000000)
+#define DIRECT_OUT ((size_t)4096)
 
 static size_t mat_rank(const edgc__matrix* m, int rank)
 {
@@ -123,8 +140,27 @@ static edgc_status reserve_rank(edgc_powersgd* ps, int rank)
     float* kept = realloc(ps->q_kept, (nq ? nq : 1) * sizeof *kept);
     if (kept == NULL) return EDGC_ERR_NOMEM;
     ps->q_kept = kept;
+    float* tall = realloc(ps->q_tall, (nq ? nq : 1) * sizeof *tall);
+    if (tall == NULL) return EDGC_ERR_NOMEM;
+    ps->q_tall = tall;
     ps->rank_alloc = rank;
     return EDGC_OK;
+}
+
+/* Whether OpenBLAS's kernels for this CPU have the unpacked small-matrix sgemm: SkylakeX and the
+ * cores built on it. Elsewhere (Haswell, Zen) small calls take the packed path, and cutting P into
+ * chunks was 1.0-1.2x slower. Decided by name, not timing, so every run on a machine rounds alike. */
+static int blas_multiplies_unpacked(void)
+{
+    static const char* const cores[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    const char* name = openblas_get_corename();
+    for (size_t i = 0; name != NULL && i < sizeof cores / sizeof cores[0]; i++) {
+        size_t j = 0;
+        while (cores[i][j] != '\0' && tolower((unsigned char)name[j]) == cores[i][j])
+            j++;
+        if (cores[i][j] == '\0' && name[j] == '\0') return 1;
+    }
+    return 0;
 }
 
 void edgc_powersgd_free(edgc_powersgd* ps)
@@ -136,6 +172,7 @@ void edgc_powersgd_free(edgc_powersgd* ps)
     free(ps->p);
     free(ps->q);
     free(ps->q_kept);
+    free(ps->q_tall);
     free(ps->part);
     free(ps->tiles);
     free(ps->p_at);
@@ -158,6 +195,8 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
     ps->eps = cfg->orth_eps;
     ps->threads = edgc__threads(cfg->threads);
     ps->may_fuse = 1;
+    ps->direct_core = blas_multiplies_unpacked();
+    ps->may_direct = -1;
     edgc__rng_seed(&ps->rng, cfg->seed);
 
     st = EDGC_ERR_NOMEM;
@@ -360,6 +399,14 @@ static const float* matrix_m(const edgc_powersgd* ps, size_t k, const float* gra
     return ps->m_in_grad ? grad + ps->pl.mats[k].offset : ps->err + ps->err_at[k];
 }
 
+/* Rows of P per unpacked call for matrix m at rank r; 0 when not even one fits (the packed
+ * product then). */
+static size_t direct_rows(const edgc__matrix* m, size_t r)
+{
+    size_t h = DIRECT_MNK / (m->cols * r);
+    return h < DIRECT_OUT / r ? h : DIRECT_OUT / r;
+}
+
 /* Re-orthonormalises the warm-started Qt. */
 static void orth_q(edgc_powersgd* ps, size_t k, float* grad)
 {
@@ -373,9 +420,26 @@ static void orth_q(edgc_powersgd* ps, size_t k, float* grad)
 static void rows_of_p(edgc_powersgd* ps, size_t k, size_t row, size_t n, const float* m_rows)
 {
     const edgc__matrix* m = &ps->pl.mats[k];
-    int r = (int)mat_rank(m, ps->rank), cols = (int)m->cols;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, (int)n, cols, 1.0f, ps->q + ps->q_at[k],
-                cols, m_rows, cols, 0.0f, ps->p + ps->p_at[k] + row, (int)m->rows);
+    const size_t r = mat_rank(m, ps->rank), cols = m->cols;
+    const size_t most = direct_rows(m, r);
+    float* pt = ps->p + ps->p_at[k] + row;
+    if (!ps->direct_p || most == 0) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)n, (int)cols, 1.0f,
+                    ps->q + ps->q_at[k], (int)cols, m_rows, (int)cols, 0.0f, pt, (int)m->rows);
+        return;
+    }
+    /* n rows in equal chunks of at most `most` (the same cut for the same n, in either pass) */
+    const size_t chunks = (n + most - 1) / most, h = (n + chunks - 1) / chunks;
+    float out[DIRECT_OUT];
+    for (size_t i = 0; i < n; i += h) {
+        const size_t hi = n - i < h ? n - i : h;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)hi, (int)r, (int)cols, 1.0f,
+                    m_rows + i * cols, (int)cols, ps->q_tall + ps->q_at[k], (int)r, 0.0f, out,
+                    (int)r);
+        for (size_t a = 0; a < hi; a++)
+            for (size_t j = 0; j < r; j++)
+                pt[j * m->rows + i + a] = out[a * r + j];
+    }
 }
 
 /* Rows [row, row + n) of G_hat = P_hat Q^T = Pt^T . Qt, written to out (n x cols). */
@@ -388,10 +452,37 @@ static void rows_of_g_hat(edgc_powersgd* ps, size_t k, size_t row, size_t n, flo
                 cols);
 }
 
-/* P = M Q for the whole matrix. */
+/* Q_tall = Qt^T, for the unpacked P = M Q. */
+static void tall_q(edgc_powersgd* ps, size_t k, float* grad)
+{
+    (void)grad;
+    const edgc__matrix* m = &ps->pl.mats[k];
+    const size_t r = mat_rank(m, ps->rank);
+    const float* qt = ps->q + ps->q_at[k];
+    float* q = ps->q_tall + ps->q_at[k];
+    for (size_t j = 0; j < r; j++)
+        for (size_t c = 0; c < m->cols; c++)
+            q[c * r + j] = qt[j * m->cols + c];
+}
+
+static void orth_tall_q(edgc_powersgd* ps, size_t k, float* grad)
+{
+    orth_q(ps, k, grad);
+    tall_q(ps, k, grad);
+}
+
+/* P = M Q for the whole matrix: one call, or unpacked tile by tile (the tiles' cut, see top). */
 static void product_p(edgc_powersgd* ps, size_t k, float* grad)
 {
-    rows_of_p(ps, k, 0, ps->pl.mats[k].rows, matrix_m(ps, k, grad));
+    const edgc__matrix* m = &ps->pl.mats[k];
+    const float* mk = matrix_m(ps, k, grad);
+    if (!ps->direct_p) {
+        rows_of_p(ps, k, 0, m->rows, mk);
+        return;
+    }
+    const size_t step = tile_rows(m);
+    for (size_t row = 0; row < m->rows; row += step)
+        rows_of_p(ps, k, row, m->rows - row < step ? m->rows - row : step, mk + row * m->cols);
 }
 
 /* P_hat = orthonormalised P; Q = M^T P_hat, i.e. Qt (r x cols) = Pt . M. */
@@ -529,12 +620,13 @@ static edgc_status compress_p(edgc_powersgd* ps, float* grad, const edgc_comm* c
                               double* m2)
 {
     edgc_status st = EDGC_OK;
+    const int orth = ps->q_ready && ps->orthonormalize_q;
     if (!ps->q_ready) {
         draw_q_rows(ps, 0);
         ps->q_ready = 1;
-    } else if (ps->orthonormalize_q) {
-        st = each_matrix(ps, orth_q, grad, comm, req);
     }
+    if (orth || ps->direct_p)
+        st = each_matrix(ps, !ps->direct_p ? orth_q : orth ? orth_tall_q : tall_q, grad, comm, req);
     if (st != EDGC_OK) return st;
     if (ps->error_feedback && ps->fuse_tiles) return each_tile(ps, tile_m_p, grad, comm, req, m2);
     if (ps->error_feedback) st = each_tile(ps, tile_m, grad, comm, req, m2);
@@ -558,6 +650,9 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
     const size_t np = flat_size(pl, ps->rank, 1), nq = flat_size(pl, ps->rank, 0);
     ps->m_in_grad = !ps->error_feedback || checked;
     ps->fuse_tiles = ps->may_fuse && openblas_get_num_threads() == 1;
+    /* with OpenBLAS's threads, small calls take the packed path again (and a thread each) */
+    ps->direct_p = ps->may_direct < 0 ? ps->direct_core && openblas_get_num_threads() == 1
+                                      : ps->may_direct;
     void* req = NULL;
     edgc_status st = EDGC_OK;
     double m2 = 0.0, e2 = 0.0;
@@ -671,6 +766,16 @@ edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_
 void edgc__powersgd_set_fusion(edgc_powersgd* ps, int fuse)
 {
     ps->may_fuse = fuse != 0;
+}
+
+void edgc__powersgd_set_direct(edgc_powersgd* ps, int direct)
+{
+    ps->may_direct = direct < 0 ? -1 : direct != 0;
+}
+
+int edgc__powersgd_direct_core(const edgc_powersgd* ps)
+{
+    return ps->direct_core;
 }
 
 int edgc__powersgd_threads(const edgc_powersgd* ps)

@@ -569,6 +569,74 @@ static void test_thread_count_changes_no_bit(void** state)
     free(err0);
 }
 
+/* One engine run of `steps` steps on rng's gradients, OpenBLAS on one thread, P unpacked or not;
+ * the synchronised gradients of every step into out (steps x layout total), the last step's
+ * compression error returned. */
+static double run_p_path(const edgc_layout* layout, int ef, int direct, int threads, int steps,
+                         float* out)
+{
+    edgc_config c = edgc_config_default();
+    c.mode = EDGC_MODE_POWERSGD;
+    c.rank = 6;
+    c.error_feedback = ef;
+    c.threads = threads;
+    edgc_powersgd* ps = NULL;
+    assert_int_equal(edgc_powersgd_create(&c, layout, &ps), EDGC_OK);
+    edgc__powersgd_set_direct(ps, direct);
+    edgc_inproc* g;
+    edgc_comm comm = solo(&g);
+    test_rng rng = {31};
+    for (int s = 0; s < steps; s++) {
+        float* grad = out + (size_t)s * layout->total;
+        test_gaussian(&rng, grad, layout->total, 1.0);
+        assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
+    }
+    double err = edgc__powersgd_last_error(ps);
+    edgc_powersgd_free(ps);
+    edgc_inproc_free(g);
+    return err;
+}
+
+/* P = M Q through OpenBLAS's unpacked small-matrix calls in chunks of rows (the default on its
+ * AVX-512 cores) is the packed product's P to float rounding, on any CPU: a tile cut into
+ * chunks, a matrix taken whole without error feedback, and a row too long for one call (the
+ * packed product then). The engine's thread count still changes no bit. */
+static void test_unpacked_p_matches_packed(void** state)
+{
+    (void)state;
+    static const edgc_tensor tensors[] = {
+        {0, 300, 200}, {60000, 600, 513}, {367800, 8, 200000}, {1967800, 64, 1}};
+    static const edgc_layout layout = {tensors, 4, 1967864};
+    const size_t n = layout.total;
+    const int steps = 3;
+    float* packed = malloc(steps * n * sizeof *packed);
+    float* unpacked = malloc(steps * n * sizeof *unpacked);
+    float* threaded = malloc(steps * n * sizeof *threaded);
+    assert_non_null(packed);
+    assert_non_null(unpacked);
+    assert_non_null(threaded);
+    const int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    for (int ef = 0; ef < 2; ef++) {
+        double e0 = run_p_path(&layout, ef, 0, 1, steps, packed);
+        double e1 = run_p_path(&layout, ef, 1, 1, steps, unpacked);
+        double big = 0.0, diff = 0.0;
+        for (size_t i = 0; i < steps * n; i++) {
+            big = fmax(big, fabs(packed[i]));
+            diff = fmax(diff, fabs((double)packed[i] - unpacked[i]));
+        }
+        if (!(big > 0.1 && diff <= 1e-4 * big))
+            fail_msg("EF %d: unpacked P is off the packed one by %g of %g", ef, diff, big);
+        if (ef) assert_true(fabs(e1 - e0) <= 1e-5 * e0 && e0 > 0.1 && e0 < 1.0);
+        run_p_path(&layout, ef, 1, 3, steps, threaded);
+        assert_memory_equal(unpacked, threaded, steps * n * sizeof *threaded);
+    }
+    openblas_set_num_threads(blas_threads);
+    free(packed);
+    free(unpacked);
+    free(threaded);
+}
+
 static void test_bad_arguments(void** state)
 {
     (void)state;
@@ -612,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_zero_gradient_stays_finite),
         cmocka_unit_test(test_tiles_match_an_oracle),
         cmocka_unit_test(test_thread_count_changes_no_bit),
+        cmocka_unit_test(test_unpacked_p_matches_packed),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
