@@ -557,8 +557,8 @@ static void bench_tiles(const bench_model* md, const float* g0, int reps)
         for (int round = 0; round < 3; round++)
             for (int t = 0; t < 2; t++)
                 for (int f = 0; f < 2; f++) {
-                    double ms = time_engine(md, g0, g, ranks[i], 1, 1, t ? n : 1, f, -1, reps,
-                                            &b, NULL);
+                    double ms =
+                        time_engine(md, g0, g, ranks[i], 1, 1, t ? n : 1, f, -1, reps, &b, NULL);
                     best[t][f] = ms < best[t][f] ? ms : best[t][f];
                 }
         printf("| %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |\n", ranks[i], best[0][0],

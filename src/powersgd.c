@@ -651,8 +651,8 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
     ps->m_in_grad = !ps->error_feedback || checked;
     ps->fuse_tiles = ps->may_fuse && openblas_get_num_threads() == 1;
     /* with OpenBLAS's threads, small calls take the packed path again (and a thread each) */
-    ps->direct_p = ps->may_direct < 0 ? ps->direct_core && openblas_get_num_threads() == 1
-                                      : ps->may_direct;
+    ps->direct_p =
+        ps->may_direct < 0 ? ps->direct_core && openblas_get_num_threads() == 1 : ps->may_direct;
     void* req = NULL;
     edgc_status st = EDGC_OK;
     double m2 = 0.0, e2 = 0.0;
