@@ -411,7 +411,9 @@ typedef struct edgc_step_stats {
     double entropy;           /* plain histogram entropy of the averaged gradient, nats */
     double entropy_scaled;    /* scale-aware variant */
     double compression_error; /* ||M - G_hat|| / ||M|| over the matrices, this worker; NaN when
-                                  dense or without error feedback */
+                                  dense or without error feedback. With several workers M holds
+                                  their summed gradient differences, which no rank sends, so it
+                                  reads near 1 at any rank (docs/ALGORITHM.md 4.2) */
     double dense_sync_ms;     /* edgc mode: the profiled dense sync time (what a dense step would
                                  have cost on this link); NaN when not profiled */
     double wam_budget_ms;     /* pipeline stage > 0: the sync-time budget T0 + stage * t_mb of the

@@ -50,6 +50,14 @@ class GradStats(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(out.stdout.count("e/g 2.00, withheld 0.50"), 4, out.stdout)
 
+    def test_compressed_run_gives_no_noise_figure(self):
+        lines = ["GRADSTATS noise %d 2 6 2" % s for s in range(1, 11)]
+        lines += ["GRADSTATS memory 0 %d 8 1 4 16 2" % s for s in range(1, 11)]
+        out = run("c=" + self.write("c.txt", lines))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertNotIn("snr", out.stdout)
+        self.assertIn("e/g 2.00", out.stdout)
+
     def test_refuses_missing_and_empty(self):
         self.assertEqual(run("x=" + os.path.join(self.tmp.name, "none.txt")).returncode, 1)
         empty = run("e=" + self.write("e.txt", []))

@@ -8,6 +8,7 @@ memory lines (PowerSGD runs): the error memory against the new gradient, summed 
     e/g = sqrt(sum |e_i|^2 / sum |G_i|^2)
     withheld = sum <G_i, e_i> / sum <G_i, G_i of the step before>
 (the second: how many steps' worth of the gradient's slowly moving part the memories hold back).
+A file with memory lines gets only those: there the trainer's averaged gradient is PowerSGD's.
 Each figure is taken over parts of the run: its first tenth, the second, up to the half, the rest.
 """
 import collections
@@ -53,8 +54,8 @@ def summarise(path):
             elif line.startswith("GRADSTATS memory "):
                 for j, v in enumerate(w[5:9]):
                     mem[int(w[3])][j] += float(v)
-    lines = (noise(nrows) if nrows else []) + (memory(mem) if mem else [])
-    return lines
+    # a PowerSGD run's synchronised gradient is the compressed one: no noise estimate from it
+    return memory(mem) if mem else noise(nrows) if nrows else []
 
 
 def main(argv):
