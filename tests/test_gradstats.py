@@ -1,24 +1,13 @@
 """dev/gradstats/gradstats.py on synthetic GRADSTATS lines with known ratios."""
 import os
-import subprocess
-import sys
-import tempfile
 import unittest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "dev", "gradstats", "gradstats.py")
+from script_case import ScratchCase, script_runner
+
+run = script_runner("dev", "gradstats", "gradstats.py")
 
 
-def run(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
-
-
-class GradStats(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-
-    def tearDown(self):
-        self.tmp.cleanup()
-
+class GradStats(ScratchCase):
     def write(self, name, lines):
         path = os.path.join(self.tmp.name, name)
         with open(path, "w") as f:

@@ -1,25 +1,14 @@
 """dev/replay/loss_gaps.py on synthetic converge logs with known gaps."""
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import unittest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "dev", "replay", "loss_gaps.py")
+from script_case import ScratchCase, script_runner
+
+run = script_runner("dev", "replay", "loss_gaps.py")
 
 
-def run(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
-
-
-class LossGaps(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-
-    def tearDown(self):
-        self.tmp.cleanup()
-
+class LossGaps(ScratchCase):
     def write(self, rank, gaps):
         """A log of a static rank whose val loss is 2 * (1 + gap / 100) every 25 steps, with
         training steps between that carry no val loss."""
