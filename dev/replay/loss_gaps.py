@@ -4,9 +4,10 @@
 Two static-rank runs of a converge group start from the same weights and see the same batches,
 so they are a paired comparison that began at step 0: the relative gap of their validation losses
 at step s is what comparing the two ranks over s steps would have measured. This prints, per
-pair, the gap at every evaluation, the jitter of the gap from one evaluation to the next (the
-standard deviation of successive differences over sqrt 2: what one evaluation's gap is off by),
-and the first evaluation from which the gap stays above twice that jitter to the end
+pair, the gap at every evaluation, the jitter of the gap from one evaluation to the next over
+the second half of the run (the standard deviation of successive differences over sqrt 2: what
+one evaluation's gap is off by; the first half is left out because the gaps' early transient is
+not noise), and the first evaluation from which the gap stays above twice that jitter to the end
 (docs/ALGORITHM.md 4.2, the last paragraphs).
 
 Usage: dev/replay/loss_gaps.py [--dir docs/plots/converge] GROUP:LOW:HIGH ...
@@ -70,8 +71,8 @@ def main(argv):
             sys.exit(f"loss_gaps: {e}")
         if len(series) < 6:
             sys.exit(f"loss_gaps: {spec}: fewer than 6 evaluations in common")
-        j = jitter(series[len(series) // 2:])
         n = len(series)
+        j = jitter(series[n // 2:])
         thirds = [statistics.mean(g for _, g in series[k * n // 3:(k + 1) * n // 3])
                   for k in range(3)]
         first = settled_from(series, 2.0 * j)
