@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their figures, with the command that reproduces them, to
 # docs/bench/<name>.md; then assembles docs/BENCHMARKS.md from those sections.
-#   scripts/bench.sh [BUILD_DIR] [core|adamw|sync|train|converge|converge4|repeat|pipeline|reliability|torch|blas ...]
+#   scripts/bench.sh [BUILD_DIR] [core|adamw|sync|train|converge|converge-long|converge4|repeat|pipeline|reliability|torch|blas ...]
 #   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 shift || true
-which=${*:-core adamw sync train converge converge4 repeat pipeline reliability torch blas}
+which=${*:-core adamw sync train converge converge-long converge4 repeat pipeline reliability torch blas}
 mkdir -p docs/bench
 
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
@@ -33,6 +33,8 @@ section() { # name, command...
             echo "Reproduce with: \`scripts/bench.sh $build sync\` (root: it creates network namespaces)"
         elif [ "$1" = converge_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build converge\` (root: it creates network namespaces; about 32 min)"
+        elif [ "$1" = converge_long_table ]; then
+            echo "Reproduce with: \`scripts/bench.sh $build converge-long\` (root: it creates network namespaces; about 17 min)"
         elif [ "$1" = converge4_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build converge4\` (root: it creates network namespaces; about 35 min)"
         elif [ "$1" = repeat_table ]; then
@@ -237,6 +239,15 @@ converge_table() { # time to dense's quality on emulated links: docs/BENCHMARKS.
         powersgd:32 edgc edgc+--rule+trend edgc+--rule+error edgc+--edgc-warmup+0.1
 }
 
+converge_long_table() { # mini over 600 steps, where rank 32 falls short of dense's quality
+    converge_setup
+    converge_about
+    echo "The converge section runs mini for 300 steps; over 600 it needs far more rank to reach"
+    echo "dense's loss (docs/ALGORITHM.md 4.2), so this group tracks that regime."
+    echo
+    group mini-1gbit-np2-600 1gbit 2 mini 600 4 dense powersgd:16 powersgd:32 powersgd:48 edgc
+}
+
 converge4_table() { # the same at 4 ranks (oversubscribed: 2 cores), its own dense baseline
     converge_setup
     converge_about
@@ -413,6 +424,7 @@ for w in $which; do
     sync) section sync sync_table ;;
     train) section train train_table ;;
     converge) section converge converge_table ;;
+    converge-long) section converge-long converge_long_table ;;
     converge4) section converge4 converge4_table ;;
     repeat) section repeat repeat_table ;;
     pipeline) section pipeline pipeline_table ;;

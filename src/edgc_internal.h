@@ -116,7 +116,7 @@ typedef struct edgc__reader edgc__reader;
 /* ---------------------------------------------------------------------------------------------
  * Profiling (profile.c): sync time against rank, and r_max from it.
  */
-#define EDGC__PROF_MAX         40 /* ranks 2, 4, 8, 12, ... past 2^18: more than any layout has */
+#define EDGC__PROF_MAX         40 /* ranks 8, 12, 16, ... past 2^18: more than any layout has */
 #define EDGC__PROF_COMPUTE_MAX 64 /* compute-time samples kept per profile */
 #define EDGC__PROF_SAMPLES_MAX 16 /* timed samples kept per rank */
 

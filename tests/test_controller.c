@@ -172,9 +172,9 @@ static void test_profiling_finds_r_max(void** state)
         assert_int_equal(plans[t].phase, EDGC_PHASE_PROFILE);
         assert_int_equal(plans[t].timed, 0);
     }
-    /* 2 base steps, then ranks 2, 4, 8, 12, 16, 24 for 4 steps each; 24 is slower than dense */
-    const int want[] = {0, 0,  2,  2,  2,  2,  4,  4,  4,  4,  8,  8,  8,
-                        8, 12, 12, 12, 12, 16, 16, 16, 16, 24, 24, 24, 24};
+    /* 2 base steps, then ranks 8, 12, 16, 24 for 4 steps each (none below 8: the ladder starts
+     * there); 24 is slower than dense */
+    const int want[] = {0, 0, 8, 8, 8, 8, 12, 12, 12, 12, 16, 16, 16, 16, 24, 24, 24, 24};
     const int n_want = (int)(sizeof want / sizeof *want);
     for (int i = 0; i < n_want; i++) {
         assert_int_equal(plans[5 + i].phase, EDGC_PHASE_PROFILE);
@@ -219,10 +219,11 @@ static void test_profiling_when_compression_never_pays(void** state)
     edgc_controller_free(ctl);
 }
 
-/* Rank 2 beats dense but rank 4 does not: r_max interpolates between them, below 4. */
+/* Rank 8, the first profiled, beats dense but rank 12 does not: r_max interpolates between them,
+ * below 12. */
 static double ms_small_gain(int rank)
 {
-    return rank == 0 ? 10.0 : (rank == 2 ? 8.0 : 12.0);
+    return rank == 0 ? 10.0 : (rank == 8 ? 8.0 : 12.0);
 }
 
 static void test_profiling_small_r_max(void** state)
@@ -236,10 +237,10 @@ static void test_profiling_small_r_max(void** state)
     drive(ctl, 200, h_flat, ms_small_gain, plans);
     int lo, hi;
     assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-    assert_int_equal(hi, 3); /* 2 + 2 * (10 - 8) / (12 - 8) */
-    assert_int_equal(lo, 1);
+    assert_int_equal(hi, 8); /* 8 + 4 * (10 - 8) / (12 - 8) = 10, down to a multiple of 4 */
+    assert_int_equal(lo, 2);
     assert_int_equal(plans[199].phase, EDGC_PHASE_COMPRESS);
-    assert_true(plans[199].rank >= 1 && plans[199].rank <= 3);
+    assert_true(plans[199].rank >= 2 && plans[199].rank <= 8);
     edgc_controller_free(ctl);
 }
 
@@ -493,8 +494,8 @@ static void simulate(edgc_controller* ctl, const sim* m, uint64_t steps, edgc_pl
 }
 
 /* A slow link (dense 300 ms) under a 100 ms compute step: rank r costs 2 + 3r ms. The fastest
- * step is rank 2's 108 ms; with 25 % of the 292 ms saving given back the step may take 181 ms,
- * so ranks up to 24 (174 ms) qualify and 32 (198 ms) does not. */
+ * step profiled is rank 8's 126 ms (the ladder starts at 8); with 25 % of the 274 ms saving given
+ * back the step may take 194.5 ms, so ranks up to 24 (174 ms) qualify and 32 (198 ms) does not. */
 static const sim k_slow = {300.0, 3.0, 2.0, 100.0, NULL, UINT64_MAX, 1.0, {0, 0}, 0.0};
 
 static void test_budget_profile_and_warmup_at_r_max(void** state)
@@ -504,27 +505,26 @@ static void test_budget_profile_and_warmup_at_r_max(void** state)
     edgc_controller* ctl = make(c);
     edgc_plan plans[400];
     simulate(ctl, &k_slow, 400, plans);
-    /* 1 settling step, 4 dense timed, then ranks 2, 4, 8, 12 (the layout's worth cap: 16 would
-     * send more than half the dense bytes) */
-    const int want[] = {0, 0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12};
+    /* 1 settling step, 4 dense timed, then ranks 8 and 12 (the layout's worth cap: 16 would send
+     * more than half the dense bytes) */
+    const int want[] = {0, 0, 0, 0, 0, 8, 8, 8, 8, 12, 12, 12, 12};
     const int n_want = (int)(sizeof want / sizeof *want);
     for (int t = 0; t < n_want; t++) {
         assert_int_equal(plans[t].phase, EDGC_PHASE_PROFILE);
         assert_int_equal(plans[t].rank, want[t]);
         assert_int_equal(plans[t].timed, t >= 1);
     }
-    /* The narrow layout ends the ladder at 12. Rank r sends 32 + 208r of its 5152 floats, so at
-     * rank 12's marginal rate (12 ms per 832 floats) the dense bytes cost 38 + 2624 * 12 / 832 =
-     * 75.8 ms, not the 300 ms the dense samples took: they count as stalled, the line falls to
-     * 108 + 0.25 * (175.8 - 108) = 125 ms, and rank 4 (114 ms) is the largest inside it. */
+    /* The narrow layout ends the ladder at 12, whose step (138 ms) is inside the line of 194.5
+     * ms. Two ranks are too few for the link's marginal rate (it takes four), so the dense
+     * samples' 300 ms stand. */
     int lo, hi;
     assert_int_equal(edgc_controller_bounds(ctl, &lo, &hi), EDGC_OK);
-    assert_int_equal(hi, 4);
-    assert_int_equal(lo, 1);
+    assert_int_equal(hi, 12);
+    assert_int_equal(lo, 4);
     /* warm-up (to step 40) runs at r_max, not dense */
     for (int t = n_want; t < 40; t++) {
         assert_int_equal(plans[t].phase, EDGC_PHASE_WARMUP);
-        assert_int_equal(plans[t].rank, 4);
+        assert_int_equal(plans[t].rank, 12);
     }
     assert_int_equal(plans[40].phase, EDGC_PHASE_COMPRESS);
     double dense_ms, compute_ms;
@@ -539,7 +539,7 @@ static void test_budget_profile_and_warmup_at_r_max(void** state)
     simulate(ctl, &k_slow, 60, plans);
     for (int t = n_want; t < 40; t++)
         assert_int_equal(plans[t].rank, 0);
-    assert_int_equal(plans[40].rank, 4);
+    assert_int_equal(plans[40].rank, 12);
     edgc_controller_free(ctl);
 }
 
@@ -601,23 +601,23 @@ static int profile_with_stalls(uint64_t a, uint64_t b, double stall, double* den
     return hi;
 }
 
-/* One stalled transfer among rank 12's kept samples and one among rank 16's: the medians ignore
- * both. (With means, T(16) would be 83 ms instead of 50, which puts 16's step past the budget
- * line, and profiling would stop there with r_max 12.) */
+/* One stalled transfer among rank 16's kept samples and one among rank 24's: the medians ignore
+ * both. (With means, T(24) would be 123 ms instead of 74, which puts 24's step past the budget
+ * line, and profiling would stop there with r_max 16.) */
 static void test_budget_ignores_one_stalled_sample(void** state)
 {
     (void)state;
-    /* step 0 settles, 1-4 dense, then 4 steps per rank: 12 at 17-20, 16 at 21-24 (17, 21 dropped) */
+    /* step 0 settles, 1-4 dense, then 4 steps per rank: 16 at 13-16, 24 at 17-20 (13, 17 dropped) */
     double dense_ms;
     int stalled[2];
-    assert_int_equal(profile_with_stalls(19, 23, 3.0, &dense_ms, stalled), 24);
-    assert_true(stalled[0] == 12 && stalled[1] == 16);
+    assert_int_equal(profile_with_stalls(15, 19, 3.0, &dense_ms, stalled), 24);
+    assert_true(stalled[0] == 16 && stalled[1] == 24);
     assert_true(dense_ms == 300.0);
 }
 
 /* A bimodal dense sync (two of the four dense samples stall at 1.5x): the budget weighs ranks
  * against the fastest dense sample, so r_max is the steady link's 24. Against the samples' mean
- * (375 ms) the line would be 200 ms and let rank 32 (198 ms) in; the mean is still what the
+ * (375 ms) the line would be 213 ms and let rank 32 (198 ms) in; the mean is still what the
  * profile reports as a dense step's cost. */
 static void test_budget_uses_the_fastest_dense_sample(void** state)
 {
@@ -630,9 +630,9 @@ static void test_budget_uses_the_fastest_dense_sample(void** state)
 }
 
 /* A bandwidth-bound link: rank r sends 256 + 512r floats at 2 + 3r ms, so the dense step's 65792
- * floats cost 2 + 3 * 65536 / 512 = 386 ms when they do not stall. Steady, the line is 108 +
- * 0.25 * (486 - 108) = 202.5 ms: rank 32 (198 ms) in, 48 (246 ms) out. When all four dense
- * samples stall at 1.5x (579 ms) the line would move to 250.75 ms and let 48 in; the marginal
+ * floats cost 2 + 3 * 65536 / 512 = 386 ms when they do not stall. Steady, the line is 126 +
+ * 0.25 * (486 - 126) = 216 ms: rank 32 (198 ms) in, 48 (246 ms) out. When all four dense
+ * samples stall at 1.5x (579 ms) the line would move to 264.25 ms and let 48 in; the marginal
  * rate of the largest ranks timed puts the dense cost back at 386 ms and r_max at 32. */
 static void test_budget_sees_through_four_stalled_dense_samples(void** state)
 {
@@ -802,8 +802,8 @@ static void test_state_round_trip_continues_identically(void** state)
     (void)state;
     edgc_config c = defaults_run(600);
     sim m = {300.0, 3.0, 2.0, 100.0, err_settling, 200, 5.0, {0, 0}, 0.0};
-    /* mid-T_base (2 of 4 timed), mid-rank (rank 4, 2 of 3 kept), mid-window, around a re-profile */
-    const uint64_t cut[] = {3, 12, 100, 215, 250};
+    /* mid-T_base (2 of 4 timed), mid-rank (rank 12, 2 of 3 kept), mid-window, around a re-profile */
+    const uint64_t cut[] = {3, 11, 100, 215, 250};
     const size_t n_cut = sizeof cut / sizeof cut[0];
     /* the default (decay) rule, then the trend rule (whose state is the entropy history) */
     for (size_t k = 0; k < 2 * n_cut; k++) {
@@ -889,26 +889,27 @@ static void test_wam_follower_spends_the_slack(void** state)
 
     /* the link turns out twice as slow once compression starts (in a pipeline, the activations
      * and the other stages' syncs share it): each window measures (2 + 6 r) against the
-     * profile's (2 + 3 r), and the same 24 ms budget then buys 22 / 6 = 3.7 -> rank 4, not 8.
-     * Stage 0's lead carries its prediction scaled by its own last window the same way. */
+     * profile's (2 + 3 r). Led by rank 8 (26 ms) with 22 ms of backward per micro-batch, the
+     * budget of 48 ms then buys 46 / 6 = 7.7 -> rank 8, not 46 / 3 = 15.3 -> 16. Stage 0's lead
+     * carries its prediction scaled by its own last window the same way. */
     sim busy = k_slow;
     busy.slow_from = 30; /* after profiling, before compression starts at 40 */
     busy.slow = 2.0;
     for (int stage = 1; stage >= 0; stage--) {
         c.pipeline_stage = stage;
         assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
-        follow(ctl, &busy, 120, 4, 14.0, 10.0, p);
+        follow(ctl, &busy, 120, 8, 26.0, 22.0, p);
         if (stage == 1)
             for (int t = 60; t < 120; t++)
-                assert_int_equal(p[t].rank, 4);
+                assert_int_equal(p[t].rank, 8);
         /* the last window that ended (steps 60-89, one value of step 59 included) */
         double used = p[89].rank, ratio = (2.0 + 6.0 * used) / (2.0 + 3.0 * used);
-        assert_true(fabs(edgc__controller_predict_measured(ctl, 4) / (ratio * 14.0) - 1.0) < 0.01);
-        assert_true(edgc__controller_predict(ctl, 4) == 14.0);
+        assert_true(fabs(edgc__controller_predict_measured(ctl, 8) / (ratio * 26.0) - 1.0) < 0.01);
+        assert_true(edgc__controller_predict(ctl, 8) == 26.0);
         /* the measured ratio is part of the state */
         copy = clone(&c, ctl);
-        assert_true(edgc__controller_predict_measured(copy, 4) ==
-                    edgc__controller_predict_measured(ctl, 4));
+        assert_true(edgc__controller_predict_measured(copy, 8) ==
+                    edgc__controller_predict_measured(ctl, 8));
         edgc_controller_free(copy);
         edgc_controller_free(ctl);
     }
