@@ -1,12 +1,12 @@
 /*
  * profile.c - measuring sync time against rank and choosing r_max from it (docs/ALGORITHM.md,
  * "Profiling"). A profile is: a few dense steps timed for T_base, then ranks 8, 12, 16, 24, 32,
- * 48, ... (from the controller's first rank, see next_rank) timed for profile_reps steps each (the first dropped: it pays for
- * allocation and a cold Q). T(r) is the median of a rank's kept samples, so one stalled
- * transfer does not move it; T_base is the mean of its samples, and the budget rule uses their
- * fastest (see profiler_record). The compute time per step (what the caller does between two
- * synchronisations) is collected on the same steps, so the budget rule can weigh the sync time
- * against the whole step.
+ * 48, ... (from the controller's first rank, see next_rank) timed for profile_reps steps each (the
+ * first dropped: it pays for allocation and a cold Q). T(r) is the median of a rank's kept
+ * samples, so one stalled transfer does not move it; T_base is the mean of its samples, and the
+ * budget rule uses their fastest (see profiler_record). The compute time per step (what the caller
+ * does between two synchronisations) is collected on the same steps, so the budget rule can weigh
+ * the sync time against the whole step.
  *
  * Two rules pick r_max:
  *  - budget (default): the largest *measured* rank whose step time C + T(r) is within
