@@ -889,8 +889,9 @@ static void test_wam_follower_spends_the_slack(void** state)
 
     /* the link turns out twice as slow once compression starts (in a pipeline, the activations
      * and the other stages' syncs share it): each window measures (2 + 6 r) against the
-     * profile's (2 + 3 r). Led by rank 8 (26 ms) with 22 ms of backward per micro-batch, the
-     * budget of 48 ms then buys 46 / 6 = 7.7 -> rank 8, not 46 / 3 = 15.3 -> 16. Stage 0's lead
+     * profile's (2 + 3 r). Led by rank 12 (38 ms) with 34 ms of backward per micro-batch,
+     * the budget of 72 ms then buys 70 / 6 = 11.7 -> rank 12, not 70 / 3 = 23.3 -> 24 (and
+     * above the floor of 8, so the scaling and not the floor sets it). Stage 0's lead
      * carries its prediction scaled by its own last window the same way. */
     sim busy = k_slow;
     busy.slow_from = 30; /* after profiling, before compression starts at 40 */
@@ -898,18 +899,18 @@ static void test_wam_follower_spends_the_slack(void** state)
     for (int stage = 1; stage >= 0; stage--) {
         c.pipeline_stage = stage;
         assert_int_equal(edgc_controller_create(&c, &k_wide, &ctl), EDGC_OK);
-        follow(ctl, &busy, 120, 8, 26.0, 22.0, p);
+        follow(ctl, &busy, 120, 12, 38.0, 34.0, p);
         if (stage == 1)
             for (int t = 60; t < 120; t++)
-                assert_int_equal(p[t].rank, 8);
+                assert_int_equal(p[t].rank, 12);
         /* the last window that ended (steps 60-89, one value of step 59 included) */
         double used = p[89].rank, ratio = (2.0 + 6.0 * used) / (2.0 + 3.0 * used);
-        assert_true(fabs(edgc__controller_predict_measured(ctl, 8) / (ratio * 26.0) - 1.0) < 0.01);
-        assert_true(edgc__controller_predict(ctl, 8) == 26.0);
+        assert_true(fabs(edgc__controller_predict_measured(ctl, 12) / (ratio * 38.0) - 1.0) < 0.01);
+        assert_true(edgc__controller_predict(ctl, 12) == 38.0);
         /* the measured ratio is part of the state */
         copy = clone(&c, ctl);
-        assert_true(edgc__controller_predict_measured(copy, 8) ==
-                    edgc__controller_predict_measured(ctl, 8));
+        assert_true(edgc__controller_predict_measured(copy, 12) ==
+                    edgc__controller_predict_measured(ctl, 12));
         edgc_controller_free(copy);
         edgc_controller_free(ctl);
     }
