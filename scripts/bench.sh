@@ -13,10 +13,19 @@ mkdir -p docs/bench
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 
+# The OpenBLAS kernels this machine gets: the CPU may name itself only "AMD EPYC", and the engine's
+# speed (and which P = M Q it uses, docs/ALGORITHM.md 3) follows the kernels, not the name.
+blas_core() {
+    python3 -c 'import ctypes
+l = ctypes.CDLL("libopenblas.so.0")
+l.openblas_get_corename.restype = ctypes.c_char_p
+print(l.openblas_get_corename().decode())' 2>/dev/null || echo unknown
+}
+
 machine() {
     echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))," \
         "$(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)," \
-        "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+        "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), OpenBLAS core $(blas_core)"
 }
 
 section() { # name, command...
