@@ -16,10 +16,12 @@ export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 # The OpenBLAS kernels this machine gets: the CPU may name itself only "AMD EPYC", and the engine's
 # speed (and which P = M Q it uses, docs/ALGORITHM.md 3) follows the kernels, not the name.
 blas_core() {
-    python3 -c 'import ctypes
+    local core
+    core=$(python3 -c 'import ctypes
 l = ctypes.CDLL("libopenblas.so.0")
 l.openblas_get_corename.restype = ctypes.c_char_p
-print(l.openblas_get_corename().decode())' 2>/dev/null || echo unknown
+print(l.openblas_get_corename().decode())' 2>/dev/null) || core=unknown
+    echo "$core${OPENBLAS_CORETYPE:+ (set by OPENBLAS_CORETYPE)}"
 }
 
 machine() {
