@@ -73,8 +73,32 @@ static double time_update(gpt2* m, int scalar, int reps)
     return best;
 }
 
+static void usage(FILE* f)
+{
+    fprintf(f, "usage: bench_adamw [THREADS...]\n"
+               "  times the trainer's AdamW over the GPT-2 124M layout with each thread count\n"
+               "  (default: 1 and every CPU this process may use; at most 8 counts) against the\n"
+               "  scalar loop it replaced, and checks that both give the same bits\n");
+}
+
 int main(int argc, char** argv)
 {
+    int threads[8], n = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        char* end;
+        long v = strtol(argv[i], &end, 10);
+        if (end == argv[i] || *end != '\0' || v < 1 || v > 1024 || n == 8) {
+            fprintf(stderr, "bench_adamw: '%s': expected up to 8 thread counts from 1 to 1024\n",
+                    argv[i]);
+            usage(stderr);
+            return 2;
+        }
+        threads[n++] = (int)v;
+    }
     gpt2_config cfg = {.max_seq_len = 1024,
                        .vocab_size = 50257,
                        .padded_vocab_size = 50304,
@@ -83,13 +107,11 @@ int main(int argc, char** argv)
                        .channels = 768};
     gpt2 a, b;
     if (gpt2_build(&a, &cfg) != 0 || gpt2_build(&b, &cfg) != 0) return 1;
-    cpu_set_t set;
-    int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-    int threads[8] = {1, cpus}, n = cpus > 1 ? 2 : 1;
-    if (argc > 1) {
-        n = 0;
-        for (int i = 1; i < argc && n < 8; i++)
-            threads[n++] = atoi(argv[i]);
+    if (n == 0) {
+        cpu_set_t set;
+        int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+        threads[n++] = 1;
+        if (cpus > 1) threads[n++] = cpus;
     }
     fill(&a);
     double scalar = time_update(&a, 1, 5);

@@ -221,27 +221,38 @@ static double time_stream_pass(float* e, const float* g, size_t n, int reps)
     return m;
 }
 
-/* ms per engine step (median of reps, after one untimed step); fuse and direct as in
- * edgc__powersgd_set_fusion and _set_direct; *rel_err (when not NULL) receives the last step's
- * compression error (NAN without error feedback). */
-static double time_engine(const bench_model* md, const float* g0, float* g, int rank, int orth_q,
-                          int ef, int threads, int fuse, int direct, int reps,
+/* One configuration of the engine as the tables time it. fuse and direct as in
+ * edgc__powersgd_set_fusion and _set_direct; blas_threads is OpenBLAS's own count. */
+typedef struct {
+    int rank, orth_q, ef, threads, blas_threads, fuse, direct;
+} engine_case;
+
+/* The engine as a user gets it: threads and OpenBLAS on one thread, tiles on, the default P. */
+static engine_case plain_case(int rank, int orth_q, int ef)
+{
+    return (engine_case){rank, orth_q, ef, 1, 1, 1, -1};
+}
+
+/* ms per engine step (median of reps, after one untimed step); *rel_err (when not NULL) receives
+ * the last step's compression error (NAN without error feedback). */
+static double time_engine(const bench_model* md, const float* g0, float* g, engine_case k, int reps,
                           edgc_step_bytes* bytes, double* rel_err)
 {
     edgc_config cfg = edgc_config_default();
     cfg.mode = EDGC_MODE_POWERSGD;
-    cfg.rank = rank;
-    cfg.orthonormalize_q = orth_q;
-    cfg.error_feedback = ef;
-    cfg.threads = threads;
+    cfg.rank = k.rank;
+    cfg.orthonormalize_q = k.orth_q;
+    cfg.error_feedback = k.ef;
+    cfg.threads = k.threads;
     edgc_layout layout = {md->t, md->n_t, md->total};
     edgc_powersgd* ps;
     edgc_inproc* grp;
     edgc_comm comm;
     edgc_status st;
+    openblas_set_num_threads(k.blas_threads);
     if ((st = edgc_powersgd_create(&cfg, &layout, &ps)) != EDGC_OK) die("powersgd_create", st);
-    edgc__powersgd_set_fusion(ps, fuse);
-    edgc__powersgd_set_direct(ps, direct);
+    edgc__powersgd_set_fusion(ps, k.fuse);
+    edgc__powersgd_set_direct(ps, k.direct);
     if ((st = edgc_inproc_create(1, &grp)) != EDGC_OK) die("inproc_create", st);
     edgc_inproc_comm(grp, 0, &comm);
     double* t = malloc((size_t)reps * sizeof *t);
@@ -256,20 +267,25 @@ static double time_engine(const bench_model* md, const float* g0, float* g, int 
     if (rel_err != NULL) *rel_err = edgc__powersgd_last_error(ps);
     edgc_powersgd_free(ps);
     edgc_inproc_free(grp);
+    openblas_set_num_threads(1);
     return m;
 }
 
-static double time_powersgd_threads(const bench_model* md, const float* g0, float* g, int rank,
-                                    int orth_q, int ef, int threads, int reps,
-                                    edgc_step_bytes* bytes)
+/* Times cases[0..n) in turn, `rounds` times over, and keeps the best of each one's medians in
+ * best[c] (and, when err is not NULL, its last compression error in err[c]). Two settings timed
+ * once apart have differed by 25 % on this shared machine, far more than most of the effects
+ * measured; taking turns spreads its drift over all of them. */
+static void time_in_turn(const bench_model* md, const float* g0, float* g, const engine_case* cases,
+                         int n, int rounds, int reps, double* best, double* err)
 {
-    return time_engine(md, g0, g, rank, orth_q, ef, threads, 1, -1, reps, bytes, NULL);
-}
-
-static double time_powersgd(const bench_model* md, const float* g0, float* g, int rank, int orth_q,
-                            int ef, int reps, edgc_step_bytes* bytes)
-{
-    return time_powersgd_threads(md, g0, g, rank, orth_q, ef, 1, reps, bytes);
+    edgc_step_bytes b;
+    for (int c = 0; c < n; c++)
+        best[c] = INFINITY;
+    for (int round = 0; round < rounds; round++)
+        for (int c = 0; c < n; c++) {
+            double ms = time_engine(md, g0, g, cases[c], reps, &b, err ? &err[c] : NULL);
+            best[c] = ms < best[c] ? ms : best[c];
+        }
 }
 
 /* Where threads help: the engine's element-wise passes and OpenBLAS's products each on 1 or n
@@ -297,15 +313,14 @@ static void bench_threads(const bench_model* md, const float* g0, int reps)
     const int combo[4][2] = {{1, 1}, {n, 1}, {1, n}, {n, n}}; /* engine, BLAS */
     for (int i = 0; i < 4; i++) {
         fprintf(stderr, "threads: rank %d\n", ranks[i]);
-        edgc_step_bytes b;
-        double best[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
-        for (int round = 0; round < 2; round++)
-            for (int c = 0; c < 4; c++) {
-                openblas_set_num_threads(combo[c][1]);
-                double t = time_powersgd_threads(md, g0, g, ranks[i], 1, 1, combo[c][0], reps, &b);
-                best[c] = t < best[c] ? t : best[c];
-            }
-        openblas_set_num_threads(1);
+        engine_case cases[4];
+        for (int c = 0; c < 4; c++) {
+            cases[c] = plain_case(ranks[i], 1, 1);
+            cases[c].threads = combo[c][0];
+            cases[c].blas_threads = combo[c][1];
+        }
+        double best[4];
+        time_in_turn(md, g0, g, cases, 4, 2, reps, best, NULL);
         double fastest = best[1];
         for (int c = 2; c < 4; c++)
             fastest = best[c] < fastest ? best[c] : fastest;
@@ -406,23 +421,17 @@ static void bench_powersgd(const bench_model* md, const float* g0, int reps)
     for (int i = 0; i < 4; i++) {
         fprintf(stderr, "powersgd: rank %d\n", ranks[i]);
         edgc_step_bytes b;
-        double ms = time_powersgd(md, g0, g, ranks[i], 1, 1, reps, &b);
-        double off = time_powersgd(md, g0, g, ranks[i], 1, 0, reps, &b);
+        double ms = time_engine(md, g0, g, plain_case(ranks[i], 1, 1), reps, &b, NULL);
+        double off = time_engine(md, g0, g, plain_case(ranks[i], 1, 0), reps, &b, NULL);
         printf("| %d | %.1f | %.2f | %.1f | %.1f, %.1f | %llu | %llu | %.0fx |\n", ranks[i], ms,
                gb / (ms * 1e-3), ms / pass, off, off / pass, (unsigned long long)b.sent,
                (unsigned long long)b.dense, (double)b.dense / (double)b.sent);
     }
     fprintf(stderr, "powersgd: rank 16 with and without Q re-orthonormalisation\n");
-    edgc_step_bytes b;
-    /* the better of three medians each, taken in alternation: one pair timed once apart has
-     * differed by 25 % on this shared machine, far more than the orthonormalisation costs */
-    double with = INFINITY, without = INFINITY;
-    for (int round = 0; round < 3; round++) {
-        double ms = time_powersgd(md, g0, g, 16, 1, 1, reps, &b);
-        with = ms < with ? ms : with;
-        ms = time_powersgd(md, g0, g, 16, 0, 1, reps, &b);
-        without = ms < without ? ms : without;
-    }
+    const engine_case orth[2] = {plain_case(16, 1, 1), plain_case(16, 0, 1)};
+    double with_without[2];
+    time_in_turn(md, g0, g, orth, 2, 3, reps, with_without, NULL);
+    const double with = with_without[0], without = with_without[1];
     printf("\nRe-orthonormalising the warm-started Q each step (the authors' reducer; our default) "
            "at rank 16: %.1f ms vs %.1f ms without (%+.1f %%; the better of three medians each, "
            "taken in alternation).\n\n",
@@ -560,18 +569,16 @@ static void bench_tiles(const bench_model* md, const float* g0, int reps)
     openblas_set_num_threads(1);
     for (int i = 0; i < 4; i++) {
         fprintf(stderr, "tiles: rank %d\n", ranks[i]);
-        edgc_step_bytes b;
-        double best[2][2] = {{INFINITY, INFINITY}, {INFINITY, INFINITY}}; /* threads, fuse */
-        for (int round = 0; round < 3; round++)
-            for (int t = 0; t < 2; t++)
-                for (int f = 0; f < 2; f++) {
-                    double ms =
-                        time_engine(md, g0, g, ranks[i], 1, 1, t ? n : 1, f, -1, reps, &b, NULL);
-                    best[t][f] = ms < best[t][f] ? ms : best[t][f];
-                }
-        printf("| %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |\n", ranks[i], best[0][0],
-               best[0][1], best[0][1] / best[0][0], best[1][0], best[1][1],
-               best[1][1] / best[1][0]);
+        engine_case cases[4]; /* threads 1 then n, each separate then tiles */
+        for (int c = 0; c < 4; c++) {
+            cases[c] = plain_case(ranks[i], 1, 1);
+            cases[c].threads = c / 2 ? n : 1;
+            cases[c].fuse = c % 2;
+        }
+        double best[4];
+        time_in_turn(md, g0, g, cases, 4, 3, reps, best, NULL);
+        printf("| %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |\n", ranks[i], best[0], best[1],
+               best[1] / best[0], best[2], best[3], best[3] / best[2]);
     }
     printf("\n");
     free(g);
@@ -608,19 +615,17 @@ static void bench_direct(const bench_model* md, const float* g0, int reps)
     for (int i = 0; i < 4; i++)
         for (int th = 1; th <= n; th = th == n ? n + 1 : n) {
             fprintf(stderr, "direct: rank %d, %d thread(s)\n", ranks[i], th);
-            edgc_step_bytes b;
-            double best[2][2] = {{INFINITY, INFINITY}, {INFINITY, INFINITY}}; /* ef, direct */
-            double err[2] = {0, 0};
-            for (int round = 0; round < 3; round++)
-                for (int ef = 0; ef < 2; ef++)
-                    for (int d = 0; d < 2; d++) {
-                        double ms = time_engine(md, g0, g, ranks[i], 1, ef, th, 1, d, reps, &b,
-                                                ef ? &err[d] : NULL);
-                        best[ef][d] = ms < best[ef][d] ? ms : best[ef][d];
-                    }
+            engine_case cases[4]; /* error feedback off then on, each packed then unpacked */
+            for (int c = 0; c < 4; c++) {
+                cases[c] = plain_case(ranks[i], 1, c / 2);
+                cases[c].threads = th;
+                cases[c].direct = c % 2;
+            }
+            double best[4], err[4];
+            time_in_turn(md, g0, g, cases, 4, 3, reps, best, err);
             printf("| %d | %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.6f | %.6f |\n",
-                   ranks[i], th, best[0][0], best[0][1], best[0][1] / best[0][0], best[1][0],
-                   best[1][1], best[1][1] / best[1][0], err[0], err[1]);
+                   ranks[i], th, best[0], best[1], best[1] / best[0], best[2], best[3],
+                   best[3] / best[2], err[2], err[3]);
         }
     printf("\n");
     free(g);

@@ -66,8 +66,16 @@ static void* run(void* arg)
     return NULL;
 }
 
-int main(void)
+int main(int argc, char** argv)
 {
+    if (argc > 1) { /* it takes no arguments: --help says what it does, anything else is refused */
+        int help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
+        fprintf(help ? stdout : stderr,
+                "usage: %s\n  two in-process workers average their gradients with PowerSGD for "
+                "a few steps\n  while an EDGC controller decides the rank (no arguments)\n",
+                argv[0]);
+        return help ? 0 : 2;
+    }
     edgc_inproc* group = NULL;
     edgc_status st = edgc_inproc_create(2, &group);
     if (st != EDGC_OK) {

@@ -3,12 +3,20 @@
 # corpus in tests/fuzz/corpus/ (new inputs go to BUILD/fuzz-corpus/, never into the repository).
 # Prints executions and crashes per harness; exits non-zero if any harness crashed, with the
 # crashing input in BUILD/fuzz-artifacts/ (replay it: BUILD/tests/fuzz/fuzz_NAME FILE).
-#   scripts/fuzz.sh BUILD SECONDS
+#   scripts/fuzz.sh BUILD [SECONDS]      (default 60 seconds per harness)
 set -uo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
+[ $# -ge 1 ] && [ $# -le 2 ] || { echo "fuzz.sh: expected BUILD [SECONDS] (see --help)" >&2; exit 2; }
 build=$1 secs=${2:-60}
+case $secs in '' | *[!0-9]* | 0) echo "fuzz.sh: SECONDS '$secs': expected a positive whole number" >&2; exit 2 ;; esac
+harnesses=(state_blob checkpoint token_shard)
+for h in "${harnesses[@]}"; do # a missing harness is a build problem, not a crash
+    [ -x "$build/tests/fuzz/fuzz_$h" ] ||
+        { echo "fuzz.sh: no harness $build/tests/fuzz/fuzz_$h (build them with make fuzz)" >&2; exit 2; }
+done
 crashed=0
 mkdir -p "$build/fuzz-artifacts"
-for h in state_blob checkpoint token_shard; do
+for h in "${harnesses[@]}"; do
     bin="$build/tests/fuzz/fuzz_$h"
     mkdir -p "$build/fuzz-corpus/$h"
     log="$build/fuzz-$h.log"

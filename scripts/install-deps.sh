@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages edgc needs to build, test and run. Idempotent: when everything is
 # already present it only runs one `dpkg -s` and exits quietly.
+#   scripts/install-deps.sh      EDGC_WITH_TORCH=1: also PyTorch (the hook's tests); EDGC_WITH_FUZZ=1: also clang
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
+[ $# -eq 0 ] || { echo "install-deps.sh: takes no arguments (see --help)" >&2; exit 2; }
 
 pkgs="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev
 libcmocka-dev bible-kjv bible-kjv-text gnuplot-nox iproute2"

@@ -8,6 +8,7 @@
 #   scripts/netsim.sh down N
 #   scripts/netsim.sh mpirun N PROGRAM ARGS...   one rank per namespace (MPMD), TCP only
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cmd=${1:-}
 n=${2:-2}
 bridge=edgcbr0

@@ -3,8 +3,13 @@
 being stage 0's --log and LOG.stageS the later stages'), the steady-state iteration time (median
 and range over the repeats) and, for the median run, per stage its rank, sync time, backward time
 per micro-batch and pipeline wait. Steady state: the second half of the run (after profiling and
-warm-up), evaluation excluded (the logs' time_s excludes it)."""
+warm-up), evaluation excluded (the logs' time_s excludes it).
+
+    scripts/pipeline_table.py LABEL=LOG[,LOG...] ...   (the first setting is dense: the reference)
+"""
+import argparse
 import json
+import os
 import statistics
 import sys
 
@@ -47,13 +52,30 @@ def stage_cell(st):
             f"{statistics.mean(r['wait_ms'] for r in rs):.1f}")
 
 
-def main(specs):
-    settings = []
-    for spec in specs:
-        label, logs = spec.split("=", 1)
-        runs = sorted((read_run(log) for log in logs.split(",")), key=iteration_ms)
-        settings.append((label, runs))
+def load_setting(spec):
+    """(label, runs sorted by iteration time) from LABEL=LOG[,LOG...]; exits on a bad spec."""
+    label, _, logs = spec.partition("=")
+    if not label or not logs:
+        sys.exit(f"pipeline_table: expected LABEL=LOG[,LOG...], got {spec!r}")
+    runs = []
+    for log in logs.split(","):
+        if not os.path.isfile(log):
+            sys.exit(f"pipeline_table: {label}: no log file {log!r}")
+        stages = read_run(log)
+        if any(len(steady(st)) < 2 for st in stages):
+            sys.exit(f"pipeline_table: {label}: {log} has too few steps for a steady state")
+        runs.append(stages)
+    return label, sorted(runs, key=iteration_ms)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("settings", nargs="+", metavar="LABEL=LOG[,LOG...]")
+    settings = [load_setting(spec) for spec in ap.parse_args().settings]
     n_stages = len(settings[0][1][0])
+    for label, runs in settings:
+        if any(len(run) != n_stages for run in runs):
+            sys.exit(f"pipeline_table: {label}: every run needs {n_stages} stages, as the first")
     dense_ms = None
     checks = []
     print("| run | ms / iteration, median (range) | vs dense | final val loss | "
@@ -98,4 +120,4 @@ def alignment(label, runs):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

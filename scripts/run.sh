@@ -5,8 +5,13 @@
 # no rank pays and stays dense.
 #   scripts/run.sh BUILD_DIR NP LINK TRAINER_FLAGS...     (LINK: 100mbit, 1gbit, ... or shm)
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
+[ $# -ge 3 ] || { echo "run.sh: expected BUILD_DIR NP LINK [TRAINER_FLAGS...] (see --help)" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 build=$1 np=$2 link=$3
+case $np in '' | *[!0-9]* | 0) echo "run.sh: NP '$np': expected a positive whole number" >&2; exit 2 ;; esac
+[ -x "$build/apps/edgc-train/edgc-train" ] ||
+    { echo "run.sh: no trainer in $build (build it with make build)" >&2; exit 2; }
 shift 3
 train=("$PWD/$build/apps/edgc-train/edgc-train" "$@" --data "$PWD/data/kjv.txt"
     --log "$PWD/out/run.jsonl" --out "$PWD/out/run")

@@ -6,11 +6,16 @@
 #   scripts/soak.sh BUILD [STEPS] [OUT]      (default 20000 steps, out/soak)
 set -euo pipefail
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
+[ $# -ge 1 ] && [ $# -le 3 ] || { echo "soak.sh: expected BUILD [STEPS] [OUT] (see --help)" >&2; exit 2; }
 export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 build=$1 steps=${2:-20000} out=${3:-out/soak}
 train="$build/apps/edgc-train/edgc-train"
-rm -rf "$out" && mkdir -p "$out"
+case $steps in '' | *[!0-9]* | 0) echo "soak: STEPS '$steps': expected a positive whole number" >&2; exit 2 ;; esac
+# checked before OUT is cleared, so a mistyped command loses no earlier soak's results
+[ -x "$train" ] || { echo "soak: no trainer in $build (build it with make build)" >&2; exit 2; }
 [ -f data/kjv.txt ] || { echo "soak: data/kjv.txt missing (make data)" >&2; exit 1; }
+rm -rf "$out" && mkdir -p "$out"
 mpirun -np 2 -x OPENBLAS_NUM_THREADS=1 -x GLIBC_TUNABLES "$train" --preset tiny --batch 2 \
     --steps "$steps" --compress edgc --rmax 16 --checkpoint-every 1000 --eval-every 2000 --print-every 1000 \
     --sample-len 0 --out "$out/ckpt" >"$out/train.log" 2>&1 &

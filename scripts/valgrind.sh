@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Runs every unit-test binary under valgrind memcheck; fails on any error or leak.
+# Runs every unit-test binary under valgrind memcheck; fails on any error or leak, and when BUILD
+# holds no test binaries (nothing checked is not a pass).
+#   scripts/valgrind.sh [BUILD]      (default build)
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
+[ $# -le 1 ] || { echo "valgrind.sh: expected [BUILD] (see --help)" >&2; exit 2; }
 build=${1:-build}
-status=0
+command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
+status=0 checked=0
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] && [ -f "$t" ] || continue
     case "$t" in *mpi* | *.log) continue ;; esac # MPI: below
+    checked=$((checked + 1))
     if valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
         --error-exitcode=9 "$t" >/dev/null 2>"$t.valgrind.log"; then
         echo "valgrind ok    $(basename "$t")"
@@ -26,5 +32,9 @@ if [ -x "$mpi" ]; then
         echo "valgrind FAIL  test_reducer_mpi (see $mpi.valgrind.log)"
         status=1
     fi
+fi
+if [ "$checked" -eq 0 ]; then
+    echo "valgrind.sh: no test binaries in $build/tests (build them with make build)" >&2
+    exit 2
 fi
 exit $status

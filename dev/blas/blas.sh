@@ -7,6 +7,7 @@
 #
 # Usage (from the repository root): dev/blas/blas.sh [ROUNDS [RANK ...]]   (default 3; 4 8 16 32)
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 rounds=${1:-3}
 shift || true
 ranks=("$@")

@@ -8,6 +8,7 @@
 #   dev/floor/floor.sh [LINK PRESET STEPS BATCH RMAX STATIC ROUNDS FLOORS...]
 # defaults: 100mbit tiny 600 8 24 16 3 6 8 12 16
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 link=${1:-100mbit} preset=${2:-tiny} steps=${3:-600} batch=${4:-8} rmax=${5:-24}
 static=${6:-16} rounds=${7:-3}
 shift $(($# < 7 ? $# : 7))

@@ -59,8 +59,11 @@ def summarise(path):
 
 
 def main(argv):
-    if len(argv) < 2 or argv[1] in ("-h", "--help"):
-        print("usage: gradstats.py LABEL=STDERR_FILE ...", file=sys.stderr)
+    if len(argv) >= 2 and argv[1] in ("-h", "--help"):
+        print("usage: gradstats.py LABEL=STDERR_FILE ...\n\n" + __doc__.strip())
+        return 0
+    if len(argv) < 2:
+        print("usage: gradstats.py LABEL=STDERR_FILE ... (see --help)", file=sys.stderr)
         return 2
     for spec in argv[1:]:
         label, _, path = spec.partition("=")

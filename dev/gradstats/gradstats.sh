@@ -9,7 +9,7 @@
 # Usage (from the repository root, shared memory, about 17 min on 2 cores):
 #   dev/gradstats/gradstats.sh [OUTDIR]
 set -euo pipefail
-case "${1:-}" in -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 base=9ee490cf7ac16f9e093d3ec5c7d34dc28e6ee6d3 # instrument.patch applies here
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$(mktemp -d)}
