@@ -12,11 +12,20 @@ case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//
 cmd=${1:-}
 n=${2:-2}
 bridge=edgcbr0
+# N names the namespaces and addresses 10.77.0.1..N (the bridge has .254): checked before anything
+# is created, so a bad command line leaves the machine as it was
+case $n in '' | *[!0-9]* | 0*) echo "netsim.sh: N '$n': expected a whole number from 1 to 250" >&2; exit 2 ;; esac
+[ "$n" -le 250 ] || { echo "netsim.sh: N '$n': expected a whole number from 1 to 250" >&2; exit 2; }
 
 case "$cmd" in
 up)
-    rate=${3:?rate, e.g. 1gbit}
+    rate=${3:-}
+    if [ "$rate" != none ] && ! [[ $rate =~ ^[0-9]+(\.[0-9]+)?([kmgt]?bit|[kmgt]?bps)$ ]]; then
+        echo "netsim.sh: RATE '$rate': expected none or a tc rate such as 100mbit or 1gbit" >&2
+        exit 2
+    fi
     "$0" down "$n" 2>/dev/null || true
+    trap 'rc=$?; "$0" down "$n" 2>/dev/null; exit $rc' ERR # half a set-up is torn down again
     ip link add "$bridge" type bridge
     ip addr add 10.77.0.254/24 dev "$bridge"
     ip link set "$bridge" up

@@ -68,6 +68,8 @@ refuse "run.sh with NP 0" "NP '0'" bash scripts/run.sh "$build" 0 shm
 refuse "fuzz.sh without harnesses" "build them with make fuzz" bash scripts/fuzz.sh "$work" 1
 refuse "fuzz.sh with SECONDS x" "SECONDS 'x'" bash scripts/fuzz.sh "$build" x
 refuse "netsim.sh with an unknown command" "usage" bash scripts/netsim.sh sideways 2
+refuse "netsim.sh with N x" "N 'x'" bash scripts/netsim.sh up x 1gbit
+refuse "netsim.sh with RATE bogus" "RATE 'bogus'" bash scripts/netsim.sh up 2 bogus
 if command -v valgrind >/dev/null; then
     refuse "valgrind.sh on a folder without tests" "no test binaries" bash scripts/valgrind.sh "$work"
 fi
