@@ -566,7 +566,6 @@ static void bench_tiles(const bench_model* md, const float* g0, int reps)
            n, n);
     printf("|---|---|---|---|---|---|---|\n");
     const int ranks[] = {4, 8, 16, 32};
-    openblas_set_num_threads(1);
     for (int i = 0; i < 4; i++) {
         fprintf(stderr, "tiles: rank %d\n", ranks[i]);
         engine_case cases[4]; /* threads 1 then n, each separate then tiles */
