@@ -438,6 +438,16 @@ EDGC_API edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layo
  *  EDGC_ERR_NOMEM on every worker if one could not grow its buffers for a higher rank (nothing
  *  changed either); EDGC_ERR_INVALID_ARG; EDGC_ERR_COMM. */
 EDGC_API edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats);
+/** edgc_reducer_step over a gradient that is not one buffer: the layout's flat buffer cut into
+ *  n_pieces pieces laid end to end (piece i holds lengths[i] floats; together layout->total), in
+ *  place, e.g. a framework's gradient buckets without copying them into one buffer and back. The
+ *  same result to the bit as edgc_reducer_step over their concatenation. A tensor must lie inside
+ *  one piece (a zero-length piece may be NULL). A dense step makes one allreduce per piece.
+ *  @return as edgc_reducer_step; EDGC_ERR_INVALID_ARG (with the reason in
+ *  edgc_reducer_last_error) when the pieces do not fit the layout, before any communication. */
+EDGC_API edgc_status edgc_reducer_step_pieces(edgc_reducer* r, float* const* pieces,
+                                              const size_t* lengths, size_t n_pieces,
+                                              edgc_step_stats* stats);
 /** Appends one JSON object per step (the stats) to `path`; NULL stops logging.
  *  @return EDGC_OK, EDGC_ERR_INVALID_ARG (cannot open the file: see edgc_reducer_last_error). */
 EDGC_API edgc_status edgc_reducer_log_jsonl(edgc_reducer* r, const char* path);

@@ -58,6 +58,28 @@ edgc_status edgc__layout_split(const edgc_layout* layout, edgc__plan_layout* out
 void edgc__layout_release(edgc__plan_layout* pl);
 
 /* ---------------------------------------------------------------------------------------------
+ * The gradient of one step (grad.c): the layout's flat buffer as one piece, or the same floats in
+ * pieces laid end to end (edgc_reducer_step_pieces), no tensor crossing from one into the next.
+ */
+typedef struct edgc__grad {
+    float* const* piece; /* n pieces */
+    const size_t* len;   /* their lengths in floats */
+    size_t n;
+} edgc__grad;
+
+/* Where the float at flat index `at` lies (at < the pieces' total; at the start of a tensor, so
+ * that the tensor's floats follow it). */
+float* edgc__grad_at(const edgc__grad* g, size_t at);
+/* EDGC_OK when the pieces hold layout->total floats and no tensor crosses a piece's end; else
+ * EDGC_ERR_INVALID_ARG with the reason in why. */
+edgc_status edgc__grad_check(const edgc__grad* g, const edgc_layout* layout, char* why,
+                             size_t why_len);
+/* edgc__any_nonfinite over every piece. */
+int edgc__grad_any_nonfinite(const edgc__grad* g, int threads);
+/* edgc_gds_entropy over the pieces' floats as one buffer: the same sample, bins and result. */
+edgc_status edgc__gds_entropy_grad(edgc_gds* gds, const edgc__grad* g, edgc_entropy* out);
+
+/* ---------------------------------------------------------------------------------------------
  * Random numbers (rng.c): xoshiro256** seeded by splitmix64, Gaussian by Box-Muller. The whole
  * state is this struct, so it is saved and restored by value.
  */
@@ -179,6 +201,9 @@ edgc_status edgc__powersgd_reserve(edgc_powersgd* ps, int rank);
 /* nonfinite.c: 1 if any of x[0..n) is NaN or Inf, scanned in chunks on `threads` threads (an
  * exact answer whatever their number). */
 int edgc__any_nonfinite(const float* x, size_t n, int threads);
+/* edgc_powersgd_step over a gradient that may be in pieces. */
+edgc_status edgc__powersgd_step_grad(edgc_powersgd* ps, const edgc__grad* grad,
+                                     const edgc_comm* comm, edgc_step_bytes* bytes);
 /* edgc_powersgd_step that agrees on a non-finite gradient inside P's allreduce, which carries
  * the 1-D tensors too (two collectives a step): bad_here says whether this worker's gradient has
  * one (nonzero: yes), or, negative and with error feedback only, asks the engine to find out
@@ -187,8 +212,9 @@ int edgc__any_nonfinite(const float* x, size_t n, int threads);
  * memory, Q, RNG) is unchanged. So is the gradient,
  * except that with error feedback every worker that built M holds G + e in its matrices by then
  * (a NaN or Inf stays where it was). */
-edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
-                                        int bad_here, int* bad_any, edgc_step_bytes* bytes);
+edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, const edgc__grad* grad,
+                                        const edgc_comm* comm, int bad_here, int* bad_any,
+                                        edgc_step_bytes* bytes);
 /* The error-feedback memory, matrices back to back in layout order (NULL without EF). */
 edgc_status edgc__powersgd_error(const edgc_powersgd* ps, const float** e, size_t* n);
 /* 0: a tile's products never go with its element-wise work (separate passes, as with OpenBLAS on

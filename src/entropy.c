@@ -213,10 +213,34 @@ static void strided_bins(const float* x, size_t k, size_t j0, size_t j1, double 
     }
 }
 
-edgc_status edgc_gds_entropy(edgc_gds* g, const float* x, size_t n, edgc_entropy* out)
+/* The floats of n pieces laid end to end, read as one buffer. */
+struct pieces {
+    const float* const* piece;
+    const size_t* len;
+    size_t n;
+};
+
+/* The samples [j0, j1) (sample j is float j k of the pieces as one buffer) that lie in piece p,
+ * which starts at flat index `start`: [*a, *b), sample *a at *x. 0 when none do. */
+static int run_in_piece(const struct pieces* g, size_t p, size_t start, size_t k, size_t j0,
+                        size_t j1, size_t* a, size_t* b, const float** x)
 {
-    EDGC_RETURN_IF(g == NULL || out == NULL || (x == NULL && n > 0), EDGC_ERR_INVALID_ARG);
+    size_t lo = (start + k - 1) / k, hi = (start + g->len[p] + k - 1) / k;
+    *a = lo > j0 ? lo : j0;
+    *b = hi < j1 ? hi : j1;
+    if (*a >= *b) return 0;
+    *x = g->piece[p] + (*a * k - start);
+    return 1;
+}
+
+/* Both passes, each thread over its share of the samples, piece by piece: the range, the counts
+ * and so H are the same however the floats are cut into pieces. */
+static edgc_status entropy(edgc_gds* g, const struct pieces* grad, edgc_entropy* out)
+{
     const size_t k = g->stride;
+    size_t n = 0;
+    for (size_t p = 0; p < grad->n; p++)
+        n += grad->len[p];
     const size_t samples = n == 0 ? 0 : (n - 1) / k + 1;
     const int threads = samples >= GDS_PARALLEL_MIN ? g->threads : 1;
     const int bins = g->bins;
@@ -229,15 +253,19 @@ edgc_status edgc_gds_entropy(edgc_gds* g, const float* x, size_t n, edgc_entropy
     reduction(min : vmin) reduction(max : vmax) reduction(+ : count)
 #endif
     {
-        size_t t, nt, j0, j1;
+        size_t t, nt, j0, j1, a, b, start = 0;
         whoami(&t, &nt);
         share(samples, t, nt, &j0, &j1);
-        float lo, hi;
-        size_t c;
-        sample_range(x, k, j0, j1, &lo, &hi, &c);
-        vmin = lo < vmin ? lo : vmin;
-        vmax = hi > vmax ? hi : vmax;
-        count += c;
+        const float* x;
+        for (size_t p = 0; p < grad->n; start += grad->len[p], p++) {
+            if (!run_in_piece(grad, p, start, k, j0, j1, &a, &b, &x)) continue;
+            float lo, hi;
+            size_t c;
+            sample_range(x, k, 0, b - a, &lo, &hi, &c);
+            vmin = lo < vmin ? lo : vmin;
+            vmax = hi > vmax ? hi : vmax;
+            count += c;
+        }
     }
     *out = (edgc_entropy){.h = 0.0, .h_scaled = -INFINITY, .count = count};
     if (count == 0) return EDGC_OK;
@@ -254,15 +282,19 @@ edgc_status edgc_gds_entropy(edgc_gds* g, const float* x, size_t n, edgc_entropy
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
     {
-        size_t t, nt, j0, j1;
+        size_t t, nt, j0, j1, a, b, start = 0;
         whoami(&t, &nt);
         share(samples, t, nt, &j0, &j1);
         uint64_t* hist = g->hist + t * (size_t)bins;
-        if (k == 1)
-            contiguous_bins(x, j0, j1, (double)vmin, scale, bins,
-                            g->sub + t * GDS_SUBS * ((size_t)bins + 1), hist);
-        else
-            strided_bins(x, k, j0, j1, (double)vmin, scale, bins, hist);
+        const float* x;
+        for (size_t p = 0; p < grad->n; start += grad->len[p], p++) {
+            if (!run_in_piece(grad, p, start, k, j0, j1, &a, &b, &x)) continue;
+            if (k == 1)
+                contiguous_bins(x, 0, b - a, (double)vmin, scale, bins,
+                                g->sub + t * GDS_SUBS * ((size_t)bins + 1), hist);
+            else
+                strided_bins(x, k, 0, b - a, (double)vmin, scale, bins, hist);
+        }
     }
     for (int t = 1; t < threads; t++) /* a smaller team left the rest zero */
         for (int b = 0; b < bins; b++)
@@ -276,6 +308,19 @@ edgc_status edgc_gds_entropy(edgc_gds* g, const float* x, size_t n, edgc_entropy
     out->h = h;
     out->h_scaled = h + log(range / (double)bins);
     return EDGC_OK;
+}
+
+edgc_status edgc_gds_entropy(edgc_gds* g, const float* x, size_t n, edgc_entropy* out)
+{
+    EDGC_RETURN_IF(g == NULL || out == NULL || (x == NULL && n > 0), EDGC_ERR_INVALID_ARG);
+    const struct pieces one = {&x, &n, 1};
+    return entropy(g, &one, out);
+}
+
+edgc_status edgc__gds_entropy_grad(edgc_gds* g, const edgc__grad* grad, edgc_entropy* out)
+{
+    const struct pieces all = {(const float* const*)grad->piece, grad->len, grad->n};
+    return entropy(g, &all, out);
 }
 
 edgc_status edgc_gds_sample_step(double alpha, uint64_t step, int* yes)

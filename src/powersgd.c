@@ -56,6 +56,8 @@ struct edgc_powersgd {
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
     int threads;    /* for the element-wise passes and the matrices, resolved from the config */
     int m_in_grad;  /* this step builds M in the gradient buffer (see step), not the error memory */
+    float** mat_g;  /* this step: where each matrix's gradient lies (the gradient may be in pieces) */
+    float** dense_g; /* and each 1-D tensor's */
     int fuse_tiles; /* this step does a tile's products with its element-wise work (OpenBLAS on
                      * one thread: a tile is too small to share out over OpenBLAS's threads) */
     int may_fuse;   /* 1 unless edgc__powersgd_set_fusion turned it off (a bench baseline) */
@@ -177,6 +179,8 @@ void edgc_powersgd_free(edgc_powersgd* ps)
     free(ps->tiles);
     free(ps->p_at);
     free(ps->q_at);
+    free(ps->mat_g);
+    free(ps->dense_g);
     free(ps);
 }
 
@@ -204,7 +208,11 @@ edgc_status edgc_powersgd_create(const edgc_config* cfg, const edgc_layout* layo
     ps->err_at = calloc(n_mats ? n_mats : 1, sizeof *ps->err_at);
     ps->p_at = calloc(n_mats ? n_mats : 1, sizeof *ps->p_at);
     ps->q_at = calloc(n_mats ? n_mats : 1, sizeof *ps->q_at);
-    if (ps->err_at == NULL || ps->p_at == NULL || ps->q_at == NULL) goto fail;
+    ps->mat_g = calloc(n_mats ? n_mats : 1, sizeof *ps->mat_g);
+    ps->dense_g = calloc(ps->pl.n_dense ? ps->pl.n_dense : 1, sizeof *ps->dense_g);
+    if (ps->err_at == NULL || ps->p_at == NULL || ps->q_at == NULL || ps->mat_g == NULL ||
+        ps->dense_g == NULL)
+        goto fail;
     for (size_t k = 0; k < n_mats; k++) {
         const edgc__matrix* m = &ps->pl.mats[k];
         ps->err_at[k] = n_err;
@@ -345,24 +353,24 @@ static edgc_status poll(const edgc_comm* comm, void** req)
 }
 
 /* Packs the 1-D tensors into buf (pl.dense_total floats). */
-static void dense_pack(const edgc_powersgd* ps, const float* grad, float* buf)
+static void dense_pack(const edgc_powersgd* ps, float* buf)
 {
     const edgc__plan_layout* pl = &ps->pl;
     size_t at = 0;
     for (size_t i = 0; i < pl->n_dense; i++) {
-        memcpy(buf + at, grad + pl->dense[i].offset, pl->dense[i].count * sizeof(float));
+        memcpy(buf + at, ps->dense_g[i], pl->dense[i].count * sizeof(float));
         at += pl->dense[i].count;
     }
 }
 
 /* Writes the summed 1-D tensors in buf back into the gradient, averaged. */
-static void dense_unpack(const edgc_powersgd* ps, const float* buf, float* grad, int size)
+static void dense_unpack(const edgc_powersgd* ps, const float* buf, int size)
 {
     const edgc__plan_layout* pl = &ps->pl;
     const float inv = 1.0f / (float)size;
     size_t at = 0;
     for (size_t i = 0; i < pl->n_dense; i++) {
-        float* dst = grad + pl->dense[i].offset;
+        float* dst = ps->dense_g[i];
         for (size_t j = 0; j < pl->dense[i].count; j++)
             dst[j] = buf[at + j] * inv;
         at += pl->dense[i].count;
@@ -371,11 +379,10 @@ static void dense_unpack(const edgc_powersgd* ps, const float* buf, float* grad,
 
 /* Packs the 1-D tensors into buf and starts their allreduce (non-blocking when the communicator
  * can). buf lies past P in the same buffer, so nothing else in the step touches it meanwhile. */
-static edgc_status dense_start(edgc_powersgd* ps, const float* grad, const edgc_comm* comm,
-                               float* buf, void** req)
+static edgc_status dense_start(edgc_powersgd* ps, const edgc_comm* comm, float* buf, void** req)
 {
     const size_t at = ps->pl.dense_total;
-    dense_pack(ps, grad, buf);
+    dense_pack(ps, buf);
     *req = NULL;
     if (at == 0) return EDGC_OK;
     int async = comm->iallreduce_sum_f32 != NULL && comm->test != NULL && comm->wait != NULL;
@@ -392,11 +399,11 @@ static int comm_ok(const edgc_comm* c)
 /* The per-matrix work of a step, one matrix k at a time. M is the error memory with error
  * feedback (it holds G + e by then), unless the step builds M in the gradient (m_in_grad), or
  * the gradient itself without error feedback. */
-typedef void (*matrix_fn)(edgc_powersgd* ps, size_t k, float* grad);
+typedef void (*matrix_fn)(edgc_powersgd* ps, size_t k);
 
-static const float* matrix_m(const edgc_powersgd* ps, size_t k, const float* grad)
+static const float* matrix_m(const edgc_powersgd* ps, size_t k)
 {
-    return ps->m_in_grad ? grad + ps->pl.mats[k].offset : ps->err + ps->err_at[k];
+    return ps->m_in_grad ? ps->mat_g[k] : ps->err + ps->err_at[k];
 }
 
 /* Rows of P per unpacked call for matrix m at rank r; 0 when not even one fits (the packed
@@ -408,9 +415,8 @@ static size_t direct_rows(const edgc__matrix* m, size_t r)
 }
 
 /* Re-orthonormalises the warm-started Qt. */
-static void orth_q(edgc_powersgd* ps, size_t k, float* grad)
+static void orth_q(edgc_powersgd* ps, size_t k)
 {
-    (void)grad;
     const edgc__matrix* m = &ps->pl.mats[k];
     edgc__orthonormalize_rows(ps->q + ps->q_at[k], mat_rank(m, ps->rank), m->cols, ps->eps);
 }
@@ -453,9 +459,8 @@ static void rows_of_g_hat(edgc_powersgd* ps, size_t k, size_t row, size_t n, flo
 }
 
 /* Q_tall = Qt^T, for the unpacked P = M Q. */
-static void tall_q(edgc_powersgd* ps, size_t k, float* grad)
+static void tall_q(edgc_powersgd* ps, size_t k)
 {
-    (void)grad;
     const edgc__matrix* m = &ps->pl.mats[k];
     const size_t r = mat_rank(m, ps->rank);
     const float* qt = ps->q + ps->q_at[k];
@@ -465,17 +470,17 @@ static void tall_q(edgc_powersgd* ps, size_t k, float* grad)
             q[c * r + j] = qt[j * m->cols + c];
 }
 
-static void orth_tall_q(edgc_powersgd* ps, size_t k, float* grad)
+static void orth_tall_q(edgc_powersgd* ps, size_t k)
 {
-    orth_q(ps, k, grad);
-    tall_q(ps, k, grad);
+    orth_q(ps, k);
+    tall_q(ps, k);
 }
 
 /* P = M Q for the whole matrix: one call, or unpacked tile by tile (the tiles' cut, see top). */
-static void product_p(edgc_powersgd* ps, size_t k, float* grad)
+static void product_p(edgc_powersgd* ps, size_t k)
 {
     const edgc__matrix* m = &ps->pl.mats[k];
-    const float* mk = matrix_m(ps, k, grad);
+    const float* mk = matrix_m(ps, k);
     if (!ps->direct_p) {
         rows_of_p(ps, k, 0, m->rows, mk);
         return;
@@ -486,27 +491,26 @@ static void product_p(edgc_powersgd* ps, size_t k, float* grad)
 }
 
 /* P_hat = orthonormalised P; Q = M^T P_hat, i.e. Qt (r x cols) = Pt . M. */
-static void product_q(edgc_powersgd* ps, size_t k, float* grad)
+static void product_q(edgc_powersgd* ps, size_t k)
 {
     const edgc__matrix* m = &ps->pl.mats[k];
     int r = (int)mat_rank(m, ps->rank), rows = (int)m->rows, cols = (int)m->cols;
     edgc__orthonormalize_rows(ps->p + ps->p_at[k], (size_t)r, m->rows, ps->eps);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, cols, rows, 1.0f, ps->p + ps->p_at[k],
-                rows, matrix_m(ps, k, grad), cols, 0.0f, ps->q + ps->q_at[k], cols);
+                rows, matrix_m(ps, k), cols, 0.0f, ps->q + ps->q_at[k], cols);
 }
 
 /* Where matrix k's G_hat goes: over the gradient; over the error memory when M is in the gradient
  * with error feedback (tile_e then swaps them). */
-static float* g_hat_out(const edgc_powersgd* ps, size_t k, float* grad)
+static float* g_hat_out(const edgc_powersgd* ps, size_t k)
 {
-    return ps->error_feedback && ps->m_in_grad ? ps->err + ps->err_at[k]
-                                               : grad + ps->pl.mats[k].offset;
+    return ps->error_feedback && ps->m_in_grad ? ps->err + ps->err_at[k] : ps->mat_g[k];
 }
 
 /* G_hat for the whole matrix. */
-static void decompress(edgc_powersgd* ps, size_t k, float* grad)
+static void decompress(edgc_powersgd* ps, size_t k)
 {
-    rows_of_g_hat(ps, k, 0, ps->pl.mats[k].rows, g_hat_out(ps, k, grad));
+    rows_of_g_hat(ps, k, 0, ps->pl.mats[k].rows, g_hat_out(ps, k));
 }
 
 /* Runs fn on every matrix. With the engine's threads and a single-threaded OpenBLAS, the
@@ -514,8 +518,7 @@ static void decompress(edgc_powersgd* ps, size_t k, float* grad)
  * and the pending dense allreduce is polled once after. Otherwise in order, polled between
  * matrices: OpenBLAS's own threads do the products (called from several threads at once, its
  * pool and OpenMP's fight over the cores: 1.2-2.0x slower, measured). */
-static edgc_status each_matrix(edgc_powersgd* ps, matrix_fn fn, float* grad, const edgc_comm* comm,
-                               void** req)
+static edgc_status each_matrix(edgc_powersgd* ps, matrix_fn fn, const edgc_comm* comm, void** req)
 {
     const size_t n = ps->pl.n_mats;
 #ifdef _OPENMP
@@ -523,70 +526,69 @@ static edgc_status each_matrix(edgc_powersgd* ps, matrix_fn fn, float* grad, con
         const int threads = ps->threads;
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
         for (size_t k = 0; k < n; k++)
-            fn(ps, k, grad);
+            fn(ps, k);
         return poll(comm, req);
     }
 #endif
     for (size_t k = 0; k < n; k++) {
-        fn(ps, k, grad);
+        fn(ps, k);
         EDGC_FORWARD(poll(comm, req));
     }
     return EDGC_OK;
 }
 
 /* Tile t's elements in the gradient (*g) and the error memory (*e); returns how many. */
-static size_t tile_at(const edgc_powersgd* ps, const struct ef_tile* t, float* grad, float** g,
-                      float** e)
+static size_t tile_at(const edgc_powersgd* ps, const struct ef_tile* t, float** g, float** e)
 {
     const edgc__matrix* m = &ps->pl.mats[t->k];
     const size_t at = t->row * m->cols;
-    *g = grad + m->offset + at;
+    *g = ps->mat_g[t->k] + at;
     *e = ps->err + ps->err_at[t->k] + at;
     return t->rows * m->cols;
 }
 
 /* With error feedback, one tile of M = G + e (in the gradient or the error memory, see step).
  * Returns the tile's ||M||^2. */
-static double tile_m(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
+static double tile_m(edgc_powersgd* ps, const struct ef_tile* t)
 {
     float *g, *e;
-    const size_t len = tile_at(ps, t, grad, &g, &e);
+    const size_t len = tile_at(ps, t, &g, &e);
     return ps->m_in_grad ? axpy_norm2(g, e, len, 1.0f) : axpy_norm2(e, g, len, 1.0f);
 }
 
 /* tile_m, then the tile's rows of P from M while it is in cache. */
-static double tile_m_p(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
+static double tile_m_p(edgc_powersgd* ps, const struct ef_tile* t)
 {
-    double m2 = tile_m(ps, t, grad);
+    double m2 = tile_m(ps, t);
     const size_t at = t->row * ps->pl.mats[t->k].cols;
-    rows_of_p(ps, t->k, t->row, t->rows, matrix_m(ps, t->k, grad) + at);
+    rows_of_p(ps, t->k, t->row, t->rows, matrix_m(ps, t->k) + at);
     return m2;
 }
 
 /* With error feedback, one tile whose G_hat is in whichever of the gradient and the error memory
  * does not hold M: e = M - G_hat, and g = G_hat. Returns the tile's ||e||^2. */
-static double tile_e(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
+static double tile_e(edgc_powersgd* ps, const struct ef_tile* t)
 {
     float *g, *e;
-    const size_t len = tile_at(ps, t, grad, &g, &e);
+    const size_t len = tile_at(ps, t, &g, &e);
     return ps->m_in_grad ? swap_norm2(g, e, len) : axpy_norm2(e, g, len, -1.0f);
 }
 
 /* The tile's rows of G_hat, then tile_e while they are in cache. */
-static double tile_g_hat_e(edgc_powersgd* ps, const struct ef_tile* t, float* grad)
+static double tile_g_hat_e(edgc_powersgd* ps, const struct ef_tile* t)
 {
     const size_t at = t->row * ps->pl.mats[t->k].cols;
-    rows_of_g_hat(ps, t->k, t->row, t->rows, g_hat_out(ps, t->k, grad) + at);
-    return tile_e(ps, t, grad);
+    rows_of_g_hat(ps, t->k, t->row, t->rows, g_hat_out(ps, t->k) + at);
+    return tile_e(ps, t);
 }
 
-typedef double (*tile_fn)(edgc_powersgd* ps, const struct ef_tile* t, float* grad);
+typedef double (*tile_fn)(edgc_powersgd* ps, const struct ef_tile* t);
 
 /* Runs fn on every tile, shared out over the engine's threads (a fn with products runs only when
  * OpenBLAS is on one thread, see fuse_tiles), else in order and polled between matrices; *norm2
  * receives the tiles' results added in tile order. */
-static edgc_status each_tile(edgc_powersgd* ps, tile_fn fn, float* grad, const edgc_comm* comm,
-                             void** req, double* norm2)
+static edgc_status each_tile(edgc_powersgd* ps, tile_fn fn, const edgc_comm* comm, void** req,
+                             double* norm2)
 {
     const size_t n = ps->n_tiles;
     const struct ef_tile* tiles = ps->tiles;
@@ -597,13 +599,13 @@ static edgc_status each_tile(edgc_powersgd* ps, tile_fn fn, float* grad, const e
         const int threads = ps->threads;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 4)
         for (size_t c = 0; c < n; c++)
-            part[c] = fn(ps, &tiles[c], grad);
+            part[c] = fn(ps, &tiles[c]);
         st = poll(comm, req);
     } else
 #endif
     {
         for (size_t c = 0; c < n && st == EDGC_OK; c++) {
-            part[c] = fn(ps, &tiles[c], grad);
+            part[c] = fn(ps, &tiles[c]);
             if (c + 1 == n || tiles[c + 1].k != tiles[c].k) st = poll(comm, req);
         }
     }
@@ -616,8 +618,7 @@ static edgc_status each_tile(edgc_powersgd* ps, tile_fn fn, float* grad, const e
 
 /* The first half of a step, up to P = M Q for every matrix: M = G + e (with error feedback;
  * m2 receives ||M||^2), Q drawn at the first step or re-orthonormalised. */
-static edgc_status compress_p(edgc_powersgd* ps, float* grad, const edgc_comm* comm, void** req,
-                              double* m2)
+static edgc_status compress_p(edgc_powersgd* ps, const edgc_comm* comm, void** req, double* m2)
 {
     edgc_status st = EDGC_OK;
     const int orth = ps->q_ready && ps->orthonormalize_q;
@@ -626,11 +627,11 @@ static edgc_status compress_p(edgc_powersgd* ps, float* grad, const edgc_comm* c
         ps->q_ready = 1;
     }
     if (orth || ps->direct_p)
-        st = each_matrix(ps, !ps->direct_p ? orth_q : orth ? orth_tall_q : tall_q, grad, comm, req);
+        st = each_matrix(ps, !ps->direct_p ? orth_q : orth ? orth_tall_q : tall_q, comm, req);
     if (st != EDGC_OK) return st;
-    if (ps->error_feedback && ps->fuse_tiles) return each_tile(ps, tile_m_p, grad, comm, req, m2);
-    if (ps->error_feedback) st = each_tile(ps, tile_m, grad, comm, req, m2);
-    return st == EDGC_OK ? each_matrix(ps, product_p, grad, comm, req) : st;
+    if (ps->error_feedback && ps->fuse_tiles) return each_tile(ps, tile_m_p, comm, req, m2);
+    if (ps->error_feedback) st = each_tile(ps, tile_m, comm, req, m2);
+    return st == EDGC_OK ? each_matrix(ps, product_p, comm, req) : st;
 }
 
 /* One step. checked makes it a checked step (edgc__powersgd_step_checked): the non-finite flag
@@ -641,12 +642,16 @@ static edgc_status compress_p(edgc_powersgd* ps, float* grad, const edgc_comm* c
  * back. bad_here: 1, this worker's gradient is not finite and it computes nothing; 0, it is;
  * -1 (error feedback only), not known yet: the pass that builds M answers it for free, since
  * ||M||^2 is finite exactly when every M is (or, rarely, it overflowed: then a scan decides). */
-static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, int checked,
-                        int bad_here, int* bad_any, edgc_step_bytes* bytes)
+static edgc_status step(edgc_powersgd* ps, const edgc__grad* grad, const edgc_comm* comm,
+                        int checked, int bad_here, int* bad_any, edgc_step_bytes* bytes)
 {
     EDGC_RETURN_IF(ps == NULL || grad == NULL || !comm_ok(comm), EDGC_ERR_INVALID_ARG);
     EDGC_RETURN_IF(checked && bad_here < 0 && !ps->error_feedback, EDGC_ERR_INVALID_ARG);
     const edgc__plan_layout* pl = &ps->pl;
+    for (size_t k = 0; k < pl->n_mats; k++)
+        ps->mat_g[k] = edgc__grad_at(grad, pl->mats[k].offset);
+    for (size_t i = 0; i < pl->n_dense; i++)
+        ps->dense_g[i] = edgc__grad_at(grad, pl->dense[i].offset);
     const size_t np = flat_size(pl, ps->rank, 1), nq = flat_size(pl, ps->rank, 0);
     ps->m_in_grad = !ps->error_feedback || checked;
     ps->fuse_tiles = ps->may_fuse && openblas_get_num_threads() == 1;
@@ -666,10 +671,10 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
             memset(ps->p, 0, (n - 1) * sizeof(float));
         } else {
             /* cannot fail: with no request pending nothing in it communicates */
-            EDGC_FORWARD(compress_p(ps, grad, comm, &req, &m2));
-            dense_pack(ps, grad, ps->p + np);
+            EDGC_FORWARD(compress_p(ps, comm, &req, &m2));
+            dense_pack(ps, ps->p + np);
             if (bad_here < 0)
-                bad_here = (!isfinite(m2) && edgc__any_nonfinite(grad, pl->total, ps->threads)) ||
+                bad_here = (!isfinite(m2) && edgc__grad_any_nonfinite(grad, ps->threads)) ||
                            edgc__any_nonfinite(ps->p + np, pl->dense_total, 1);
         }
         ps->p[n - 1] = bad_here ? 1.0f : 0.0f;
@@ -682,25 +687,25 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
             return st;
         }
     } else {
-        EDGC_FORWARD(dense_start(ps, grad, comm, ps->p + np, &req));
-        st = compress_p(ps, grad, comm, &req, &m2);
+        EDGC_FORWARD(dense_start(ps, comm, ps->p + np, &req));
+        st = compress_p(ps, comm, &req, &m2);
         if (st == EDGC_OK && np > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->p, np);
     }
-    if (st == EDGC_OK) st = each_matrix(ps, product_q, grad, comm, &req);
+    if (st == EDGC_OK) st = each_matrix(ps, product_q, comm, &req);
     if (st == EDGC_OK && nq > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->q, nq);
     if (st == EDGC_OK) cblas_sscal((int)nq, 1.0f / (float)comm->size, ps->q, 1);
     if (st == EDGC_OK && ps->error_feedback && ps->fuse_tiles) {
-        st = each_tile(ps, tile_g_hat_e, grad, comm, &req, &e2);
+        st = each_tile(ps, tile_g_hat_e, comm, &req, &e2);
     } else if (st == EDGC_OK) {
-        st = each_matrix(ps, decompress, grad, comm, &req);
-        if (st == EDGC_OK && ps->error_feedback) st = each_tile(ps, tile_e, grad, comm, &req, &e2);
+        st = each_matrix(ps, decompress, comm, &req);
+        if (st == EDGC_OK && ps->error_feedback) st = each_tile(ps, tile_e, comm, &req, &e2);
     }
     if (st != EDGC_OK) {
         if (req != NULL) comm->wait(comm->ctx, req); /* never leave a request behind */
         return st;
     }
     if (req != NULL) EDGC_FORWARD(comm->wait(comm->ctx, req));
-    dense_unpack(ps, ps->p + np, grad, comm->size);
+    dense_unpack(ps, ps->p + np, comm->size);
     ps->m2 = m2;
     ps->e2 = e2;
     if (bytes != NULL) EDGC_FORWARD(edgc_powersgd_bytes_at(ps, ps->rank, bytes));
@@ -710,10 +715,19 @@ static edgc_status step(edgc_powersgd* ps, float* grad, const edgc_comm* comm, i
 edgc_status edgc_powersgd_step(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
                                edgc_step_bytes* bytes)
 {
+    EDGC_RETURN_IF(ps == NULL || grad == NULL, EDGC_ERR_INVALID_ARG);
+    const edgc__grad one = {&grad, &ps->pl.total, 1};
+    return step(ps, &one, comm, 0, 0, NULL, bytes);
+}
+
+edgc_status edgc__powersgd_step_grad(edgc_powersgd* ps, const edgc__grad* grad,
+                                     const edgc_comm* comm, edgc_step_bytes* bytes)
+{
     return step(ps, grad, comm, 0, 0, NULL, bytes);
 }
 
-edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, float* grad, const edgc_comm* comm,
+edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, const edgc__grad* grad,
+                                        const edgc_comm* comm,
                                         int bad_here, int* bad_any, edgc_step_bytes* bytes)
 {
     EDGC_RETURN_IF(bad_any == NULL, EDGC_ERR_INVALID_ARG);

@@ -183,22 +183,27 @@ edgc_status edgc_reducer_create_split(const edgc_config* cfg, const edgc_layout*
     return create(cfg, layout, comm, 1, out);
 }
 
-static edgc_status dense_average(const edgc_reducer* r, float* grad)
+/* Piece by piece: one allreduce each (a piece is a DDP bucket's worth, tens of MB). */
+static edgc_status dense_average(const edgc_reducer* r, const edgc__grad* grad)
 {
-    const size_t n = r->layout.total;
     if (r->comm.size == 1) return EDGC_OK; /* the average of one */
-    EDGC_FORWARD(r->comm.allreduce_sum_f32(r->comm.ctx, grad, n));
     const float inv = 1.0f / (float)r->comm.size;
-    for (size_t i = 0; i < n; i++)
-        grad[i] *= inv;
+    for (size_t p = 0; p < grad->n; p++) {
+        float* x = grad->piece[p];
+        const size_t n = grad->len[p];
+        if (n == 0) continue;
+        EDGC_FORWARD(r->comm.allreduce_sum_f32(r->comm.ctx, x, n));
+        for (size_t i = 0; i < n; i++)
+            x[i] *= inv;
+    }
     return EDGC_OK;
 }
 
 /* The synchronisation itself: dense at rank 0, else PowerSGD at `rank`. With bad_any, the
  * non-finite agreement rides in the engine's P allreduce (bad_here: this worker's flag).
  * Fills what only the engine knows (bytes sent, compression error); step_end derives the rest. */
-static edgc_status sync(edgc_reducer* r, float* grad, int rank, int bad_here, int* bad_any,
-                        edgc_step_stats* s)
+static edgc_status sync(edgc_reducer* r, const edgc__grad* grad, int rank, int bad_here,
+                        int* bad_any, edgc_step_stats* s)
 {
     s->compression_error = NAN;
     if (rank == 0) return dense_average(r, grad);
@@ -208,7 +213,7 @@ static edgc_status sync(edgc_reducer* r, float* grad, int rank, int bad_here, in
         EDGC_FORWARD(edgc__powersgd_step_checked(r->ps, grad, &r->comm, bad_here, bad_any, &b));
         if (*bad_any) return EDGC_OK;
     } else {
-        EDGC_FORWARD(edgc_powersgd_step(r->ps, grad, &r->comm, &b));
+        EDGC_FORWARD(edgc__powersgd_step_grad(r->ps, grad, &r->comm, &b));
     }
     s->bytes_sent = b.sent;
     s->compression_error = edgc__powersgd_last_error(r->ps);
@@ -356,9 +361,8 @@ static edgc_status step_end(edgc_reducer* r, edgc_step_stats s, const edgc_entro
     return EDGC_OK;
 }
 
-edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats)
+static edgc_status step(edgc_reducer* r, const edgc__grad* grad, edgc_step_stats* stats)
 {
-    EDGC_RETURN_IF(r == NULL || grad == NULL, EDGC_ERR_INVALID_ARG);
     if (r->split) return fail(r, EDGC_ERR_STATE, "step on a split reducer: use begin and end");
     edgc_plan plan;
     /* A static rank leaves only the non-finite flag to agree on: it rides in the engine's P
@@ -370,7 +374,7 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     if (in_engine && r->cfg.check_finite && r->cfg.error_feedback)
         bad_here = -1;
     else if (r->cfg.check_finite)
-        bad_here = edgc__any_nonfinite(grad, r->layout.total, r->threads);
+        bad_here = edgc__grad_any_nonfinite(grad, r->threads);
     EDGC_FORWARD(step_begin(r, in_engine ? 0 : bad_here, !in_engine, &plan));
     edgc_step_stats s = {0};
     int bad_any = 0;
@@ -381,8 +385,25 @@ edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* sta
     if (bad_any) return skipped(r, plan.step, bad_any == 2);
     s.sync_ms = now_ms() - r->cur.t0; /* the entropy below is not synchronisation */
     edgc_entropy e;
-    if (plan.sample_entropy) edgc_gds_entropy(r->gds, grad, r->layout.total, &e);
+    if (plan.sample_entropy) edgc__gds_entropy_grad(r->gds, grad, &e);
     return step_end(r, s, &e, stats);
+}
+
+edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats)
+{
+    EDGC_RETURN_IF(r == NULL || grad == NULL, EDGC_ERR_INVALID_ARG);
+    const edgc__grad one = {&grad, &r->layout.total, 1};
+    return step(r, &one, stats);
+}
+
+edgc_status edgc_reducer_step_pieces(edgc_reducer* r, float* const* pieces, const size_t* lengths,
+                                     size_t n_pieces, edgc_step_stats* stats)
+{
+    EDGC_RETURN_IF(r == NULL, EDGC_ERR_INVALID_ARG);
+    const edgc__grad g = {pieces, lengths, n_pieces};
+    edgc_status st = edgc__grad_check(&g, &r->layout, r->err, sizeof r->err);
+    if (st != EDGC_OK) return st;
+    return step(r, &g, stats);
 }
 
 edgc_status edgc_reducer_begin(edgc_reducer* r, int nonfinite_here, edgc_plan* plan)

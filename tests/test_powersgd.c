@@ -422,7 +422,8 @@ static void test_tiles_match_an_oracle(void** state)
                 m[i] = grad[i] + e[i];
             if (checked) {
                 int bad_any = -1;
-                assert_int_equal(edgc__powersgd_step_checked(ps, grad, &comm, -1, &bad_any, NULL),
+                const edgc__grad whole = {&grad, &n, 1};
+                assert_int_equal(edgc__powersgd_step_checked(ps, &whole, &comm, -1, &bad_any, NULL),
                                  EDGC_OK);
                 assert_int_equal(bad_any, 0);
             } else {

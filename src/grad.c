@@ -1,0 +1,65 @@
+/*
+ * grad.c - the gradient of one step in pieces. A caller whose gradient is not one buffer (DDP's
+ * buckets) hands the reducer its pieces (edgc_reducer_step_pieces) instead of copying them into
+ * one buffer and back every step: two passes over the gradient, a third of what the engine itself
+ * costs. The engine addresses the gradient tensor by tensor, so it only needs to know where each
+ * tensor's floats begin; the passes over the whole gradient (the dense allreduce, the non-finite
+ * check, GDS) go piece by piece.
+ */
+#include "edgc_internal.h"
+
+float* edgc__grad_at(const edgc__grad* g, size_t at)
+{
+    size_t p = 0;
+    while (p + 1 < g->n && at >= g->len[p]) { /* past this piece (or it is empty) */
+        at -= g->len[p];
+        p++;
+    }
+    return g->piece[p] + at;
+}
+
+edgc_status edgc__grad_check(const edgc__grad* g, const edgc_layout* layout, char* why,
+                             size_t why_len)
+{
+    if (g->n == 0 || g->piece == NULL || g->len == NULL) {
+        edgc__msg(why, why_len, "pieces: none given");
+        return EDGC_ERR_INVALID_ARG;
+    }
+    size_t total = 0;
+    for (size_t p = 0; p < g->n; p++) {
+        if (g->piece[p] == NULL && g->len[p] > 0) {
+            edgc__msg(why, why_len, "pieces: piece %zu is NULL", p);
+            return EDGC_ERR_INVALID_ARG;
+        }
+        if (g->len[p] > SIZE_MAX - total) break;
+        total += g->len[p];
+    }
+    if (total != layout->total) {
+        edgc__msg(why, why_len, "pieces: they hold %zu floats, the layout %zu", total,
+                  layout->total);
+        return EDGC_ERR_INVALID_ARG;
+    }
+    for (size_t i = 0; i < layout->n_tensors; i++) {
+        const edgc_tensor* t = &layout->tensors[i];
+        size_t p = 0, start = 0; /* the piece holding the tensor's first float */
+        while (start + g->len[p] <= t->offset) {
+            start += g->len[p];
+            p++;
+        }
+        if (t->offset + t->rows * t->cols > start + g->len[p]) {
+            edgc__msg(why, why_len,
+                      "pieces: tensor %zu (offset %zu, %zu x %zu) runs past the end of piece %zu "
+                      "(floats %zu to %zu); a tensor must lie inside one piece",
+                      i, t->offset, t->rows, t->cols, p, start, start + g->len[p]);
+            return EDGC_ERR_INVALID_ARG;
+        }
+    }
+    return EDGC_OK;
+}
+
+int edgc__grad_any_nonfinite(const edgc__grad* g, int threads)
+{
+    for (size_t p = 0; p < g->n; p++)
+        if (g->len[p] > 0 && edgc__any_nonfinite(g->piece[p], g->len[p], threads)) return 1;
+    return 0;
+}
