@@ -5,6 +5,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "edgc_internal.h"
 #include "testutil.h"
 
 static edgc_gds* make(double beta, int bins)
@@ -236,6 +237,51 @@ static void test_threads_change_no_bin(void** state)
     free(x);
 }
 
+/* The same floats cut into pieces anywhere (a piece shorter than the stride, an empty one, a cut
+ * on and off the sampled positions) give the same sample, bins and entropy as one buffer, at
+ * strides 1 and 4 and on 1 and 2 threads (the sample is long enough to be shared out). */
+static void test_pieces_give_the_same_entropy(void** state)
+{
+    (void)state;
+    const size_t n = 600001;
+    float* x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    test_rng r = {17};
+    test_gaussian(&r, x, n, 2.0);
+    x[5] = NAN;
+    x[n - 1] = 11.0f; /* the maximum, on the last float (sampled at stride 1 and 4) */
+    enum { CUTS = 9 };
+    const size_t cut[CUTS] = {0, 1, 3, 3, 4, 262145, 262147, 400000, n}; /* piece i: [cut i, i+1) */
+    float* piece[CUTS - 1];
+    size_t len[CUTS - 1];
+    for (int i = 0; i + 1 < CUTS; i++) { /* each piece its own allocation */
+        len[i] = cut[i + 1] - cut[i];
+        piece[i] = len[i] ? malloc(len[i] * sizeof(float)) : NULL;
+        if (len[i]) memcpy(piece[i], x + cut[i], len[i] * sizeof(float));
+    }
+    const edgc__grad grad = {piece, len, CUTS - 1};
+    const double betas[] = {1.0, 0.25};
+    for (int b = 0; b < 2; b++)
+        for (int threads = 1; threads <= 2; threads++) {
+            edgc_gds* g = make(betas[b], 1000);
+            assert_int_equal(edgc_gds_set_threads(g, threads), EDGC_OK);
+            edgc_entropy whole, cut_up;
+            assert_int_equal(edgc_gds_entropy(g, x, n, &whole), EDGC_OK);
+            assert_int_equal(edgc__gds_entropy_grad(g, &grad, &cut_up), EDGC_OK);
+            if (cut_up.h != whole.h)
+                fail_msg("beta %g, %d threads: H = %.17g in pieces, %.17g whole", betas[b],
+                         threads, cut_up.h, whole.h);
+            assert_int_equal(cut_up.count, whole.count);
+            assert_int_equal(whole.count, betas[b] == 1.0 ? n - 1 : 150001); /* x[5] sampled at stride 1 only */
+            assert_true(cut_up.min == whole.min && cut_up.max == whole.max && whole.max == 11.0f);
+            assert_true(cut_up.h_scaled == whole.h_scaled);
+            edgc_gds_free(g);
+        }
+    for (int i = 0; i + 1 < CUTS; i++)
+        free(piece[i]);
+    free(x);
+}
+
 /* beta = 1 takes the vectorised path (blocks of bins, then sub-histograms): the same bins as the
  * plain loop for every bin count, block remainder, thread split and edge value (NaN, +-Inf, -0,
  * the maximum on a block's last element, a denormal range). Entropies are compared to 1e-13: one
@@ -312,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_peaked_lower_than_uniform),
         cmocka_unit_test(test_sample_step),
         cmocka_unit_test(test_threads_change_no_bin),
+        cmocka_unit_test(test_pieces_give_the_same_entropy),
         cmocka_unit_test(test_contiguous_bins_match_an_oracle),
         cmocka_unit_test(test_bad_arguments),
     };

@@ -217,6 +217,136 @@ static void test_bad_arguments(void** state)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * edgc_reducer_step_pieces: the gradient in separately allocated pieces (an empty NULL one among
+ * them) gives the same bits as edgc_reducer_step over one buffer, step after step, in every mode
+ * and engine path: dense, PowerSGD with and without error feedback and with the non-finite check
+ * riding in P's allreduce or not, EDGC with GDS on the sample's threaded and contiguous paths, and
+ * a non-finite gradient on one worker. Two reducers per worker, stepped in turn. */
+static const edgc_tensor k_big_tensors[] = {{0, 300, 500},    {150000, 300, 1}, {150300, 200, 600},
+                                            {270300, 600, 1}, {270900, 64, 64}, {274996, 7, 1}};
+static const edgc_layout k_big = {k_big_tensors, 6, 275003};
+enum { PIECES = 6 };
+static const size_t k_cut[PIECES + 1] = {0, 150000, 150300, 150300, 274996, 275003, 275003};
+
+typedef struct pieces_job {
+    edgc_config cfg;
+    int steps, nan_step; /* nan_step: worker 1 puts a NaN into its gradient then (-1: never) */
+    int mismatches, nonfinite_a, nonfinite_b, other_errors;
+} pieces_job;
+
+static void pieces_worker(void* arg, const edgc_comm* comm)
+{
+    pieces_job* j = arg;
+    const size_t n = k_big.total;
+    float* flat = malloc(n * sizeof *flat);
+    float* piece[PIECES];
+    size_t len[PIECES];
+    for (int p = 0; p < PIECES; p++) {
+        len[p] = k_cut[p + 1] - k_cut[p];
+        piece[p] = len[p] ? malloc(len[p] * sizeof(float)) : NULL;
+    }
+    edgc_reducer *a = NULL, *b = NULL;
+    if (edgc_reducer_create(&j->cfg, &k_big, comm, &a) != EDGC_OK ||
+        edgc_reducer_create(&j->cfg, &k_big, comm, &b) != EDGC_OK)
+        j->other_errors++;
+    test_rng rng = {1000u + (uint64_t)comm->rank};
+    for (int t = 0; t < j->steps && j->other_errors == 0; t++) {
+        test_gaussian(&rng, flat, n, 1.0 + 0.1 * t);
+        if (t == j->nan_step && comm->rank == 1) flat[200000] = NAN;
+        for (int p = 0; p < PIECES; p++)
+            if (len[p]) memcpy(piece[p], flat + k_cut[p], len[p] * sizeof(float));
+        edgc_step_stats sa, sb;
+        edgc_status st_a = edgc_reducer_step(a, flat, &sa);
+        edgc_status st_b = edgc_reducer_step_pieces(b, piece, len, PIECES, &sb);
+        j->nonfinite_a += st_a == EDGC_ERR_NONFINITE;
+        j->nonfinite_b += st_b == EDGC_ERR_NONFINITE;
+        j->other_errors += (st_a != EDGC_OK && st_a != EDGC_ERR_NONFINITE) || st_b != st_a;
+        for (int p = 0; p < PIECES; p++)
+            if (len[p] && memcmp(piece[p], flat + k_cut[p], len[p] * sizeof(float)) != 0)
+                j->mismatches++;
+        if (st_a == EDGC_OK &&
+            (sa.rank != sb.rank || sa.bytes_sent != sb.bytes_sent || sa.phase != sb.phase ||
+             sa.entropy_sampled != sb.entropy_sampled ||
+             memcmp(&sa.entropy, &sb.entropy, sizeof sa.entropy) != 0 ||
+             memcmp(&sa.compression_error, &sb.compression_error, sizeof(double)) != 0))
+            j->mismatches++;
+    }
+    edgc_reducer_free(a);
+    edgc_reducer_free(b);
+    for (int p = 0; p < PIECES; p++)
+        free(piece[p]);
+    free(flat);
+}
+
+static void test_pieces_match_one_buffer(void** state)
+{
+    (void)state;
+    enum { CASES = 7 };
+    pieces_job jobs[CASES][2];
+    for (int c = 0; c < CASES; c++) {
+        edgc_config cfg = edgc_config_default();
+        cfg.mode = c == 0 ? EDGC_MODE_DENSE : c <= 3 ? EDGC_MODE_POWERSGD : EDGC_MODE_EDGC;
+        cfg.rank = 4;
+        cfg.alpha = 1.0; /* the entropy every step */
+        cfg.error_feedback = c != 2;
+        cfg.check_finite = c != 3;
+        if (cfg.mode == EDGC_MODE_EDGC) {
+            cfg.r_max = 8; /* no profile: the same ranks in both reducers, whatever the timings */
+            cfg.total_steps = 12;
+            cfg.window = 2;
+            cfg.threads = 2;
+            cfg.beta = c == 4 ? 1.0 : 0.25; /* contiguous sample, or every fourth float */
+        }
+        for (int w = 0; w < 2; w++)
+            jobs[c][w] = (pieces_job){.cfg = cfg, .steps = 8, .nan_step = c == 1 || c == 5 ? 3 : -1};
+    }
+    for (int c = 0; c < CASES; c++) {
+        assert_int_equal(run_workers(2, pieces_worker, jobs[c], sizeof jobs[c][0]), 0);
+        for (int w = 0; w < 2; w++) {
+            const pieces_job* j = &jobs[c][w];
+            if (j->mismatches || j->other_errors)
+                fail_msg("case %d, worker %d: %d mismatches, %d errors", c, w, j->mismatches,
+                         j->other_errors);
+            assert_int_equal(j->nonfinite_a, j->nan_step >= 0);
+            assert_int_equal(j->nonfinite_b, j->nan_step >= 0);
+        }
+    }
+}
+
+/* Pieces that do not fit the layout are refused before any communication, with the reason. */
+static void test_pieces_that_do_not_fit(void** state)
+{
+    (void)state;
+    edgc_inproc* g;
+    assert_int_equal(edgc_inproc_create(1, &g), EDGC_OK);
+    edgc_comm c;
+    edgc_inproc_comm(g, 0, &c);
+    edgc_config cfg = edgc_config_default();
+    cfg.mode = EDGC_MODE_POWERSGD;
+    edgc_reducer* r;
+    assert_int_equal(edgc_reducer_create(&cfg, &k_layout, &c, &r), EDGC_OK);
+    float x[54] = {0}, y[54] = {0};
+    float* two[2] = {x, y};
+    size_t fit[2] = {48, 6}, across[2] = {40, 14}, short_of[2] = {48, 5}, gap[2] = {48, 6};
+    float* with_null[2] = {x, NULL};
+    assert_int_equal(edgc_reducer_step_pieces(NULL, two, fit, 2, NULL), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_reducer_step_pieces(r, NULL, fit, 2, NULL), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_reducer_step_pieces(r, two, NULL, 2, NULL), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_reducer_step_pieces(r, two, fit, 0, NULL), EDGC_ERR_INVALID_ARG);
+    assert_int_equal(edgc_reducer_step_pieces(r, two, across, 2, NULL), EDGC_ERR_INVALID_ARG);
+    assert_non_null(strstr(edgc_reducer_last_error(r), "tensor 0"));
+    assert_int_equal(edgc_reducer_step_pieces(r, two, short_of, 2, NULL), EDGC_ERR_INVALID_ARG);
+    assert_non_null(strstr(edgc_reducer_last_error(r), "53 floats, the layout 54"));
+    assert_int_equal(edgc_reducer_step_pieces(r, with_null, gap, 2, NULL), EDGC_ERR_INVALID_ARG);
+    assert_non_null(strstr(edgc_reducer_last_error(r), "piece 1 is NULL"));
+    edgc_step_stats s;
+    assert_int_equal(edgc_reducer_step_pieces(r, two, fit, 2, &s), EDGC_OK); /* still usable */
+    assert_int_equal(s.step, 0);
+    edgc_reducer_free(r);
+    edgc_inproc_free(g);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * A split reducer (an engine outside the library): the begin/end protocol, its agreement, the
  * entropy of the sample it is given, and its shared RNG across save/load. */
 typedef struct split_job {
@@ -446,6 +576,8 @@ int main(void)
         cmocka_unit_test(test_one_invalid_config_fails_everywhere),
         cmocka_unit_test(test_state_load_fuzz),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_pieces_match_one_buffer),
+        cmocka_unit_test(test_pieces_that_do_not_fit),
         cmocka_unit_test(test_split_reducer),
         cmocka_unit_test(test_split_and_normal_reducers_do_not_mix),
         cmocka_unit_test(test_wam_follower_over_a_slow_link),
