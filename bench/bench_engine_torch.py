@@ -9,7 +9,7 @@ gradient), one thread each, error feedback off, warm start, DDP's default 25 MB 
 
 Both run as DDP communication hooks on the same buckets: torch's powerSGD_hook, and edgc_hook in
 mode "powersgd" (libedgc's engine on the bucket memory), one reducer per bucket and fused (the
-default: every bucket in one step, through one float32 copy of the gradient). Per row: the hooks'
+default: every bucket in one step of one reducer, on the buckets where they lie). Per row: the hooks'
 time per step (their calls and the waits for their futures, summed; median over the timed
 steps, the first compressed steps untimed) and the relative error of the synchronised gradient
 against the true one (the processes' average; with one worker the gradient itself), after the

@@ -390,8 +390,8 @@ torch_table() { # the PyTorch hook against torch's powerSGD_hook
     echo
     echo "One thread per worker, error feedback off, warm start, the same DDP buckets through"
     echo "both hooks; relative error of the synchronised gradient after the same steps. First one"
-    echo "worker (the collectives cost nothing: the engines' arithmetic, and what fusing the buckets"
-    echo "costs in copies), then two over gloo (what the collectives cost too)."
+    echo "worker (the collectives cost nothing: the engines' arithmetic alone), then two over gloo"
+    echo "(what the collectives cost too)."
     echo
     EDGC_LIBRARY=$PWD/$build/libedgc.so OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_engine_torch.py
     echo

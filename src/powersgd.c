@@ -56,11 +56,12 @@ struct edgc_powersgd {
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
     int threads;    /* for the element-wise passes and the matrices, resolved from the config */
     int m_in_grad;  /* this step builds M in the gradient buffer (see step), not the error memory */
-    float** mat_g;  /* this step: where each matrix's gradient lies (the gradient may be in pieces) */
+    float**
+        mat_g; /* this step: where each matrix's gradient lies (the gradient may be in pieces) */
     float** dense_g; /* and each 1-D tensor's */
-    int fuse_tiles; /* this step does a tile's products with its element-wise work (OpenBLAS on
+    int fuse_tiles;  /* this step does a tile's products with its element-wise work (OpenBLAS on
                      * one thread: a tile is too small to share out over OpenBLAS's threads) */
-    int may_fuse;   /* 1 unless edgc__powersgd_set_fusion turned it off (a bench baseline) */
+    int may_fuse;    /* 1 unless edgc__powersgd_set_fusion turned it off (a bench baseline) */
     int direct_core; /* OpenBLAS's core multiplies small matrices without packing them */
     int may_direct;  /* -1 decide (the default), 0 never, 1 always (edgc__powersgd_set_direct) */
     int direct_p;    /* this step computes P = M Q in unpacked chunks of rows */
@@ -727,8 +728,8 @@ edgc_status edgc__powersgd_step_grad(edgc_powersgd* ps, const edgc__grad* grad,
 }
 
 edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, const edgc__grad* grad,
-                                        const edgc_comm* comm,
-                                        int bad_here, int* bad_any, edgc_step_bytes* bytes)
+                                        const edgc_comm* comm, int bad_here, int* bad_any,
+                                        edgc_step_bytes* bytes)
 {
     EDGC_RETURN_IF(bad_any == NULL, EDGC_ERR_INVALID_ARG);
     return step(ps, grad, comm, 1, bad_here < 0 ? -1 : bad_here != 0, bad_any, bytes);

@@ -269,10 +269,11 @@ static void test_pieces_give_the_same_entropy(void** state)
             assert_int_equal(edgc_gds_entropy(g, x, n, &whole), EDGC_OK);
             assert_int_equal(edgc__gds_entropy_grad(g, &grad, &cut_up), EDGC_OK);
             if (cut_up.h != whole.h)
-                fail_msg("beta %g, %d threads: H = %.17g in pieces, %.17g whole", betas[b],
-                         threads, cut_up.h, whole.h);
+                fail_msg("beta %g, %d threads: H = %.17g in pieces, %.17g whole", betas[b], threads,
+                         cut_up.h, whole.h);
             assert_int_equal(cut_up.count, whole.count);
-            assert_int_equal(whole.count, betas[b] == 1.0 ? n - 1 : 150001); /* x[5] sampled at stride 1 only */
+            assert_int_equal(whole.count,
+                             betas[b] == 1.0 ? n - 1 : 150001); /* x[5] sampled at stride 1 only */
             assert_true(cut_up.min == whole.min && cut_up.max == whole.max && whole.max == 11.0f);
             assert_true(cut_up.h_scaled == whole.h_scaled);
             edgc_gds_free(g);

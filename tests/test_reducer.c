@@ -298,7 +298,8 @@ static void test_pieces_match_one_buffer(void** state)
             cfg.beta = c == 4 ? 1.0 : 0.25; /* contiguous sample, or every fourth float */
         }
         for (int w = 0; w < 2; w++)
-            jobs[c][w] = (pieces_job){.cfg = cfg, .steps = 8, .nan_step = c == 1 || c == 5 ? 3 : -1};
+            jobs[c][w] =
+                (pieces_job){.cfg = cfg, .steps = 8, .nan_step = c == 1 || c == 5 ? 3 : -1};
     }
     for (int c = 0; c < CASES; c++) {
         assert_int_equal(run_workers(2, pieces_worker, jobs[c], sizeof jobs[c][0]), 0);

@@ -157,8 +157,11 @@ class EDGCState:
     fuse_buckets: True (default) holds each bucket's future until the backward pass's last
     bucket, then synchronises all of them in one step of one reducer: a step costs two
     collectives however many buckets DDP makes (torch's hook: three per bucket), one rank decision
-    covers the whole model, for one float32 copy of the gradient. The hook blocks in either case,
-    so fusing gives up no overlap with the backward pass. False: one reducer per bucket.
+    covers the whole model. float32 buckets in host memory are synchronised where they lie (the
+    pieces of one gradient); other buckets (another type, a GPU with the torch engine, a restored
+    state's other parameter order) through a float32 copy of the gradient, two passes over it a
+    step. The hook blocks in either case, so fusing gives up no overlap with the backward pass.
+    False: one reducer per bucket.
     EDGC's own settings are the fields of edgc_config, by name: rule ("decay" | "trend" | "cqm" |
     "error"), r_max (0: profiled), r_min, window (0: from total_steps), alpha, beta,
     warmup_fraction, rmax_rule ("budget" | "paper"), rmax_slack, warmup_sync ("rmax" | "dense"),
@@ -382,7 +385,8 @@ class EDGCState:
 
     def _sync(self, buckets, key):
         """Synchronises the buckets' buffers in place through the reducer under key: one step over
-        their float32 concatenation (on the CPU, or on the buckets' device for the torch engine).
+        their float32 concatenation (on the CPU, or on the buckets' device for the torch engine;
+        float32 buffers in host memory are not copied, see _sync_in_place).
         Returns False when the step was skipped (a non-finite gradient on some process: the
         buffers are then all NaN everywhere)."""
         bufs = [b.buffer() for b in buckets]
@@ -391,6 +395,10 @@ class EDGCState:
         for bucket, buf in zip(buckets, bufs):
             live += [(k, off + total, r, c) for k, off, r, c in self._entries(bucket, buf)]
             total += buf.numel()
+        what = f"bucket {key}" if len(bufs) == 1 else f"buckets 0-{len(bufs) - 1}"
+        b = self._reducer(key, what, live, total, device)
+        if self._in_place(b, live, bufs):
+            return self._sync_in_place(b, key, what, bufs)
         one = bufs[0]
         staged = len(bufs) > 1 or one.dtype != torch.float32 or one.device != device \
             or not one.is_contiguous()
@@ -398,8 +406,6 @@ class EDGCState:
         parts = flat.split([buf.numel() for buf in bufs]) if staged else ()
         for part, buf in zip(parts, bufs):
             part.copy_(buf.detach().reshape(-1))
-        what = f"bucket {key}" if len(bufs) == 1 else f"buckets 0-{len(bufs) - 1}"
-        b = self._reducer(key, what, live, total, device)
         work = flat
         if b.entries != live:  # a restored state meets DDP's first-iteration order
             where = {k: (off, r * c) for k, off, r, c in live if k is not None}
@@ -434,6 +440,38 @@ class EDGCState:
             b.steps += 1
             self.last_stats[key] = stats
         return ok
+
+    @staticmethod
+    def _in_place(b, live, bufs):
+        """Whether reducer b (made for the layout live) can work on the buckets where they lie:
+        libedgc's engine, float32 in host memory, and not a restored state's other order."""
+        return b.engine is None and b.entries == live and all(
+            buf.dtype == torch.float32 and buf.device.type == "cpu" and buf.is_contiguous()
+            for buf in bufs)
+
+    def _sync_in_place(self, b, key, what, bufs):
+        """_sync for float32 buckets in host memory and libedgc's engine: the reducer works on the
+        buckets' own buffers as the pieces of one gradient (edgc_reducer_step_pieces), with the
+        bits of a step over their concatenation and without copying them into one buffer and
+        back (two passes over the gradient a step)."""
+        n = len(bufs)
+        pieces = (ctypes.c_void_p * n)(*[buf.data_ptr() for buf in bufs])
+        lengths = (ctypes.c_size_t * n)(*[buf.numel() for buf in bufs])
+        self._comm.error = None
+        stats = _lib.StepStats()
+        st = _lib.lib.edgc_reducer_step_pieces(b.red, pieces, lengths, n, ctypes.byref(stats))
+        if self._comm.error is not None:
+            raise RuntimeError(f"edgc: {what}: collective failed") from self._comm.error
+        if st == _lib.ERR_NONFINITE:
+            for buf in bufs:  # as in _sync: every process skips the update the same way
+                buf.fill_(math.nan)
+            return False
+        if st != _lib.OK:
+            msg = _lib.lib.edgc_reducer_last_error(b.red).decode()
+            raise RuntimeError(f"edgc: {what}: {_lib.status_text(st)}: {msg}")
+        b.steps += 1
+        self.last_stats[key] = stats
+        return True
 
     def _staging_buffer(self, key, n, device):
         """The float32 buffer of n elements on device that reducer key's buckets are staged in,

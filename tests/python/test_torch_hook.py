@@ -112,10 +112,10 @@ def make_ddp(model, buckets):
 
 
 def train(rank, state_kwargs, steps, nan_at=None, state_dict=None, start=1, weights=None,
-          dtype=torch.float32, buckets="one"):
+          dtype=torch.float32, buckets="one", copy_buckets=False):
     """steps of plain SGD (lr 0.1) through DDP with the hook; returns per-step grads, ranks,
-    final weights, the state_dict, and per step the buckets the hook saw and the all-reduces it
-    made."""
+    final weights, the state_dict, per step the buckets the hook saw and the all-reduces it
+    made, and whether it copied the buckets into a staging buffer (copy_buckets: always)."""
     model = Probe().to(dtype)
     if weights is not None:
         with torch.no_grad():
@@ -125,6 +125,8 @@ def train(rank, state_kwargs, steps, nan_at=None, state_dict=None, start=1, weig
     state = EDGCState(process_group=None, **state_kwargs)
     if state_dict is not None:
         state.load_state_dict(state_dict)
+    if copy_buckets:
+        state._in_place = lambda *_: False
     calls = {"buckets": 0, "allreduce": 0}
     plain = dist.all_reduce
 
@@ -159,6 +161,7 @@ def train(rank, state_kwargs, steps, nan_at=None, state_dict=None, start=1, weig
     out["weights"] = [p.detach().clone() for p in model.w]
     out["state"] = pickle.loads(pickle.dumps(state.state_dict()))
     out["skipped"] = state.skipped_steps
+    out["staged"] = bool(state._staging)
     dist.all_reduce = plain
     del ddp
     return out
@@ -291,6 +294,26 @@ def test_nan_on_one_process_is_skipped_on_all(engine, buckets):
         assert all(torch.isfinite(g).all() for g in proc["grads"][4])
     for x, y in zip(a["weights"], b["weights"]):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("mode", ["edgc", "powersgd"])
+def test_fused_buckets_in_place_give_the_bits_of_a_copy(mode):
+    # libedgc's engine works on the float32 buckets where they lie (the pieces of one gradient);
+    # the same run through a staging copy of them gives the same bits, step after step
+    kw = {"mode": mode, "total_steps": 20, "r_max": 8, "window": 4, "alpha": 0.5,
+          "warmup_fraction": 0.2} if mode == "edgc" else {
+          "mode": mode, "matrix_approximation_rank": 4, "start_powerSGD_iter": 2}
+    kw["engine"] = "libedgc"
+    in_place = run2(train, state_kwargs=kw, steps=12, nan_at=7, buckets="many")
+    copied = run2(train, state_kwargs=kw, steps=12, nan_at=7, buckets="many", copy_buckets=True)
+    for a, b in zip(in_place, copied):
+        assert not a["staged"] and b["staged"]
+        assert a["skipped"] == b["skipped"] == 1 and a["ranks"] == b["ranks"]
+        for ga, gb in zip(a["grads"], b["grads"]):
+            for x, y in zip(ga, gb):
+                assert torch.equal(x, y) or (torch.isnan(x).all() and torch.isnan(y).all())
+        for x, y in zip(a["weights"], b["weights"]):
+            assert torch.equal(x, y)
 
 
 @pytest.mark.parametrize("fuse", [True, False])
