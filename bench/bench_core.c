@@ -549,28 +549,38 @@ static void bench_thin(const bench_model* md, const float* g0, int reps)
 
 /* Tiles against separate passes, OpenBLAS on one thread, error feedback on: the better of three
  * medians per figure, the two taken in alternation. */
-static void bench_tiles(const bench_model* md, const float* g0, int reps)
+/* With error feedback the tiles save two reads of the gradient; without it, the pass in which
+ * OpenBLAS clears a whole matrix's G_hat (beta = 0) before it multiplies into it. */
+static void bench_tiles(const bench_model* md, const float* g0, int reps, int ef)
 {
     float* g = malloc(md->total * sizeof *g);
     const int n = cpus();
-    printf("### Tiles: the products done with the element-wise work (error feedback on)\n\n");
-    printf(
-        "With OpenBLAS on one thread the engine finishes each 1 MB tile of a matrix's rows while "
-        "it is in cache (M = G + e, then its rows of P; its rows of G_hat, then e = M - G_hat): "
-        "two reads of the gradient fewer a step. Against the separate passes (the "
-        "element-wise passes over all tiles, the products one call per matrix), which the "
-        "engine takes when OpenBLAS has threads of its own. ms per step, the better of three "
-        "medians taken in alternation.\n\n");
+    if (ef) {
+        printf("### Tiles: the products done with the element-wise work (error feedback on)\n\n");
+        printf("With OpenBLAS on one thread the engine finishes each 1 MB tile of a matrix's rows "
+               "while it is in cache (M = G + e, then its rows of P; its rows of G_hat, then e = "
+               "M - G_hat): two reads of the gradient fewer a step. Against the separate passes "
+               "(the element-wise passes over all tiles, the products one call per matrix), which "
+               "the engine takes when OpenBLAS has threads of its own. ms per step, the better of "
+               "three medians taken in alternation.\n\n");
+    } else {
+        printf("### Tiles without error feedback: G_hat = P Q^T a tile at a time\n\n");
+        printf("With OpenBLAS on one thread the engine writes G_hat over the gradient a 1 MB tile "
+               "at a time. One call per matrix has OpenBLAS clear the whole output (beta = 0) in "
+               "a pass of its own over memory before it multiplies into it; a tile is cleared in "
+               "cache. Against one call per matrix, ms per step, the better of three medians "
+               "taken in alternation.\n\n");
+    }
     printf("| rank | separate, 1 thread | tiles, 1 thread | tiles / separate | separate, %d "
            "threads | tiles, %d threads | tiles / separate |\n",
            n, n);
     printf("|---|---|---|---|---|---|---|\n");
     const int ranks[] = {4, 8, 16, 32};
     for (int i = 0; i < 4; i++) {
-        fprintf(stderr, "tiles: rank %d\n", ranks[i]);
+        fprintf(stderr, "tiles (error feedback %s): rank %d\n", ef ? "on" : "off", ranks[i]);
         engine_case cases[4]; /* threads 1 then n, each separate then tiles */
         for (int c = 0; c < 4; c++) {
-            cases[c] = plain_case(ranks[i], 1, 1);
+            cases[c] = plain_case(ranks[i], 1, ef);
             cases[c].threads = c / 2 ? n : 1;
             cases[c].fuse = c % 2;
         }
@@ -640,7 +650,7 @@ static void usage(FILE* f)
             "  --dim C     model width (default 768)\n"
             "  --reps N    timed repetitions per figure, median reported (default 5)\n"
             "  --threads-only  only the thread-count table\n"
-            "  --tiles-only    only the tiles table\n"
+            "  --tiles-only    only the tiles tables\n"
             "  --direct-only   only the unpacked-P table\n");
 }
 
@@ -704,7 +714,10 @@ int main(int argc, char** argv)
     }
     if (all || direct_only) bench_direct(&md, g0, reps);
     if (all || threads_only) bench_threads(&md, g0, reps);
-    if (all || tiles_only) bench_tiles(&md, g0, reps);
+    if (all || tiles_only) {
+        bench_tiles(&md, g0, reps, 1);
+        bench_tiles(&md, g0, reps, 0);
+    }
     free(g0);
     free(md.t);
     return 0;

@@ -583,6 +583,16 @@ static double tile_g_hat_e(edgc_powersgd* ps, const struct ef_tile* t)
     return tile_e(ps, t);
 }
 
+/* Without error feedback, one tile of G_hat over the gradient. Asked for a whole matrix at once,
+ * OpenBLAS first clears the output (beta = 0) in a pass of its own over memory, then multiplies
+ * into it; a tile's clearing stays in cache. */
+static double tile_g_hat(edgc_powersgd* ps, const struct ef_tile* t)
+{
+    const size_t at = t->row * ps->pl.mats[t->k].cols;
+    rows_of_g_hat(ps, t->k, t->row, t->rows, g_hat_out(ps, t->k) + at);
+    return 0.0;
+}
+
 typedef double (*tile_fn)(edgc_powersgd* ps, const struct ef_tile* t);
 
 /* Runs fn on every tile, shared out over the engine's threads (a fn with products runs only when
@@ -695,8 +705,8 @@ static edgc_status step(edgc_powersgd* ps, const edgc__grad* grad, const edgc_co
     if (st == EDGC_OK) st = each_matrix(ps, product_q, comm, &req);
     if (st == EDGC_OK && nq > 0) st = comm->allreduce_sum_f32(comm->ctx, ps->q, nq);
     if (st == EDGC_OK) cblas_sscal((int)nq, 1.0f / (float)comm->size, ps->q, 1);
-    if (st == EDGC_OK && ps->error_feedback && ps->fuse_tiles) {
-        st = each_tile(ps, tile_g_hat_e, comm, &req, &e2);
+    if (st == EDGC_OK && ps->fuse_tiles) {
+        st = each_tile(ps, ps->error_feedback ? tile_g_hat_e : tile_g_hat, comm, &req, &e2);
     } else if (st == EDGC_OK) {
         st = each_matrix(ps, decompress, comm, &req);
         if (st == EDGC_OK && ps->error_feedback) st = each_tile(ps, tile_e, comm, &req, &e2);

@@ -638,6 +638,52 @@ static void test_unpacked_p_matches_packed(void** state)
     free(threaded);
 }
 
+/* Without error feedback, G_hat written a tile at a time (OpenBLAS on one thread, the default)
+ * is the same to the bit as one call per matrix (the bench baseline, edgc__powersgd_set_fusion
+ * 0), on 1 and 3 engine threads: a matrix of three tiles, the last ragged, and one whose rows
+ * are longer than a tile. */
+static void test_tiled_g_hat_without_error_feedback(void** state)
+{
+    (void)state;
+    static const edgc_tensor tensors[] = {{0, 600, 1000}, {600000, 3, 300000}, {1500000, 5, 1}};
+    static const edgc_layout layout = {tensors, 3, 1500005};
+    const size_t n = layout.total;
+    float* out[3];
+    const int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    for (int run = 0; run < 3; run++) { /* whole matrices, tiles, tiles on 3 threads */
+        out[run] = malloc(2 * n * sizeof(float));
+        assert_non_null(out[run]);
+        edgc_config c = edgc_config_default();
+        c.mode = EDGC_MODE_POWERSGD;
+        c.rank = 5;
+        c.error_feedback = 0;
+        c.threads = run == 2 ? 3 : 1;
+        edgc_powersgd* ps = NULL;
+        assert_int_equal(edgc_powersgd_create(&c, &layout, &ps), EDGC_OK);
+        edgc__powersgd_set_fusion(ps, run > 0);
+        edgc_inproc* g;
+        edgc_comm comm = solo(&g);
+        test_rng rng = {37};
+        for (int s = 0; s < 2; s++) {
+            float* grad = out[run] + (size_t)s * n;
+            test_gaussian(&rng, grad, n, 1.0);
+            assert_int_equal(edgc_powersgd_step(ps, grad, &comm, NULL), EDGC_OK);
+        }
+        edgc_powersgd_free(ps);
+        edgc_inproc_free(g);
+    }
+    double big = 0.0;
+    for (size_t i = 0; i < 2 * n; i++)
+        big = fmax(big, fabs(out[0][i]));
+    assert_true(big > 0.1); /* something was written */
+    assert_memory_equal(out[0], out[1], 2 * n * sizeof(float));
+    assert_memory_equal(out[0], out[2], 2 * n * sizeof(float));
+    openblas_set_num_threads(blas_threads);
+    for (int run = 0; run < 3; run++)
+        free(out[run]);
+}
+
 static void test_bad_arguments(void** state)
 {
     (void)state;
@@ -678,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_full_rank_is_exact_average),
         cmocka_unit_test(test_byte_accounting),
         cmocka_unit_test(test_without_error_feedback),
+        cmocka_unit_test(test_tiled_g_hat_without_error_feedback),
         cmocka_unit_test(test_zero_gradient_stays_finite),
         cmocka_unit_test(test_tiles_match_an_oracle),
         cmocka_unit_test(test_thread_count_changes_no_bit),
