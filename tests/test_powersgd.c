@@ -33,14 +33,6 @@ static edgc_powersgd* make(int rank, int ef)
     return ps;
 }
 
-static edgc_comm solo(edgc_inproc** g)
-{
-    edgc_comm c;
-    assert_int_equal(edgc_inproc_create(1, g), EDGC_OK);
-    assert_int_equal(edgc_inproc_comm(*g, 0, &c), EDGC_OK);
-    return c;
-}
-
 /* Fills matrix (rows x cols) with a random matrix of exact rank r. */
 static void low_rank(test_rng* rng, float* out, size_t rows, size_t cols, size_t r)
 {
@@ -63,7 +55,7 @@ static void test_exact_low_rank_recovered(void** state)
 {
     (void)state;
     edgc_inproc* g;
-    edgc_comm comm = solo(&g);
+    edgc_comm comm = solo_comm(&g);
     test_rng rng = {11};
     float grad[1060], want[1060];
     test_gaussian(&rng, grad, 1060, 1.0); /* dense parts: random */
@@ -94,7 +86,7 @@ static void test_exact_low_rank_recovered_at_small_scale(void** state)
 {
     (void)state;
     edgc_inproc* g;
-    edgc_comm comm = solo(&g);
+    edgc_comm comm = solo_comm(&g);
     test_rng rng = {16};
     float grad[1060], want[1060];
     test_gaussian(&rng, grad, 1060, 1e-6);
@@ -120,7 +112,7 @@ static void test_p_hat_orthonormal(void** state)
 {
     (void)state;
     edgc_inproc* g;
-    edgc_comm comm = solo(&g);
+    edgc_comm comm = solo_comm(&g);
     test_rng rng = {12};
     float grad[1060];
     edgc_powersgd* ps = make(6, 1);
@@ -151,7 +143,7 @@ static void test_error_feedback_conserves_mass(void** state)
 {
     (void)state;
     edgc_inproc* g;
-    edgc_comm comm = solo(&g);
+    edgc_comm comm = solo_comm(&g);
     test_rng rng = {13};
     double sum_g[1060] = {0}, sum_hat[1060] = {0};
     float grad[1060];
@@ -188,7 +180,7 @@ static void test_rank_change_keeps_q_prefix(void** state)
 {
     (void)state;
     edgc_inproc* g;
-    edgc_comm comm = solo(&g);
+    edgc_comm comm = solo_comm(&g);
     test_rng rng = {14};
     float grad[1060];
     edgc_powersgd* ps = make(6, 1);
@@ -342,7 +334,7 @@ static void test_without_error_feedback(void** state)
 {
     (void)state;
     edgc_inproc* g;
-    edgc_comm comm = solo(&g);
+    edgc_comm comm = solo_comm(&g);
     test_rng rng = {15};
     float grad[1060];
     low_rank(&rng, grad, 24, 16, 2);
@@ -364,7 +356,7 @@ static void test_zero_gradient_stays_finite(void** state)
 {
     (void)state;
     edgc_inproc* g;
-    edgc_comm comm = solo(&g);
+    edgc_comm comm = solo_comm(&g);
     float grad[1060] = {0};
     edgc_config c = edgc_config_default();
     c.mode = EDGC_MODE_POWERSGD;
@@ -410,7 +402,7 @@ static void test_tiles_match_an_oracle(void** state)
         edgc_powersgd* ps = NULL;
         assert_int_equal(edgc_powersgd_create(&c, &layout, &ps), EDGC_OK);
         edgc_inproc* g;
-        edgc_comm comm = solo(&g);
+        edgc_comm comm = solo_comm(&g);
         test_rng rng = {31};
         for (int s = 0; s < 3; s++) {
             test_gaussian(&rng, grad, n, 1.0);
@@ -536,7 +528,7 @@ static void test_thread_count_changes_no_bit(void** state)
         assert_int_equal(edgc__powersgd_threads(ps),
                          threads[t] > 0 ? threads[t] : edgc__cpus_available());
         edgc_inproc* g;
-        edgc_comm comm = solo(&g);
+        edgc_comm comm = solo_comm(&g);
         test_rng rng = {29};
         for (int s = 0; s < 3; s++) {
             test_gaussian(&rng, grad, n, 1.0);
@@ -585,7 +577,7 @@ static double run_p_path(const edgc_layout* layout, int ef, int direct, int thre
     assert_int_equal(edgc_powersgd_create(&c, layout, &ps), EDGC_OK);
     edgc__powersgd_set_direct(ps, direct);
     edgc_inproc* g;
-    edgc_comm comm = solo(&g);
+    edgc_comm comm = solo_comm(&g);
     test_rng rng = {31};
     for (int s = 0; s < steps; s++) {
         float* grad = out + (size_t)s * layout->total;
@@ -663,7 +655,7 @@ static void test_tiled_g_hat_without_error_feedback(void** state)
         assert_int_equal(edgc_powersgd_create(&c, &layout, &ps), EDGC_OK);
         edgc__powersgd_set_fusion(ps, run > 0);
         edgc_inproc* g;
-        edgc_comm comm = solo(&g);
+        edgc_comm comm = solo_comm(&g);
         test_rng rng = {37};
         for (int s = 0; s < 2; s++) {
             float* grad = out[run] + (size_t)s * n;
@@ -700,7 +692,7 @@ static void test_bad_arguments(void** state)
     ps = make(2, 1);
     assert_int_equal(edgc_powersgd_set_rank(ps, 0), EDGC_ERR_INVALID_ARG);
     edgc_inproc* g;
-    edgc_comm comm = solo(&g);
+    edgc_comm comm = solo_comm(&g);
     float grad[1060] = {0};
     assert_int_equal(edgc_powersgd_step(ps, NULL, &comm, NULL), EDGC_ERR_INVALID_ARG);
     assert_int_equal(edgc_powersgd_step(ps, grad, NULL, NULL), EDGC_ERR_INVALID_ARG);

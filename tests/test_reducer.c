@@ -107,9 +107,7 @@ static void test_state_load_fuzz(void** state)
 {
     (void)state;
     edgc_inproc* g;
-    assert_int_equal(edgc_inproc_create(1, &g), EDGC_OK);
-    edgc_comm c;
-    edgc_inproc_comm(g, 0, &c);
+    edgc_comm c = solo_comm(&g);
     edgc_config cfg = edgc_config_default();
     cfg.total_steps = 40;
     cfg.window = 4;
@@ -193,9 +191,7 @@ static void test_bad_arguments(void** state)
 {
     (void)state;
     edgc_inproc* g;
-    assert_int_equal(edgc_inproc_create(1, &g), EDGC_OK);
-    edgc_comm c;
-    edgc_inproc_comm(g, 0, &c);
+    edgc_comm c = solo_comm(&g);
     edgc_config cfg = edgc_config_default();
     cfg.total_steps = 10;
     edgc_reducer* r = (edgc_reducer*)1;
@@ -319,9 +315,7 @@ static void test_pieces_that_do_not_fit(void** state)
 {
     (void)state;
     edgc_inproc* g;
-    assert_int_equal(edgc_inproc_create(1, &g), EDGC_OK);
-    edgc_comm c;
-    edgc_inproc_comm(g, 0, &c);
+    edgc_comm c = solo_comm(&g);
     edgc_config cfg = edgc_config_default();
     cfg.mode = EDGC_MODE_POWERSGD;
     edgc_reducer* r;

@@ -1,7 +1,7 @@
 /*
  * testutil.h - helpers shared by the cmocka tests: float comparison that prints the first
- * mismatches and the largest difference, a deterministic random source, and a runner that
- * executes one function per in-process worker thread.
+ * mismatches and the largest difference, a deterministic random source, a one-worker group, and
+ * a runner that executes one function per in-process worker thread.
  */
 #ifndef EDGC_TESTUTIL_H
 #define EDGC_TESTUTIL_H
@@ -75,6 +75,15 @@ static inline void test_gaussian(test_rng* r, float* x, size_t n, double scale)
         double u = test_uniform(r), v = test_uniform(r);
         x[i] = (float)(scale * sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
     }
+}
+
+/* A group of one in-process worker and its communicator (free the group after use); aborts the
+ * test binary if it cannot be made. */
+static inline edgc_comm solo_comm(edgc_inproc** g)
+{
+    edgc_comm c = {0};
+    if (edgc_inproc_create(1, g) != EDGC_OK || edgc_inproc_comm(*g, 0, &c) != EDGC_OK) abort();
+    return c;
 }
 
 /* Runs fn(arg_i, rank, comm) on `size` threads over one in-process group; returns 0 on success. */
