@@ -651,13 +651,13 @@ static edgc_status compress_p(edgc_powersgd* ps, const edgc_comm* comm, void** r
  * then: M is built in the gradient buffer rather than over the error memory (the last pass swaps
  * G_hat and e into place; same bits as the other layout), and Q and the RNG are kept to be put
  * back. bad_here: 1, this worker's gradient is not finite and it computes nothing; 0, it is;
- * -1 (error feedback only), not known yet: the pass that builds M answers it for free, since
- * ||M||^2 is finite exactly when every M is (or, rarely, it overflowed: then a scan decides). */
+ * -1, not known yet: what the step computes anyway answers it for free, since ||M||^2 (with error
+ * feedback) or P = G Q (without) is finite exactly when every M is (or, rarely, huge finite values
+ * overflowed it: then a scan decides). */
 static edgc_status step(edgc_powersgd* ps, const edgc__grad* grad, const edgc_comm* comm,
                         int checked, int bad_here, int* bad_any, edgc_step_bytes* bytes)
 {
     EDGC_RETURN_IF(ps == NULL || grad == NULL || !comm_ok(comm), EDGC_ERR_INVALID_ARG);
-    EDGC_RETURN_IF(checked && bad_here < 0 && !ps->error_feedback, EDGC_ERR_INVALID_ARG);
     const edgc__plan_layout* pl = &ps->pl;
     for (size_t k = 0; k < pl->n_mats; k++)
         ps->mat_g[k] = edgc__grad_at(grad, pl->mats[k].offset);
@@ -684,9 +684,14 @@ static edgc_status step(edgc_powersgd* ps, const edgc__grad* grad, const edgc_co
             /* cannot fail: with no request pending nothing in it communicates */
             EDGC_FORWARD(compress_p(ps, comm, &req, &m2));
             dense_pack(ps, ps->p + np);
-            if (bad_here < 0)
-                bad_here = (!isfinite(m2) && edgc__grad_any_nonfinite(grad, ps->threads)) ||
+            if (bad_here < 0) {
+                /* without error feedback P = G Q tells: a NaN or Inf in a row of G reaches that
+                 * whole row of P, whatever Q holds (Inf times 0 is NaN) */
+                const int suspect =
+                    ps->error_feedback ? !isfinite(m2) : edgc__any_nonfinite(ps->p, np, 1);
+                bad_here = (suspect && edgc__grad_any_nonfinite(grad, ps->threads)) ||
                            edgc__any_nonfinite(ps->p + np, pl->dense_total, 1);
+            }
         }
         ps->p[n - 1] = bad_here ? 1.0f : 0.0f;
         st = comm->allreduce_sum_f32(comm->ctx, ps->p, n);

@@ -367,11 +367,11 @@ static edgc_status step(edgc_reducer* r, const edgc__grad* grad, edgc_step_stats
     edgc_plan plan;
     /* A static rank leaves only the non-finite flag to agree on: it rides in the engine's P
      * allreduce, two collectives a step in all. Nothing else in the agreement is read then (no
-     * controller, and the rank's buffers exist from creation). With error feedback the engine
-     * also finds the flag itself, in the pass that builds M: no read of the gradient here. */
+     * controller, and the rank's buffers exist from creation). The engine also finds the flag
+     * itself, from ||M||^2 or P, which it computes anyway: no read of the gradient here. */
     int in_engine = r->cfg.mode == EDGC_MODE_POWERSGD;
     int bad_here = 0;
-    if (in_engine && r->cfg.check_finite && r->cfg.error_feedback)
+    if (in_engine && r->cfg.check_finite)
         bad_here = -1;
     else if (r->cfg.check_finite)
         bad_here = edgc__grad_any_nonfinite(grad, r->threads);

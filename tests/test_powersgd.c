@@ -1,6 +1,7 @@
 /* test_powersgd.c - the PowerSGD engine (docs/ALGORITHM.md §3) against independent oracles: exact low-rank
  * recovery, orthonormal P, error-feedback conservation, full rank = exact average, identical
  * results on every worker, rank changes that keep the error memory, byte accounting. */
+#include <float.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -348,6 +349,52 @@ static void test_without_error_feedback(void** state)
     size_t n;
     assert_int_equal(edgc__powersgd_error(ps, &e, &n), EDGC_OK);
     assert_null(e);
+    edgc_powersgd_free(ps);
+    edgc_inproc_free(g);
+}
+
+/* A checked step without error feedback takes the non-finite flag from P = G Q: a NaN or Inf in a
+ * matrix, and one in a 1-D tensor, make this worker's flag (Q unchanged), while huge finite
+ * values that overflow P do not (a scan of the gradient decides). */
+static void test_checked_flag_from_p_without_error_feedback(void** state)
+{
+    (void)state;
+    edgc_inproc* g;
+    edgc_comm comm = solo_comm(&g);
+    edgc_powersgd* ps = make(2, 0);
+    const size_t n = 1060;
+    float grad[1060];
+    float* whole_at = grad;
+    const edgc__grad whole = {&whole_at, &n, 1};
+    test_rng rng = {41};
+    const float* pt;
+    const float* qt;
+    size_t r;
+    float q_before[2 * 40];
+    for (int s = 0; s < 5; s++) {
+        test_gaussian(&rng, grad, n, 1.0);
+        /* row 5 of the first matrix along the signs of its Q's first column: P overflows */
+        if (s == 1) {
+            assert_int_equal(edgc__powersgd_factors(ps, 0, &pt, &qt, &r), EDGC_OK);
+            double l1 = 0.0;
+            for (int j = 0; j < 16; j++) {
+                grad[5 * 16 + j] = qt[j] > 0.0f ? 3e38f : -3e38f;
+                l1 += fabs(qt[j]);
+            }
+            assert_true(3e38 * l1 > 1.5 * FLT_MAX);
+        }
+        if (s == 2) grad[400 + 77] = NAN;     /* in the second matrix */
+        if (s == 3) grad[100] = -INFINITY;    /* in the first */
+        if (s == 4) grad[384 + 3] = INFINITY; /* in the bias, not in any P */
+        assert_int_equal(edgc__powersgd_factors(ps, 1, &pt, &qt, &r), EDGC_OK);
+        memcpy(q_before, qt, r * 40 * sizeof *qt);
+        int bad_any = -1;
+        assert_int_equal(edgc__powersgd_step_checked(ps, &whole, &comm, -1, &bad_any, NULL),
+                         EDGC_OK);
+        if (bad_any != (s >= 2 ? 2 : 0)) fail_msg("step %d: flag %d", s, bad_any);
+        assert_int_equal(edgc__powersgd_factors(ps, 1, &pt, &qt, &r), EDGC_OK);
+        if (s >= 2) assert_memory_equal(q_before, qt, r * 40 * sizeof *qt);
+    }
     edgc_powersgd_free(ps);
     edgc_inproc_free(g);
 }
@@ -717,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_byte_accounting),
         cmocka_unit_test(test_without_error_feedback),
         cmocka_unit_test(test_tiled_g_hat_without_error_feedback),
+        cmocka_unit_test(test_checked_flag_from_p_without_error_feedback),
         cmocka_unit_test(test_zero_gradient_stays_finite),
         cmocka_unit_test(test_tiles_match_an_oracle),
         cmocka_unit_test(test_thread_count_changes_no_bit),

@@ -358,10 +358,12 @@ static void test_mismatch_on_every_rank(void)
 
 /* A NaN on one worker: every worker gets EDGC_ERR_NONFINITE, nothing in the reducer changes, and
  * the run then continues exactly as one that never saw the bad step. In every mode: powersgd
- * agrees on the flag inside P's allreduce, the others in the reducer's agreement. */
-static void nonfinite_skips_step_everywhere(edgc_mode mode, int where)
+ * agrees on the flag inside P's allreduce (found in ||M||^2 with error feedback, in P without),
+ * the others in the reducer's agreement. */
+static void nonfinite_skips_step_everywhere(edgc_mode mode, int where, int error_feedback)
 {
     edgc_config c = config(mode);
+    c.error_feedback = error_feedback;
     c.warmup_fraction = 0.05; /* edgc: compress from step 3 on, the EF memory is in play */
     edgc_reducer* clean = make(&c);
     edgc_reducer* dirty = make(&c);
@@ -375,9 +377,11 @@ static void nonfinite_skips_step_everywhere(edgc_mode mode, int where)
             if (g_rank == g_size - 1) bad[where] = NAN;
             memcpy(copy, bad, sizeof bad);
             CHECK_ST(edgc_reducer_step(dirty, bad, NULL), EDGC_ERR_NONFINITE);
-            /* untouched, but in powersgd mode the flag arrives with P, after every worker has
-             * built M = G + e in its gradient (edgc_reducer_step); the NaN stays where it was */
-            if (mode != EDGC_MODE_POWERSGD) CHECK(memcmp(bad, copy, sizeof bad) == 0);
+            /* untouched, but in powersgd mode with error feedback the flag arrives with P, after
+             * every worker has built M = G + e in its gradient (edgc_reducer_step); the NaN stays
+             * where it was */
+            if (mode != EDGC_MODE_POWERSGD || !error_feedback)
+                CHECK(memcmp(bad, copy, sizeof bad) == 0);
             if (g_rank == g_size - 1) CHECK(isnan(bad[where]));
             const char* why = edgc_reducer_last_error(dirty);
             CHECK(strstr(why, "non-finite") != NULL);
@@ -392,23 +396,27 @@ static void nonfinite_skips_step_everywhere(edgc_mode mode, int where)
 }
 
 /* powersgd mode checks for non-finite values inside P's allreduce, building M in the gradient
- * instead of the error memory: the same bits as the unchecked step, step after step. */
+ * instead of the error memory: the same bits as the unchecked step, step after step, with error
+ * feedback and without. */
 static void test_checked_step_same_bits(void)
 {
-    edgc_config checked = config(EDGC_MODE_POWERSGD), plain = checked;
-    plain.check_finite = 0;
-    edgc_reducer* a = make(&checked);
-    edgc_reducer* b = make(&plain);
-    for (int step = 0; step < 8; step++) {
-        float ga[TOTAL], gb[TOTAL];
-        edgc_step_stats sa = {0}, sb = {0};
-        step_pair(a, b, step, ga, gb, &sa, &sb);
-        CHECK(memcmp(ga, gb, sizeof ga) == 0);
-        CHECK(memcmp(&sa.compression_error, &sb.compression_error, sizeof(double)) == 0);
-        CHECK(sa.bytes_sent == sb.bytes_sent);
+    for (int ef = 1; ef >= 0; ef--) {
+        edgc_config checked = config(EDGC_MODE_POWERSGD), plain = checked;
+        checked.error_feedback = plain.error_feedback = ef;
+        plain.check_finite = 0;
+        edgc_reducer* a = make(&checked);
+        edgc_reducer* b = make(&plain);
+        for (int step = 0; step < 8; step++) {
+            float ga[TOTAL], gb[TOTAL];
+            edgc_step_stats sa = {0}, sb = {0};
+            step_pair(a, b, step, ga, gb, &sa, &sb);
+            CHECK(memcmp(ga, gb, sizeof ga) == 0);
+            CHECK(memcmp(&sa.compression_error, &sb.compression_error, sizeof(double)) == 0);
+            CHECK(sa.bytes_sent == sb.bytes_sent);
+        }
+        edgc_reducer_free(a);
+        edgc_reducer_free(b);
     }
-    edgc_reducer_free(a);
-    edgc_reducer_free(b);
 }
 
 /* powersgd mode takes the non-finite flag from ||M||^2, which squares of huge finite values can
@@ -465,12 +473,14 @@ static void test_threads_shared_on_node(void)
 
 static void test_nonfinite_skips_step_everywhere(void)
 {
-    /* in a matrix, and in a bias (powersgd finds the first in ||M||^2, the second as it packs) */
+    /* in a matrix, and in a bias (powersgd finds the first in ||M||^2 or P, the second as it
+     * packs) */
     const int where[] = {1234, 970};
     for (int i = 0; i < 2; i++) {
-        nonfinite_skips_step_everywhere(EDGC_MODE_EDGC, where[i]);
-        nonfinite_skips_step_everywhere(EDGC_MODE_POWERSGD, where[i]);
-        nonfinite_skips_step_everywhere(EDGC_MODE_DENSE, where[i]);
+        nonfinite_skips_step_everywhere(EDGC_MODE_EDGC, where[i], 1);
+        nonfinite_skips_step_everywhere(EDGC_MODE_POWERSGD, where[i], 1);
+        nonfinite_skips_step_everywhere(EDGC_MODE_POWERSGD, where[i], 0);
+        nonfinite_skips_step_everywhere(EDGC_MODE_DENSE, where[i], 1);
     }
 }
 
