@@ -335,9 +335,10 @@ static void bench_threads(const bench_model* md, const float* g0, int reps)
 }
 
 /* The reducer in powersgd mode with its non-finite check on and off (one worker, in-process
- * communicator), alternated step by step; median ms of each into *on and *off. */
-static void time_reducer_check(const bench_model* md, const float* g0, float* g, int rank, int reps,
-                               double* on, double* off)
+ * communicator, error feedback on or off), alternated step by step; median ms of each into *on
+ * and *off. */
+static void time_reducer_check(const bench_model* md, const float* g0, float* g, int rank, int ef,
+                               int reps, double* on, double* off)
 {
     edgc_layout layout = {md->t, md->n_t, md->total};
     edgc_inproc* grp;
@@ -352,6 +353,7 @@ static void time_reducer_check(const bench_model* md, const float* g0, float* g,
         cfg.rank = rank;
         cfg.threads = 1;
         cfg.check_finite = i == 0;
+        cfg.error_feedback = ef;
         if ((st = edgc_reducer_create(&cfg, &layout, &comm, &red[i])) != EDGC_OK)
             die("reducer_create", st);
     }
@@ -443,14 +445,17 @@ static void bench_powersgd(const bench_model* md, const float* g0, int reps)
            "Householder) could save no more than that.\n\n",
            orth8, orth32);
     fprintf(stderr, "powersgd: rank 8 through the reducer, non-finite check on and off\n");
-    double on, off;
-    time_reducer_check(md, g0, g, 8, reps, &on, &off);
+    double on, off, on_no_ef, off_no_ef;
+    time_reducer_check(md, g0, g, 8, 1, reps, &on, &off);
+    time_reducer_check(md, g0, g, 8, 0, reps, &on_no_ef, &off_no_ef);
     printf("The reducer's non-finite check (check_finite, on by default) at rank 8: %.1f ms per "
-           "step vs %.1f ms without (%+.1f %%). In powersgd mode with error feedback the engine "
-           "builds M = G + e in the gradient so that the flag can ride in P's allreduce, and "
-           "takes the flag from ||M||^2, without a read of its own; its last pass then writes "
-           "both buffers.\n\n",
-           on, off, 100.0 * (on - off) / off);
+           "step vs %.1f ms without (%+.1f %%); without error feedback %.1f vs %.1f ms (%+.1f "
+           "%%). In powersgd mode the flag rides in P's allreduce and the engine takes it from "
+           "what it computes anyway, without a read of its own: with error feedback from "
+           "||M||^2 (M = G + e is built in the gradient, and the last pass then writes both "
+           "buffers), without from P = G Q.\n\n",
+           on, off, 100.0 * (on - off) / off, on_no_ef, off_no_ef,
+           100.0 * (on_no_ef - off_no_ef) / off_no_ef);
     free(g);
     free(e);
 }
