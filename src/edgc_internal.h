@@ -208,9 +208,8 @@ edgc_status edgc__powersgd_step_grad(edgc_powersgd* ps, const edgc__grad* grad,
  * the 1-D tensors too (two collectives a step): bad_here says whether this worker's gradient has
  * one (nonzero: yes), or, negative, asks the engine to find out from what it computes anyway
  * (||M||^2 as it builds M = G + e with error feedback, P = G Q without; no separate read of the
- * gradient). *bad_any = 0 when no worker's
- * has one, 2 when this worker's has, 1 when only others' have; then the engine's state (error
- * memory, Q, RNG) is unchanged. So is the gradient,
+ * gradient). *bad_any = 0 when no worker's has one, 2 when this worker's has, 1 when only
+ * others' have; then the engine's state (error memory, Q, RNG) is unchanged. So is the gradient,
  * except that with error feedback every worker that built M holds G + e in its matrices by then
  * (a NaN or Inf stays where it was). */
 edgc_status edgc__powersgd_step_checked(edgc_powersgd* ps, const edgc__grad* grad,

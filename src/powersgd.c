@@ -14,7 +14,8 @@
  * it is in cache: M = G + e, then that tile's rows of P = M Q; later the tile of G_hat = P Q^T,
  * then e = M - G_hat. That saves two reads of a gradient-sized buffer a step (M for P, G_hat for
  * e; docs/ALGORITHM.md, 3). A row of P depends on that row of M alone, and a row of G_hat on
- * that row of P, so tiling keeps every sum's terms (OpenBLAS may round them otherwise).
+ * that row of P, so tiling keeps every sum's terms (OpenBLAS may round them otherwise). Without
+ * error feedback only G_hat is written a tile at a time (see tile_g_hat).
  *
  * P = M Q without packing: OpenBLAS's AVX-512 cores (SkylakeX and its successors) multiply a small
  * row-major A . B straight from memory, without the packing of a full GEMM. With OpenBLAS on one
@@ -56,8 +57,7 @@ struct edgc_powersgd {
     double m2, e2;  /* last step: ||M||^2 and ||M - G_hat||^2 over the matrices (with EF) */
     int threads;    /* for the element-wise passes and the matrices, resolved from the config */
     int m_in_grad;  /* this step builds M in the gradient buffer (see step), not the error memory */
-    float**
-        mat_g; /* this step: where each matrix's gradient lies (the gradient may be in pieces) */
+    float** mat_g;  /* this step: where each matrix's gradient begins (it may be in pieces) */
     float** dense_g; /* and each 1-D tensor's */
     int fuse_tiles;  /* this step does a tile's products with its element-wise work (OpenBLAS on
                      * one thread: a tile is too small to share out over OpenBLAS's threads) */
