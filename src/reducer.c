@@ -26,6 +26,11 @@
 #define BLOB_BOM     0x01020304u
 #define BLOB_HEADER  (8 + 4 + 4 + 8 + 8)
 
+/* A dense step over a gradient in pieces makes one allreduce for all of them when they hold at
+ * most this many floats (16 MB), copied into one buffer and back, else one per piece: a
+ * collective costs more than copying a few MB (over gloo, 0.3 to several ms each). */
+#define DENSE_COALESCE ((size_t)1 << 22)
+
 struct edgc_reducer {
     edgc_config cfg;
     edgc_comm comm;
@@ -54,6 +59,8 @@ struct edgc_reducer {
     double wam_tmb_ms; /* WAM follower: backward time per micro-batch, agreed in the next step */
     FILE* log;
     char err[256];
+    float* coalesced; /* a dense step's pieces copied into one buffer (DENSE_COALESCE); made at
+                         creation in the modes with dense steps, when the layout is that small */
     void* owned; /* freed with owned_free at free(): e.g. the MPI communicator it was made with */
     void (*owned_free)(void*);
 };
@@ -94,6 +101,7 @@ void edgc_reducer_free(edgc_reducer* r)
     edgc_controller_free(r->ctl);
     edgc_gds_free(r->gds);
     free(r->tensors);
+    free(r->coalesced);
     if (r->owned_free != NULL) r->owned_free(r->owned);
     free(r);
 }
@@ -157,6 +165,11 @@ static edgc_status create(const edgc_config* cfg, const edgc_layout* layout, con
     st = build_parts(r, &r->ps, &r->ctl);
     if (st == EDGC_OK) st = edgc_gds_create(split ? 1.0 : cfg->beta, cfg->bins, &r->gds);
     if (st == EDGC_OK) st = edgc_gds_set_threads(r->gds, cfg->threads);
+    /* made here, not at a step, so that every worker takes the same path or none is created */
+    if (st == EDGC_OK && !split && cfg->mode != EDGC_MODE_POWERSGD &&
+        layout->total <= DENSE_COALESCE &&
+        (r->coalesced = malloc(layout->total * sizeof(float))) == NULL)
+        st = EDGC_ERR_NOMEM;
     r->threads = edgc__threads(cfg->threads);
     /* Creation may still fail on one worker (memory): agree, so all fail together. */
     int32_t bad = st != EDGC_OK;
@@ -183,11 +196,23 @@ edgc_status edgc_reducer_create_split(const edgc_config* cfg, const edgc_layout*
     return create(cfg, layout, comm, 1, out);
 }
 
-/* Piece by piece: one allreduce each (a piece is a DDP bucket's worth, tens of MB). */
-static edgc_status dense_average(const edgc_reducer* r, const edgc__grad* grad)
+/* One allreduce of the whole gradient; in pieces, of their copy in one buffer when they are
+ * small (DENSE_COALESCE), else one per piece. */
+static edgc_status dense_average(edgc_reducer* r, const edgc__grad* grad)
 {
     if (r->comm.size == 1) return EDGC_OK; /* the average of one */
     const float inv = 1.0f / (float)r->comm.size;
+    const size_t total = r->layout.total;
+    if (grad->n > 1 && r->coalesced != NULL) {
+        float* all = r->coalesced;
+        for (size_t p = 0, at = 0; p < grad->n; at += grad->len[p], p++)
+            if (grad->len[p] > 0) memcpy(all + at, grad->piece[p], grad->len[p] * sizeof(float));
+        EDGC_FORWARD(r->comm.allreduce_sum_f32(r->comm.ctx, all, total));
+        for (size_t p = 0, at = 0; p < grad->n; at += grad->len[p], p++)
+            for (size_t i = 0; i < grad->len[p]; i++)
+                grad->piece[p][i] = all[at + i] * inv;
+        return EDGC_OK;
+    }
     for (size_t p = 0; p < grad->n; p++) {
         float* x = grad->piece[p];
         const size_t n = grad->len[p];

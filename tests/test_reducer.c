@@ -217,15 +217,24 @@ static void test_bad_arguments(void** state)
  * them) gives the same bits as edgc_reducer_step over one buffer, step after step, in every mode
  * and engine path: dense, PowerSGD with and without error feedback and with the non-finite check
  * riding in P's allreduce or not, EDGC with GDS on the sample's threaded and contiguous paths, and
- * a non-finite gradient on one worker. Two reducers per worker, stepped in turn. */
+ * a non-finite gradient on one worker; a dense step's pieces in one allreduce and, past 16 MB, one
+ * each. Two reducers per worker, stepped in turn. */
 static const edgc_tensor k_big_tensors[] = {{0, 300, 500},    {150000, 300, 1}, {150300, 200, 600},
                                             {270300, 600, 1}, {270900, 64, 64}, {274996, 7, 1}};
 static const edgc_layout k_big = {k_big_tensors, 6, 275003};
 enum { PIECES = 6 };
 static const size_t k_cut[PIECES + 1] = {0, 150000, 150300, 150300, 274996, 275003, 275003};
+/* past the size up to which a dense step copies its pieces into one allreduce (16 MB) */
+static const edgc_tensor k_huge_tensors[] = {
+    {0, 1000, 2049}, {2049000, 1048, 2049}, {4196352, 100, 1}};
+static const edgc_layout k_huge = {k_huge_tensors, 3, 4196452};
+static const size_t k_huge_cut[PIECES + 1] = {0,       2049000, 4196352, 4196352,
+                                              4196452, 4196452, 4196452};
 
 typedef struct pieces_job {
     edgc_config cfg;
+    const edgc_layout* layout;
+    const size_t* cut;   /* piece p: floats [cut p, cut p+1) */
     int steps, nan_step; /* nan_step: worker 1 puts a NaN into its gradient then (-1: never) */
     int mismatches, nonfinite_a, nonfinite_b, other_errors;
 } pieces_job;
@@ -233,24 +242,25 @@ typedef struct pieces_job {
 static void pieces_worker(void* arg, const edgc_comm* comm)
 {
     pieces_job* j = arg;
-    const size_t n = k_big.total;
+    const size_t n = j->layout->total;
+    const size_t* cut = j->cut;
     float* flat = malloc(n * sizeof *flat);
     float* piece[PIECES];
     size_t len[PIECES];
     for (int p = 0; p < PIECES; p++) {
-        len[p] = k_cut[p + 1] - k_cut[p];
+        len[p] = cut[p + 1] - cut[p];
         piece[p] = len[p] ? malloc(len[p] * sizeof(float)) : NULL;
     }
     edgc_reducer *a = NULL, *b = NULL;
-    if (edgc_reducer_create(&j->cfg, &k_big, comm, &a) != EDGC_OK ||
-        edgc_reducer_create(&j->cfg, &k_big, comm, &b) != EDGC_OK)
+    if (edgc_reducer_create(&j->cfg, j->layout, comm, &a) != EDGC_OK ||
+        edgc_reducer_create(&j->cfg, j->layout, comm, &b) != EDGC_OK)
         j->other_errors++;
     test_rng rng = {1000u + (uint64_t)comm->rank};
     for (int t = 0; t < j->steps && j->other_errors == 0; t++) {
         test_gaussian(&rng, flat, n, 1.0 + 0.1 * t);
         if (t == j->nan_step && comm->rank == 1) flat[200000] = NAN;
         for (int p = 0; p < PIECES; p++)
-            if (len[p]) memcpy(piece[p], flat + k_cut[p], len[p] * sizeof(float));
+            if (len[p]) memcpy(piece[p], flat + cut[p], len[p] * sizeof(float));
         edgc_step_stats sa, sb;
         edgc_status st_a = edgc_reducer_step(a, flat, &sa);
         edgc_status st_b = edgc_reducer_step_pieces(b, piece, len, PIECES, &sb);
@@ -258,7 +268,7 @@ static void pieces_worker(void* arg, const edgc_comm* comm)
         j->nonfinite_b += st_b == EDGC_ERR_NONFINITE;
         j->other_errors += (st_a != EDGC_OK && st_a != EDGC_ERR_NONFINITE) || st_b != st_a;
         for (int p = 0; p < PIECES; p++)
-            if (len[p] && memcmp(piece[p], flat + k_cut[p], len[p] * sizeof(float)) != 0)
+            if (len[p] && memcmp(piece[p], flat + cut[p], len[p] * sizeof(float)) != 0)
                 j->mismatches++;
         if (st_a == EDGC_OK &&
             (sa.rank != sb.rank || sa.bytes_sent != sb.bytes_sent || sa.phase != sb.phase ||
@@ -277,11 +287,13 @@ static void pieces_worker(void* arg, const edgc_comm* comm)
 static void test_pieces_match_one_buffer(void** state)
 {
     (void)state;
-    enum { CASES = 7 };
+    enum { CASES = 8 }; /* the last: dense, too large to copy into one allreduce */
     pieces_job jobs[CASES][2];
     for (int c = 0; c < CASES; c++) {
         edgc_config cfg = edgc_config_default();
-        cfg.mode = c == 0 ? EDGC_MODE_DENSE : c <= 3 ? EDGC_MODE_POWERSGD : EDGC_MODE_EDGC;
+        cfg.mode = c == 0 || c == 7 ? EDGC_MODE_DENSE
+                   : c <= 3         ? EDGC_MODE_POWERSGD
+                                    : EDGC_MODE_EDGC;
         cfg.rank = 4;
         cfg.alpha = 1.0; /* the entropy every step */
         cfg.error_feedback = c != 2;
@@ -294,8 +306,11 @@ static void test_pieces_match_one_buffer(void** state)
             cfg.beta = c == 4 ? 1.0 : 0.25; /* contiguous sample, or every fourth float */
         }
         for (int w = 0; w < 2; w++)
-            jobs[c][w] =
-                (pieces_job){.cfg = cfg, .steps = 8, .nan_step = c == 1 || c == 5 ? 3 : -1};
+            jobs[c][w] = (pieces_job){.cfg = cfg,
+                                      .layout = c == 7 ? &k_huge : &k_big,
+                                      .cut = c == 7 ? k_huge_cut : k_cut,
+                                      .steps = c == 7 ? 3 : 8,
+                                      .nan_step = c == 1 || c == 5 || c == 7 ? 1 : -1};
     }
     for (int c = 0; c < CASES; c++) {
         assert_int_equal(run_workers(2, pieces_worker, jobs[c], sizeof jobs[c][0]), 0);
