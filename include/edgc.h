@@ -442,7 +442,9 @@ EDGC_API edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_s
  *  n_pieces pieces laid end to end (piece i holds lengths[i] floats; together layout->total), in
  *  place, e.g. a framework's gradient buckets without copying them into one buffer and back. The
  *  same result to the bit as edgc_reducer_step over their concatenation. A tensor must lie inside
- *  one piece (a zero-length piece may be NULL). A dense step makes one allreduce per piece.
+ *  one piece (a zero-length piece may be NULL). A dense step makes one allreduce of the pieces
+ *  copied into one buffer when the layout holds at most 2^22 floats (16 MB; the reducer of a mode
+ *  with dense steps keeps that buffer), one allreduce per piece past that.
  *  @return as edgc_reducer_step; EDGC_ERR_INVALID_ARG (with the reason in
  *  edgc_reducer_last_error) when the pieces do not fit the layout, before any communication. */
 EDGC_API edgc_status edgc_reducer_step_pieces(edgc_reducer* r, float* const* pieces,

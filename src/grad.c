@@ -3,8 +3,8 @@
  * buckets) hands the reducer its pieces (edgc_reducer_step_pieces) instead of copying them into
  * one buffer and back every step: two passes over the gradient, a third of what the engine itself
  * costs. The engine addresses the gradient tensor by tensor, so it only needs to know where each
- * tensor's floats begin; the passes over the whole gradient (the dense allreduce, the non-finite
- * check, GDS) go piece by piece.
+ * tensor's floats begin; the passes over the whole gradient (the non-finite check, GDS, a large
+ * dense step's allreduce) go piece by piece.
  */
 #include "edgc_internal.h"
 
