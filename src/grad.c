@@ -8,14 +8,24 @@
  */
 #include "edgc_internal.h"
 
-float* edgc__grad_at(const edgc__grad* g, size_t at)
+/* The piece that holds flat index `at` (below the pieces' total), and in *start the flat index
+ * of its first float. An empty piece holds nothing and is passed over. */
+static size_t piece_of(const edgc__grad* g, size_t at, size_t* start)
 {
-    size_t p = 0;
-    while (p + 1 < g->n && at >= g->len[p]) { /* past this piece (or it is empty) */
-        at -= g->len[p];
+    size_t p = 0, s = 0;
+    while (p + 1 < g->n && s + g->len[p] <= at) {
+        s += g->len[p];
         p++;
     }
-    return g->piece[p] + at;
+    *start = s;
+    return p;
+}
+
+float* edgc__grad_at(const edgc__grad* g, size_t at)
+{
+    size_t start;
+    const size_t p = piece_of(g, at, &start);
+    return g->piece[p] + (at - start);
 }
 
 edgc_status edgc__grad_check(const edgc__grad* g, const edgc_layout* layout, char* why,
@@ -41,11 +51,8 @@ edgc_status edgc__grad_check(const edgc__grad* g, const edgc_layout* layout, cha
     }
     for (size_t i = 0; i < layout->n_tensors; i++) {
         const edgc_tensor* t = &layout->tensors[i];
-        size_t p = 0, start = 0; /* the piece holding the tensor's first float */
-        while (start + g->len[p] <= t->offset) {
-            start += g->len[p];
-            p++;
-        }
+        size_t start;
+        const size_t p = piece_of(g, t->offset, &start); /* holds the tensor's first float */
         if (t->offset + t->rows * t->cols > start + g->len[p]) {
             edgc__msg(why, why_len,
                       "pieces: tensor %zu (offset %zu, %zu x %zu) runs past the end of piece %zu "
