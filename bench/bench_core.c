@@ -552,10 +552,10 @@ static void bench_thin(const bench_model* md, const float* g0, int reps)
     free(b.g);
 }
 
-/* Tiles against separate passes, OpenBLAS on one thread, error feedback on: the better of three
- * medians per figure, the two taken in alternation. */
-/* With error feedback the tiles save two reads of the gradient; without it, the pass in which
- * OpenBLAS clears a whole matrix's G_hat (beta = 0) before it multiplies into it. */
+/* Tiles against separate passes, OpenBLAS on one thread, error feedback on or off: the better of
+ * three medians per figure, the two taken in alternation. With error feedback the tiles save two
+ * reads of the gradient; without it, the pass in which OpenBLAS clears a whole matrix's G_hat
+ * (beta = 0) before it multiplies into it. */
 static void bench_tiles(const bench_model* md, const float* g0, int reps, int ef)
 {
     float* g = malloc(md->total * sizeof *g);

@@ -14,8 +14,9 @@ n=${2:-2}
 bridge=edgcbr0
 # N names the namespaces and addresses 10.77.0.1..N (the bridge has .254): checked before anything
 # is created, so a bad command line leaves the machine as it was
-case $n in '' | *[!0-9]* | 0*) echo "netsim.sh: N '$n': expected a whole number from 1 to 250" >&2; exit 2 ;; esac
-[ "$n" -le 250 ] || { echo "netsim.sh: N '$n': expected a whole number from 1 to 250" >&2; exit 2; }
+bad_n() { echo "netsim.sh: N '$n': expected a whole number from 1 to 250" >&2; exit 2; }
+case $n in '' | *[!0-9]* | 0*) bad_n ;; esac
+[ "$n" -le 250 ] || bad_n
 
 case "$cmd" in
 up)
