@@ -426,7 +426,7 @@ typedef struct edgc_reducer edgc_reducer;
  *  comm is copied; the object behind comm->ctx must outlive the reducer.
  *  @return EDGC_OK; EDGC_ERR_CONFIG / EDGC_ERR_LAYOUT (this worker's input is invalid; the others
  *  get EDGC_ERR_MISMATCH); EDGC_ERR_MISMATCH (workers disagree); EDGC_ERR_INVALID_ARG;
- *  EDGC_ERR_NOMEM; EDGC_ERR_COMM. */
+ *  EDGC_ERR_NOMEM (on every worker when one ran out of memory); EDGC_ERR_COMM. */
 EDGC_API edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layout* layout,
                                          const edgc_comm* comm, edgc_reducer** out);
 /** One synchronisation step over grad (layout->total floats), in place. stats may be NULL.
@@ -435,8 +435,9 @@ EDGC_API edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layo
  *  go on. The gradient is untouched too, except in powersgd mode with error feedback: there the
  *  flag rides in P's allreduce, after M = G + e is built in the gradient, so every worker's
  *  matrices then hold G + e (a NaN or Inf stays where it was);
- *  EDGC_ERR_NOMEM on every worker if one could not grow its buffers for a higher rank (nothing
- *  changed either); EDGC_ERR_INVALID_ARG; EDGC_ERR_COMM. */
+ *  EDGC_ERR_NOMEM on every worker if one could not grow its buffers for a higher rank or its
+ *  entropy history past total_steps (nothing changed either: retry or stop);
+ *  EDGC_ERR_INVALID_ARG; EDGC_ERR_COMM. */
 EDGC_API edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats);
 /** edgc_reducer_step over a gradient that is not one buffer: the layout's flat buffer cut into
  *  n_pieces pieces laid end to end (piece i holds lengths[i] floats; together layout->total), in

@@ -91,19 +91,26 @@ edgc_status edgc_comm_mpi_create(MPI_Comm comm, edgc_comm_mpi** out)
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
     EDGC_RETURN_IF(!inited || finalized || comm == MPI_COMM_NULL, EDGC_ERR_INVALID_ARG);
+    /* The duplicate first, since every rank joins it; then the allocation, agreed on it, so a
+     * rank without memory fails with the others instead of leaving them in the next collective. */
+    MPI_Comm dup;
+    if (MPI_Comm_dup(comm, &dup) != MPI_SUCCESS) return EDGC_ERR_COMM;
     edgc_comm_mpi* m = calloc(1, sizeof *m);
-    if (m == NULL) return EDGC_ERR_NOMEM;
-    if (MPI_Comm_dup(comm, &m->comm) != MPI_SUCCESS) {
+    int have = m != NULL, every = 0;
+    if (MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+        MPI_Allreduce(&have, &every, 1, MPI_INT, MPI_LAND, dup) != MPI_SUCCESS ||
+        (every && (MPI_Comm_rank(dup, &m->rank) != MPI_SUCCESS ||
+                   MPI_Comm_size(dup, &m->size) != MPI_SUCCESS))) {
+        MPI_Comm_free(&dup);
         free(m);
         return EDGC_ERR_COMM;
     }
-    if (MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
-        MPI_Comm_rank(m->comm, &m->rank) != MPI_SUCCESS ||
-        MPI_Comm_size(m->comm, &m->size) != MPI_SUCCESS) {
-        MPI_Comm_free(&m->comm);
+    if (!every) {
+        MPI_Comm_free(&dup);
         free(m);
-        return EDGC_ERR_COMM;
+        return EDGC_ERR_NOMEM;
     }
+    m->comm = dup;
     *out = m;
     return EDGC_OK;
 }

@@ -371,6 +371,17 @@ static void record_previous(edgc_controller* c, const edgc_observation* o)
     }
 }
 
+edgc_status edgc__controller_reserve(edgc_controller* c)
+{
+    if (!c->planned || !c->plan.sample_entropy || c->n_hist < c->cap_hist) return EDGC_OK;
+    /* the run went past total_steps: grow, rarely */
+    double* h = realloc(c->hist, 2 * c->cap_hist * sizeof *h);
+    if (h == NULL) return EDGC_ERR_NOMEM;
+    c->hist = h;
+    c->cap_hist *= 2;
+    return EDGC_OK;
+}
+
 edgc_status edgc_controller_commit(edgc_controller* c, const edgc_observation* obs)
 {
     EDGC_RETURN_IF(c == NULL || obs == NULL, EDGC_ERR_INVALID_ARG);
@@ -380,12 +391,7 @@ edgc_status edgc_controller_commit(edgc_controller* c, const edgc_observation* o
     EDGC_RETURN_IF(p->timed && !(isfinite(obs->sync_ms) && obs->sync_ms >= 0.0),
                    EDGC_ERR_INVALID_ARG);
     if (p->sample_entropy) {
-        if (c->n_hist == c->cap_hist) { /* ran past total_steps: grow, rarely */
-            double* h = realloc(c->hist, 2 * c->cap_hist * sizeof *h);
-            if (h == NULL) return EDGC_ERR_NOMEM;
-            c->hist = h;
-            c->cap_hist *= 2;
-        }
+        EDGC_FORWARD(edgc__controller_reserve(c));
         c->hist[c->n_hist++] = obs->entropy;
     }
     record_previous(c, obs);

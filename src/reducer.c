@@ -123,6 +123,32 @@ static edgc_status build_parts(const edgc_reducer* r, edgc_powersgd** ps, edgc_c
     return st;
 }
 
+/* Fills a zeroed reducer for cfg and layout (already checked and agreed): copies, engine,
+ * controller, sampler, buffers. Local; on failure the caller frees r. */
+static edgc_status build_reducer(edgc_reducer* r, const edgc_config* cfg, const edgc_layout* layout,
+                                 const edgc_comm* comm, uint64_t h, int split)
+{
+    r->cfg = *cfg;
+    r->comm = *comm;
+    r->hash = h;
+    r->split = split;
+    edgc__rng_seed(&r->rng, cfg->seed);
+    r->prev_sync_ms = r->prev_error = r->wam_tmb_ms = NAN;
+    r->threads = edgc__threads(cfg->threads);
+    r->tensors = malloc(layout->n_tensors * sizeof *r->tensors);
+    if (r->tensors == NULL) return EDGC_ERR_NOMEM;
+    memcpy(r->tensors, layout->tensors, layout->n_tensors * sizeof *r->tensors);
+    r->layout = (edgc_layout){r->tensors, layout->n_tensors, layout->total};
+    EDGC_FORWARD(build_parts(r, &r->ps, &r->ctl));
+    EDGC_FORWARD(edgc_gds_create(split ? 1.0 : cfg->beta, cfg->bins, &r->gds));
+    EDGC_FORWARD(edgc_gds_set_threads(r->gds, cfg->threads));
+    /* made here, not at a step, so that every worker takes the same path or none is created */
+    if (!split && cfg->mode != EDGC_MODE_POWERSGD && layout->total <= DENSE_COALESCE &&
+        (r->coalesced = malloc(layout->total * sizeof(float))) == NULL)
+        return EDGC_ERR_NOMEM;
+    return EDGC_OK;
+}
+
 static edgc_status create(const edgc_config* cfg, const edgc_layout* layout, const edgc_comm* comm,
                           int split, edgc_reducer** out)
 {
@@ -137,41 +163,23 @@ static edgc_status create(const edgc_config* cfg, const edgc_layout* layout, con
     uint64_t h = local == EDGC_OK ? edgc__config_layout_hash(cfg, layout) : 0;
     /* a split reducer's state has no engine part: its blobs and its peers must be split too */
     if (split && local == EDGC_OK) h = edgc__fnv1a(h, "split", 5);
-    int32_t v[5];
-    v[0] = local != EDGC_OK;
-    hash_words(h, v + 1);
-    edgc_status st = agree_max(comm, v, 5);
+    int32_t v[6];
+    v[0] = local != EDGC_OK && local != EDGC_ERR_NOMEM; /* invalid input */
+    v[1] = local == EDGC_ERR_NOMEM;                     /* no memory to check it */
+    hash_words(h, v + 2);
+    edgc_status st = agree_max(comm, v, 6);
     if (st != EDGC_OK) return st;
     if (local != EDGC_OK) return local;
+    if (v[0]) return EDGC_ERR_MISMATCH;
+    if (v[1]) return EDGC_ERR_NOMEM;
     int32_t mine[4];
     hash_words(h, mine);
-    if (v[0] || memcmp(v + 1, mine, sizeof mine) != 0) return EDGC_ERR_MISMATCH;
+    if (memcmp(v + 2, mine, sizeof mine) != 0) return EDGC_ERR_MISMATCH;
 
+    /* From here a failure (memory) may hit one worker only: every worker still reaches the
+     * agreement below, so all fail together instead of some waiting in a later collective. */
     edgc_reducer* r = calloc(1, sizeof *r);
-    if (r == NULL) return EDGC_ERR_NOMEM;
-    r->cfg = *cfg;
-    r->comm = *comm;
-    r->hash = h;
-    r->split = split;
-    edgc__rng_seed(&r->rng, cfg->seed);
-    r->tensors = malloc(layout->n_tensors * sizeof *r->tensors);
-    if (r->tensors == NULL) {
-        edgc_reducer_free(r);
-        return EDGC_ERR_NOMEM;
-    }
-    memcpy(r->tensors, layout->tensors, layout->n_tensors * sizeof *r->tensors);
-    r->layout = (edgc_layout){r->tensors, layout->n_tensors, layout->total};
-    r->prev_sync_ms = r->prev_error = r->wam_tmb_ms = NAN;
-    st = build_parts(r, &r->ps, &r->ctl);
-    if (st == EDGC_OK) st = edgc_gds_create(split ? 1.0 : cfg->beta, cfg->bins, &r->gds);
-    if (st == EDGC_OK) st = edgc_gds_set_threads(r->gds, cfg->threads);
-    /* made here, not at a step, so that every worker takes the same path or none is created */
-    if (st == EDGC_OK && !split && cfg->mode != EDGC_MODE_POWERSGD &&
-        layout->total <= DENSE_COALESCE &&
-        (r->coalesced = malloc(layout->total * sizeof(float))) == NULL)
-        st = EDGC_ERR_NOMEM;
-    r->threads = edgc__threads(cfg->threads);
-    /* Creation may still fail on one worker (memory): agree, so all fail together. */
+    st = r != NULL ? build_reducer(r, cfg, layout, comm, h, split) : EDGC_ERR_NOMEM;
     int32_t bad = st != EDGC_OK;
     edgc_status ast = agree_max(comm, &bad, 1);
     if (st == EDGC_OK && ast != EDGC_OK) st = ast;
@@ -295,10 +303,12 @@ static edgc_status step_begin(edgc_reducer* r, int bad_here, int agree, edgc_pla
      * compression error (x 1e6) and WAM backward time (us), which cost nothing extra here. */
     double t_enter = now_ms();
     double compute_ms = r->last_end_ms > 0.0 ? t_enter - r->last_end_ms : NAN;
-    /* Room for a higher rank is allocated now, before anything changes, so a worker that runs out
-     * of memory says so in the agreement instead of leaving the others in a collective. */
+    /* Room for a higher rank (and for the controller's entropy history) is allocated now, before
+     * anything changes, so a worker that runs out of memory says so in the agreement instead of
+     * leaving the others in a collective or failing alone after it. */
     int nomem_here =
-        plan.rank > 0 && r->ps != NULL && edgc__powersgd_reserve(r->ps, plan.rank) != EDGC_OK;
+        (plan.rank > 0 && r->ps != NULL && edgc__powersgd_reserve(r->ps, plan.rank) != EDGC_OK) ||
+        (r->ctl != NULL && edgc__controller_reserve(r->ctl) != EDGC_OK);
     int32_t v[6] = {bad_here != 0,
                     plan.rank,
                     nomem_here,
