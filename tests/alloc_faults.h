@@ -13,7 +13,9 @@
 #ifndef EDGC_ALLOC_FAULTS_H
 #define EDGC_ALLOC_FAULTS_H
 
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "edgc.h"
 #include "testutil.h"
@@ -61,6 +63,23 @@ void* __wrap_calloc(size_t n, size_t size)
 void* __wrap_realloc(void* p, size_t n)
 {
     return fault_fires() ? NULL : __real_realloc(p, n);
+}
+
+/* A worker stuck for a minute after a failed allocation (a hang) ends the test binary. */
+static void fault_on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] =
+        "alloc faults: a worker is stuck (a hang after a failed allocation)\n";
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(1);
+    _exit(1);
+}
+
+/* (Re)starts the watchdog: the next `seconds` must see the next call of this. 0 stops it. */
+static void fault_watchdog(unsigned seconds)
+{
+    signal(SIGALRM, fault_on_alarm);
+    alarm(seconds);
 }
 
 /* Two matrices and a bias. */

@@ -3,10 +3,8 @@
  * left waiting in a collective), change nothing, and a retry must end on the bits of a run
  * without failures (scenario in alloc_faults.h). The MPI twin is test_alloc_faults_mpi.c. */
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <unistd.h>
 #include <cmocka.h>
 
 #include "alloc_faults.h"
@@ -48,26 +46,16 @@ static void run_pair(const edgc_config* cfg, long fail_at, fault_run* runs)
     assert_int_equal(run_workers(2, fault_worker, jobs, sizeof jobs[0]), 0);
 }
 
-static void on_alarm(int sig)
-{
-    (void)sig;
-    static const char msg[] = "test_alloc_faults: a worker is stuck (a hang after a failed "
-                              "allocation)\n";
-    if (write(2, msg, sizeof msg - 1) < 0) _exit(1);
-    _exit(1);
-}
-
 static void test_every_allocation_fails_everywhere_and_changes_nothing(void** state)
 {
     (void)state;
-    signal(SIGALRM, on_alarm);
     fault_run* ref = calloc(2, sizeof *ref);
     fault_run* runs = calloc(2, sizeof *runs);
     assert_non_null(ref);
     assert_non_null(runs);
     for (int c = 0; c < FAULT_CONFIGS; c++) {
         edgc_config cfg = fault_config(c);
-        alarm(60);
+        fault_watchdog(60);
         run_pair(&cfg, 0, ref);
         for (int w = 0; w < 2; w++) {
             assert_false(ref[w].failed);
@@ -77,7 +65,7 @@ static void test_every_allocation_fails_everywhere_and_changes_nothing(void** st
         long total = ref[1].allocs;
         assert_true(total >= 8); /* reducer, engine, controller, sampler, buffers, twice */
         for (long n = 1; n <= total; n++) {
-            alarm(60);
+            fault_watchdog(60);
             run_pair(&cfg, n, runs);
             for (int w = 0; w < 2; w++) {
                 if (runs[w].failed || runs[w].nomem != 1)
@@ -95,7 +83,7 @@ static void test_every_allocation_fails_everywhere_and_changes_nothing(void** st
             assert_int_equal(runs[1].n_status, ref[1].n_status + 1);
         }
     }
-    alarm(0);
+    fault_watchdog(0);
     free(ref);
     free(runs);
 }

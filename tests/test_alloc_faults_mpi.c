@@ -7,37 +7,16 @@
  */
 #include "edgc_mpi.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "alloc_faults.h"
-
-static int g_rank, g_size, g_failed;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            g_failed++;                                                                            \
-            fprintf(stderr, "[rank %d] %s:%d: CHECK(%s) failed\n", g_rank, __FILE__, __LINE__,     \
-                    #cond);                                                                        \
-        }                                                                                          \
-    } while (0)
+#include "mpi_check.h"
 
 static edgc_status create_mpi(const void* ctx, const edgc_config* cfg, edgc_reducer** out)
 {
     (void)ctx;
     return edgc_reducer_create_mpi(MPI_COMM_WORLD, cfg, &fault_layout, out);
-}
-
-static void on_alarm(int sig)
-{
-    (void)sig;
-    static const char msg[] = "test_alloc_faults_mpi: a rank is stuck (a hang after a failed "
-                              "allocation)\n";
-    if (write(2, msg, sizeof msg - 1) < 0) _exit(1);
-    _exit(1);
 }
 
 /* The same value on every rank? */
@@ -54,7 +33,6 @@ int main(int argc, char** argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
-    signal(SIGALRM, on_alarm);
     const int armed = g_rank == g_size - 1;
     fault_run* ref = calloc(1, sizeof *ref);
     fault_run* run = calloc(1, sizeof *run);
@@ -63,7 +41,7 @@ int main(int argc, char** argv)
     for (int c = 0; c < FAULT_CONFIGS; c++) {
         edgc_config cfg = fault_config(c);
         memset(ref, 0, sizeof *ref);
-        alarm(60);
+        fault_watchdog(60);
         fault_scenario(ref, &cfg, create_mpi, NULL, g_rank);
         CHECK(!ref->failed && ref->nomem == 0 && ref->step == FAULT_STEPS - 1);
         long total = ref->allocs; /* the armed rank's count, which every rank loops over */
@@ -72,7 +50,7 @@ int main(int argc, char** argv)
         for (long n = 1; n <= total; n++) {
             memset(run, 0, sizeof *run);
             run->fail_at = armed ? n : 0;
-            alarm(60);
+            fault_watchdog(60);
             fault_scenario(run, &cfg, create_mpi, NULL, g_rank);
             int ok = !run->failed && run->nomem == 1 && run->step == ref->step &&
                      run->n_status == ref->n_status + 1 &&
@@ -87,7 +65,7 @@ int main(int argc, char** argv)
             tried++;
         }
     }
-    alarm(0);
+    fault_watchdog(0);
     int bad = g_failed > 0;
     MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (g_rank == 0)

@@ -15,28 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int g_rank, g_size, g_checks, g_failed;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        g_checks++;                                                                                \
-        if (!(cond)) {                                                                             \
-            g_failed++;                                                                            \
-            fprintf(stderr, "[rank %d] %s:%d: CHECK(%s) failed\n", g_rank, __FILE__, __LINE__,     \
-                    #cond);                                                                        \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_ST(expr, want)                                                                       \
-    do {                                                                                           \
-        edgc_status got_ = (expr);                                                                 \
-        g_checks++;                                                                                \
-        if (got_ != (want)) {                                                                      \
-            g_failed++;                                                                            \
-            fprintf(stderr, "[rank %d] %s:%d: %s = %s, want %s\n", g_rank, __FILE__, __LINE__,     \
-                    #expr, edgc_status_name(got_), edgc_status_name(want));                        \
-        }                                                                                          \
-    } while (0)
+#include "mpi_check.h"
 
 /* Two matrices, biases, a LayerNorm-like pair. */
 static const edgc_tensor k_tensors[] = {
