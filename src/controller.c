@@ -15,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Entries of the entropy history allocated at creation, at most (512 KB; it grows past that). */
+#define HIST_FIRST ((size_t)1 << 16)
+
 struct edgc_controller {
     edgc_config cfg;
     int window;        /* cfg.window, or derived from total_steps */
@@ -151,7 +154,10 @@ edgc_status edgc_controller_create(const edgc_config* cfg, const edgc_layout* la
     edgc__layout_release(&pl);
     if (st != EDGC_OK) goto fail;
 
-    c->cap_hist = (size_t)(cfg->total_steps / c->sample_every) + 2;
+    /* One entry per sampled step of the run, at most HIST_FIRST at first: the history grows on
+     * demand (edgc__controller_reserve), and a huge total_steps must not overflow the size. */
+    uint64_t samples = cfg->total_steps / c->sample_every + 2;
+    c->cap_hist = samples < HIST_FIRST ? (size_t)samples : HIST_FIRST;
     c->hist = malloc(c->cap_hist * sizeof *c->hist);
     if (c->hist == NULL) {
         st = EDGC_ERR_NOMEM;
@@ -374,7 +380,8 @@ static void record_previous(edgc_controller* c, const edgc_observation* o)
 edgc_status edgc__controller_reserve(edgc_controller* c)
 {
     if (!c->planned || !c->plan.sample_entropy || c->n_hist < c->cap_hist) return EDGC_OK;
-    /* the run went past total_steps: grow, rarely */
+    /* the run went past total_steps or HIST_FIRST samples: grow, rarely */
+    if (c->cap_hist > SIZE_MAX / 2 / sizeof *c->hist) return EDGC_ERR_NOMEM;
     double* h = realloc(c->hist, 2 * c->cap_hist * sizeof *h);
     if (h == NULL) return EDGC_ERR_NOMEM;
     c->hist = h;

@@ -50,6 +50,7 @@ struct edgc_gds {
     size_t stride; /* k = floor(1 / beta) */
     int bins;
     int threads;
+    int cap;        /* threads the buffers below are sized for: they only grow */
     uint64_t* hist; /* threads x bins counters, reused by every call; thread 0's are the total */
     /* threads x GDS_SUBS x (bins + 1) counters, bin `bins` for non-finite values; zero between
      * calls (contiguous_bins empties them as it flushes) */
@@ -79,7 +80,7 @@ edgc_status edgc_gds_create(double beta, int bins, edgc_gds** out)
     double k = floor(1.0 / beta);
     g->stride = k < 1.0 ? 1 : (size_t)k;
     g->bins = bins;
-    g->threads = 1;
+    g->threads = g->cap = 1;
     *out = g;
     return EDGC_OK;
 }
@@ -91,7 +92,10 @@ edgc_status edgc_gds_set_threads(edgc_gds* g, int threads)
 #ifndef _OPENMP
     t = 1; /* built without OpenMP: one thread, the same results */
 #endif
-    if (t == g->threads) return EDGC_OK;
+    if (t <= g->cap) { /* fewer threads use the front of the buffers, whose subs are zero */
+        g->threads = t;
+        return EDGC_OK;
+    }
     uint64_t* h = realloc(g->hist, (size_t)t * (size_t)g->bins * sizeof *h);
     if (h == NULL) return EDGC_ERR_NOMEM;
     g->hist = h;
@@ -99,7 +103,7 @@ edgc_status edgc_gds_set_threads(edgc_gds* g, int threads)
     if (sub == NULL) return EDGC_ERR_NOMEM; /* the larger hist is harmless */
     memset(sub, 0, sub_size(t, g->bins) * sizeof *sub);
     g->sub = sub;
-    g->threads = t;
+    g->threads = g->cap = t;
     return EDGC_OK;
 }
 

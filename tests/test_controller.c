@@ -826,6 +826,38 @@ static void test_state_round_trip_continues_identically(void** state)
     }
 }
 
+/* The entropy history is allocated for the run's samples, up to a bound, and grows past it: a
+ * huge total_steps (whose size once overflowed into a 16-byte history) decides exactly as a run
+ * of normal length whose history also outgrows its first allocation. */
+static double wavy_entropy(uint64_t t)
+{
+    return 3.0 - 1e-5 * (double)t + 0.1 * sin(0.7 * (double)t);
+}
+
+static void test_history_outgrows_its_first_allocation(void** state)
+{
+    (void)state;
+    enum { STEPS = 70000 }; /* entropy samples past the first allocation's 65536 */
+    edgc_config c = short_run();
+    c.warmup_fraction = 0.0; /* the trend rule reads no other total_steps-dependent value */
+    c.alpha = 1.0;
+    c.total_steps = STEPS;
+    edgc_controller* a = make(c);
+    c.total_steps = (uint64_t)1 << 62;
+    edgc_controller* b = make(c);
+    for (uint64_t t = 0; t < STEPS; t++) {
+        edgc_plan pa, pb;
+        assert_int_equal(edgc_controller_plan(a, &pa), EDGC_OK);
+        assert_int_equal(edgc_controller_plan(b, &pb), EDGC_OK);
+        assert_plan_equal(&pa, &pb);
+        edgc_observation o = {.entropy = wavy_entropy(t), .prev_sync_ms = NAN, .prev_error = NAN};
+        assert_int_equal(edgc_controller_commit(a, &o), EDGC_OK);
+        assert_int_equal(edgc_controller_commit(b, &o), EDGC_OK);
+    }
+    edgc_controller_free(a);
+    edgc_controller_free(b);
+}
+
 /* WAM, stage 1: at each window boundary the rank spends stage 0's predicted time plus one
  * micro-batch of backward (edgc_wam_stage_rank over this stage's own profile), goes dense when
  * that budget exceeds its dense time, and takes stage 0's rank when there is no timing to align
@@ -955,6 +987,7 @@ int main(void)
         cmocka_unit_test(test_error_rule_goes_back_up),
         cmocka_unit_test(test_link_slowing_down_triggers_a_new_profile),
         cmocka_unit_test(test_state_round_trip_continues_identically),
+        cmocka_unit_test(test_history_outgrows_its_first_allocation),
         cmocka_unit_test(test_wam_follower_spends_the_slack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -229,8 +229,16 @@ static void test_threads_change_no_bin(void** state)
         assert_true(e.min == first.min && e.h_scaled == first.h_scaled);
         edgc_gds_free(g);
     }
-    assert_int_equal(edgc_gds_set_threads(NULL, 2), EDGC_ERR_INVALID_ARG);
+    /* one sampler whose thread count goes up and down (its buffers only grow) */
     edgc_gds* g = make(0.25, 1000);
+    const int turns[] = {3, 1, 2, 3, 1};
+    for (int t = 0; t < 5; t++) {
+        assert_int_equal(edgc_gds_set_threads(g, turns[t]), EDGC_OK);
+        edgc_entropy e;
+        assert_int_equal(edgc_gds_entropy(g, x, n, &e), EDGC_OK);
+        if (e.h != want) fail_msg("threads %d (turn %d): H = %.17g", turns[t], t, e.h);
+    }
+    assert_int_equal(edgc_gds_set_threads(NULL, 2), EDGC_ERR_INVALID_ARG);
     assert_int_equal(edgc_gds_set_threads(g, -1), EDGC_ERR_INVALID_ARG);
     assert_int_equal(edgc_gds_set_threads(g, 1025), EDGC_ERR_INVALID_ARG);
     edgc_gds_free(g);
