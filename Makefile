@@ -50,7 +50,7 @@ test: build
 
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DEDGC_WERROR=ON \
-	    -DEDGC_SANITIZE="address;undefined" -DEDGC_BUILD_BENCH=OFF >/dev/null
+	    -DEDGC_SANITIZE="address;undefined;float-cast-overflow" -DEDGC_BUILD_BENCH=OFF >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	    ctest --output-on-failure --timeout 600

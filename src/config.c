@@ -45,10 +45,11 @@ edgc_config edgc_config_default(void)
     return c;
 }
 
-static uint64_t entropy_stride(const edgc_config* c)
+uint64_t edgc__sample_every(double alpha)
 {
-    uint64_t stride = (uint64_t)llround(1.0 / c->alpha);
-    return stride ? stride : 1;
+    const double every = round(1.0 / alpha);
+    if (!(every < 0x1p62)) return (uint64_t)1 << 62;
+    return every < 1.0 ? 1 : (uint64_t)every;
 }
 
 /* A window of 1000 steps suits runs of 100k steps; a run of 600 would never leave r_max. One
@@ -59,7 +60,7 @@ int edgc_config_window(const edgc_config* c)
     if (c == NULL) return 0;
     if (c->window > 0) return c->window;
     if (!(isfinite(c->alpha) && c->alpha > 0.0 && c->alpha <= 1.0)) return 2;
-    uint64_t stride = entropy_stride(c);
+    uint64_t stride = edgc__sample_every(c->alpha);
     uint64_t w = c->total_steps / 20 / stride * stride;
     if (w > 1000) w = 1000 / stride * stride;
     if (w < 2 * stride) w = 2 * stride;
@@ -69,7 +70,7 @@ int edgc_config_window(const edgc_config* c)
 /* Samples per window: window / round(1/alpha). */
 static uint64_t samples_per_window(const edgc_config* c)
 {
-    return (uint64_t)edgc_config_window(c) / entropy_stride(c);
+    return (uint64_t)edgc_config_window(c) / edgc__sample_every(c->alpha);
 }
 
 #define CHECK(cond, ...)                                                                           \

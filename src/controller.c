@@ -141,7 +141,7 @@ edgc_status edgc_controller_create(const edgc_config* cfg, const edgc_layout* la
     c->h_ref = c->err_ref = c->drift_ref = c->win_ratio = NAN;
     c->wam_t0 = c->wam_tmb = c->wam_budget = NAN;
     c->prof.base_ms = c->prof.compute_ms = NAN;
-    c->sample_every = (uint64_t)llround(1.0 / cfg->alpha);
+    c->sample_every = edgc__sample_every(cfg->alpha);
     c->n_w = (size_t)((uint64_t)c->window / c->sample_every);
     c->warm_end = (uint64_t)ceil(cfg->warmup_fraction * (double)cfg->total_steps);
 

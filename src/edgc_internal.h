@@ -254,6 +254,10 @@ void edgc__get(edgc__reader* r, void* p, size_t n);
 uint64_t edgc__fnv1a(uint64_t h, const void* p, size_t n);
 /* Hash of every config field and every layout entry (field by field: no padding bytes). */
 uint64_t edgc__config_layout_hash(const edgc_config* c, const edgc_layout* l);
+/* ISR: the entropy is sampled every round(1 / alpha) steps, alpha in (0, 1]. Saturates at 2^62
+ * (alpha below about 2e-19), where the conversion would overflow; such a window holds no sample
+ * and edgc_config_check refuses it. */
+uint64_t edgc__sample_every(double alpha);
 
 /* WAM (pipeline stage > 0): stage 0's rank and predicted sync time for the coming step, and this
  * stage's backward time per micro-batch agreed across its replicas (NaN: keep the last). */

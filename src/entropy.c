@@ -78,7 +78,7 @@ edgc_status edgc_gds_create(double beta, int bins, edgc_gds** out)
         return EDGC_ERR_NOMEM;
     }
     double k = floor(1.0 / beta);
-    g->stride = k < 1.0 ? 1 : (size_t)k;
+    g->stride = k < 1.0 ? 1 : k < 0x1p63 ? (size_t)k : (size_t)1 << 63; /* no overflow */
     g->bins = bins;
     g->threads = g->cap = 1;
     *out = g;
@@ -331,7 +331,6 @@ edgc_status edgc_gds_sample_step(double alpha, uint64_t step, int* yes)
 {
     EDGC_RETURN_IF(yes == NULL || !(isfinite(alpha) && alpha > 0.0 && alpha <= 1.0),
                    EDGC_ERR_INVALID_ARG);
-    uint64_t every = (uint64_t)llround(1.0 / alpha);
-    *yes = (step % (every ? every : 1)) == 0;
+    *yes = step % edgc__sample_every(alpha) == 0;
     return EDGC_OK;
 }

@@ -6,6 +6,7 @@
  */
 #include "edgc_internal.h"
 
+#include <limits.h>
 #include <math.h>
 
 double edgc__mean(const double* h, size_t n)
@@ -39,7 +40,7 @@ int edgc__error_target(double err, double budget, double margin, int cur, edgc__
     if (!isfinite(err) || !isfinite(budget)) return cur;
     /* Over budget: the compression loses more than it did at r_max once the entropy is
      * accounted for; go up. Comfortably under: the gradient has become easier to compress. */
-    if (err > budget) return cur + b.step;
+    if (err > budget) return cur > INT_MAX - b.step ? INT_MAX : cur + b.step;
     if (err < (1.0 - margin) * budget) return cur - b.step;
     return cur;
 }

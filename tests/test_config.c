@@ -86,6 +86,8 @@ static void test_bad_fields_are_named(void** state)
     EXPECT_REJECTED(c.beta = NAN, "beta");
     EXPECT_REJECTED(c.alpha = 0.0, "alpha");
     EXPECT_REJECTED(c.alpha = 2.0, "alpha");
+    /* 1 / alpha past any integer (saturated, not overflowed): no window holds a sample */
+    EXPECT_REJECTED(c.alpha = 1e-300, "window");
     EXPECT_REJECTED(c.bins = 1, "bins");
     EXPECT_REJECTED(c.rank = 0, "rank");
     EXPECT_REJECTED(c.window = 1, "window");

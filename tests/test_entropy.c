@@ -166,6 +166,11 @@ static void test_sample_step(void** state)
         assert_int_equal(edgc_gds_sample_step(0.25, t, &yes), EDGC_OK);
         assert_int_equal(yes, t % 4 == 0);
     }
+    /* a fraction so small that 1 / alpha overflows any integer: step 0, then no step for ages */
+    assert_int_equal(edgc_gds_sample_step(4.9e-324, 0, &yes), EDGC_OK);
+    assert_int_equal(yes, 1);
+    assert_int_equal(edgc_gds_sample_step(4.9e-324, UINT64_MAX / 2, &yes), EDGC_OK);
+    assert_int_equal(yes, 0);
     assert_int_equal(edgc_gds_sample_step(0.0, 1, &yes), EDGC_ERR_INVALID_ARG);
     assert_int_equal(edgc_gds_sample_step(1.5, 1, &yes), EDGC_ERR_INVALID_ARG);
     assert_int_equal(edgc_gds_sample_step(0.5, 1, NULL), EDGC_ERR_INVALID_ARG);
@@ -354,6 +359,13 @@ static void test_bad_arguments(void** state)
     assert_int_equal(edgc_gds_entropy(NULL, (const float*)&e, 1, &e), EDGC_ERR_INVALID_ARG);
     edgc_gds_free(g);
     edgc_gds_free(NULL);
+    /* a beta whose 1 / beta overflows any integer samples x[0] alone */
+    const float x[3] = {1.0f, 2.0f, 3.0f};
+    g = make(1e-300, 10);
+    assert_int_equal(edgc_gds_entropy(g, x, 3, &e), EDGC_OK);
+    assert_int_equal(e.count, 1);
+    assert_true(e.min == 1.0f && e.max == 1.0f && e.h == 0.0);
+    edgc_gds_free(g);
 }
 
 int main(void)

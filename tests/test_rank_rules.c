@@ -1,5 +1,6 @@
 /* test_rank_rules.c - the trend map, the decay schedule, the error budget, the shared smoothing,
  * and r_max from a timing profile by the budget and the authors' rules. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -214,6 +215,11 @@ static void test_error_target(void** state)
     /* the smoothing then clamps to the bounds */
     assert_int_equal(edgc__smooth_rank(edgc__error_target(0.9, 0.5, 0.05, 16, B), 16, B), 16);
     assert_int_equal(edgc__smooth_rank(edgc__error_target(0.1, 0.5, 0.05, 4, B), 4, B), 4);
+    /* the largest rank_step the config accepts saturates instead of overflowing */
+    const edgc__bounds wide = {2, 16, INT_MAX};
+    assert_int_equal(edgc__error_target(0.9, 0.5, 0.05, 8, wide), INT_MAX);
+    assert_int_equal(edgc__smooth_rank(edgc__error_target(0.9, 0.5, 0.05, 8, wide), 8, wide), 16);
+    assert_int_equal(edgc__smooth_rank(edgc__error_target(0.1, 0.5, 0.05, 8, wide), 8, wide), 2);
 }
 
 static void test_profile_time_and_wam_alignment(void** state)
