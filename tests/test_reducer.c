@@ -1,6 +1,7 @@
 /* test_reducer.c - the reducer over the in-process communicator: argument checks, the stats JSON,
  * dense mode, agreement on a mismatched config, the split reducer's protocol, and WAM on a
  * simulated slow link, without MPI. The MPI behaviour is in test_reducer_mpi.c. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -578,6 +579,144 @@ static void test_wam_follower_over_a_slow_link(void** state)
     assert_true(compressed > 0);
 }
 
+/* Every field at the edge of what edgc_config_check accepts, through creation, 60 steps on two
+ * workers and a state round trip: nothing may overflow (ASan and UBSan with float-cast-overflow
+ * watch this test under make test), and each config is either refused at creation with a reason
+ * or runs every step. */
+enum { EXTREMES = 24 };
+
+static void extreme_config(int which, edgc_config* c)
+{
+    c->total_steps = 50;
+    c->threads = 1;
+    c->r_max = 8;
+    switch (which) {
+    case 0:
+        c->rule = EDGC_RULE_ERROR, c->rank_step = INT_MAX;
+        break;
+    case 1:
+        c->rule = EDGC_RULE_TREND, c->rank_step = INT_MAX;
+        break;
+    case 2:
+        c->rule = EDGC_RULE_CQM, c->rank_step = INT_MAX;
+        break;
+    case 3:
+        c->rank_step = INT_MAX;
+        break;
+    case 4:
+        c->r_max = c->r_min = INT_MAX;
+        break;
+    case 5:
+        c->window = 2, c->alpha = 1.0;
+        break;
+    case 6:
+        c->window = INT_MAX;
+        break;
+    case 7:
+        c->warmup_fraction = 0.999999;
+        break;
+    case 8:
+        c->r_max = 0, c->profile_reps = 17;
+        break;
+    case 9:
+        c->r_max = 0, c->profile_reps = 2, c->profile_base_steps = 1;
+        break;
+    case 10:
+        c->r_max = 0, c->profile_base_steps = INT_MAX;
+        break;
+    case 11:
+        c->r_max = 0, c->profile_start = INT_MAX;
+        break;
+    case 12:
+        c->alpha = 4.9e-324;
+        break; /* refused: no window holds a sample */
+    case 13:
+        c->beta = 4.9e-324;
+        break;
+    case 14:
+        c->bins = 2, c->orth_eps = 1e30f;
+        break;
+    case 15:
+        c->orth_eps = 0.0f;
+        break;
+    case 16:
+        c->total_steps = UINT64_MAX;
+        break;
+    case 17:
+        c->total_steps = UINT64_MAX, c->r_max = 0;
+        break;
+    case 18:
+        c->total_steps = 1, c->rule = EDGC_RULE_TREND;
+        break;
+    case 19:
+        c->r_max = 0, c->reprofile_factor = 1.0000001, c->min_saving = 0.999;
+        break;
+    case 20:
+        c->r_max = 0, c->rmax_slack = 1.0, c->rmax_rule = EDGC_RMAX_PAPER;
+        break;
+    case 21:
+        c->mode = EDGC_MODE_POWERSGD, c->rank = INT_MAX;
+        break;
+    case 22:
+        c->pipeline_stage = INT_MAX - 1, c->pipeline_stages = INT_MAX;
+        break;
+    default:
+        c->threads = 1024;
+        break;
+    }
+}
+
+typedef struct extreme_job {
+    int which;
+    edgc_status create, last;
+    int steps;
+    unsigned char blob[1 << 16];
+} extreme_job;
+
+static void extreme_worker(void* arg, const edgc_comm* comm)
+{
+    extreme_job* j = arg;
+    edgc_config c = edgc_config_default();
+    extreme_config(j->which, &c);
+    edgc_reducer* r = NULL;
+    j->create = edgc_reducer_create(&c, &k_layout, comm, &r);
+    for (int s = 0; j->create == EDGC_OK && s < 60; s++) {
+        float g[54];
+        test_rng rng = {(uint64_t)(100 * s + comm->rank + 1)};
+        test_gaussian(&rng, g, 54, 1.0 + s);
+        if ((j->last = edgc_reducer_step(r, g, NULL)) != EDGC_OK) break;
+        j->steps++;
+        size_t len = 0;
+        if (s == 30 && (j->last = edgc_reducer_save(r, j->blob, sizeof j->blob, &len)) == EDGC_OK)
+            j->last = edgc_reducer_load(r, j->blob, len);
+        if (j->last != EDGC_OK) break;
+    }
+    edgc_reducer_free(r);
+}
+
+static void test_extreme_configs_run_clean(void** state)
+{
+    (void)state;
+    extreme_job* jobs = calloc(2, sizeof *jobs);
+    assert_non_null(jobs);
+    for (int which = 0; which < EXTREMES; which++) {
+        memset(jobs, 0, 2 * sizeof *jobs);
+        jobs[0].which = jobs[1].which = which;
+        assert_int_equal(run_workers(2, extreme_worker, jobs, sizeof jobs[0]), 0);
+        for (int w = 0; w < 2; w++) {
+            if (which == 12) {
+                assert_int_equal(jobs[w].create, EDGC_ERR_CONFIG);
+                continue;
+            }
+            if (jobs[w].create != EDGC_OK || jobs[w].steps != 60)
+                fail_msg("config %d: create %s, %d steps, last %s", which,
+                         edgc_status_name(jobs[w].create), jobs[w].steps,
+                         edgc_status_name(jobs[w].last));
+        }
+    }
+    free(jobs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -591,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_split_reducer),
         cmocka_unit_test(test_split_and_normal_reducers_do_not_mix),
         cmocka_unit_test(test_wam_follower_over_a_slow_link),
+        cmocka_unit_test(test_extreme_configs_run_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
