@@ -469,7 +469,8 @@ EDGC_API edgc_status edgc_reducer_save(const edgc_reducer* r, void* buf, size_t 
  *  config and layout. Collective: if any worker's blob is rejected, every worker fails and keeps
  *  its state as it was (all or nothing).
  *  @return EDGC_OK; EDGC_ERR_CORRUPT (bad magic, version, length or checksum, here or on another
- *  worker); EDGC_ERR_MISMATCH (the blob is from another config or layout); EDGC_ERR_NOMEM;
+ *  worker); EDGC_ERR_MISMATCH (the blob is from another config or layout, or the workers' blobs
+ *  were saved at different steps); EDGC_ERR_NOMEM;
  *  EDGC_ERR_COMM. */
 EDGC_API edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t len);
 /** WAM across pipeline stages (docs/ALGORITHM.md, 7), with one reducer per stage over that

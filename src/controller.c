@@ -261,6 +261,11 @@ void edgc__controller_wam_tmb(edgc_controller* c, double tmb_ms)
     if (isfinite(tmb_ms)) c->wam_tmb = tmb_ms;
 }
 
+uint64_t edgc__controller_step(const edgc_controller* c)
+{
+    return c->step;
+}
+
 double edgc__controller_wam_budget(const edgc_controller* c)
 {
     return c->wam_budget;

@@ -265,6 +265,8 @@ void edgc__controller_wam_lead(edgc_controller* c, int rank, double t0_ms);
 void edgc__controller_wam_tmb(edgc_controller* c, double tmb_ms);
 /* T0 + stage t_mb of the last aligned decision; NaN when none was aligned on timings. */
 double edgc__controller_wam_budget(const edgc_controller* c);
+/* The step the controller plans next (steps committed so far). */
+uint64_t edgc__controller_step(const edgc_controller* c);
 /* The profile's sync time at `rank` (rank 0: dense), clamped to the measured ranks; NaN unknown. */
 double edgc__controller_predict(const edgc_controller* c, int rank);
 /* The same scaled by measured / predicted sync time over the last window (1 before one ended). */

@@ -671,16 +671,28 @@ edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t len)
         if (st != EDGC_OK && r->err[0] == '\0')
             snprintf(r->err, sizeof r->err, "state blob content invalid: %s", edgc_status_str(st));
     }
-    /* Agree: worst status wins (CORRUPT over MISMATCH over NOMEM), so all fail together. */
-    int32_t v[3] = {st == EDGC_ERR_CORRUPT, st == EDGC_ERR_MISMATCH, st != EDGC_OK};
-    edgc_status ast = agree_max(&r->comm, v, 3);
+    /* Agree: worst status wins (CORRUPT over MISMATCH over NOMEM), so all fail together. Blobs
+     * that are each sound but of different steps (one worker's checkpoint older than the
+     * others') would set the workers' plans against each other: a mismatch too. */
+    const uint64_t at = ctl != NULL ? edgc__controller_step(ctl) : step;
+    int32_t v[7] = {st == EDGC_ERR_CORRUPT, st == EDGC_ERR_MISMATCH, st != EDGC_OK};
+    hash_words(at, v + 3);
+    edgc_status ast = agree_max(&r->comm, v, 7);
+    int32_t mine[4];
+    hash_words(at, mine);
+    const int other_step = !v[2] && memcmp(v + 3, mine, sizeof mine) != 0;
     edgc_status agreed = ast != EDGC_OK ? ast
                          : v[0]         ? EDGC_ERR_CORRUPT
                          : v[1]         ? EDGC_ERR_MISMATCH
                          : v[2]         ? (st != EDGC_OK ? st : EDGC_ERR_NOMEM)
+                         : other_step   ? EDGC_ERR_MISMATCH
                                         : EDGC_OK;
     if (agreed != EDGC_OK) {
-        if (st == EDGC_OK)
+        if (other_step)
+            snprintf(r->err, sizeof r->err,
+                     "state blobs of different steps on the workers (this one: step %llu)",
+                     (unsigned long long)at);
+        else if (st == EDGC_OK)
             snprintf(r->err, sizeof r->err, "state load failed on another worker: %s",
                      edgc_status_str(agreed));
         edgc_powersgd_free(ps);

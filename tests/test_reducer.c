@@ -579,6 +579,61 @@ static void test_wam_follower_over_a_slow_link(void** state)
     assert_true(compressed > 0);
 }
 
+/* Blobs that are each sound but saved at different steps (one worker's checkpoint older than the
+ * other's) are refused on every worker, which keep their state: the next step still agrees. */
+typedef struct stale_job {
+    edgc_mode mode;
+    edgc_status load, step_after;
+    char why[256];
+    float grad[54];
+    unsigned char blob[1 << 16];
+} stale_job;
+
+static void stale_worker(void* arg, const edgc_comm* comm)
+{
+    stale_job* j = arg;
+    edgc_config c = edgc_config_default();
+    c.mode = j->mode;
+    c.total_steps = 40;
+    c.r_max = 4;
+    c.threads = 1;
+    edgc_reducer* r = NULL;
+    if (edgc_reducer_create(&c, &k_layout, comm, &r) != EDGC_OK) return;
+    size_t len = 0;
+    for (int s = 0; s < 6; s++) {
+        if (s == 3 + 2 * comm->rank) edgc_reducer_save(r, j->blob, sizeof j->blob, &len);
+        test_rng rng = {(uint64_t)(10 * s + comm->rank + 1)};
+        test_gaussian(&rng, j->grad, 54, 1.0);
+        edgc_reducer_step(r, j->grad, NULL);
+    }
+    j->load = edgc_reducer_load(r, j->blob, len);
+    snprintf(j->why, sizeof j->why, "%s", edgc_reducer_last_error(r));
+    test_rng rng = {99u + (uint64_t)comm->rank};
+    test_gaussian(&rng, j->grad, 54, 1.0);
+    j->step_after = edgc_reducer_step(r, j->grad, NULL);
+    edgc_reducer_free(r);
+}
+
+static void test_blobs_of_different_steps_are_refused(void** state)
+{
+    (void)state;
+    const edgc_mode modes[] = {EDGC_MODE_DENSE, EDGC_MODE_POWERSGD, EDGC_MODE_EDGC};
+    stale_job* jobs = calloc(2, sizeof *jobs);
+    assert_non_null(jobs);
+    for (int m = 0; m < 3; m++) {
+        memset(jobs, 0, 2 * sizeof *jobs);
+        jobs[0].mode = jobs[1].mode = modes[m];
+        assert_int_equal(run_workers(2, stale_worker, jobs, sizeof jobs[0]), 0);
+        for (int w = 0; w < 2; w++) {
+            assert_int_equal(jobs[w].load, EDGC_ERR_MISMATCH);
+            if (strstr(jobs[w].why, "different steps") == NULL) fail_msg("why: %s", jobs[w].why);
+            assert_int_equal(jobs[w].step_after, EDGC_OK);
+        }
+        assert_memory_equal(jobs[0].grad, jobs[1].grad, sizeof jobs[0].grad);
+    }
+    free(jobs);
+}
+
 /* Every field at the edge of what edgc_config_check accepts, through creation, 60 steps on two
  * workers and a state round trip: nothing may overflow (ASan and UBSan with float-cast-overflow
  * watch this test under make test), and each config is either refused at creation with a reason
@@ -731,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_split_and_normal_reducers_do_not_mix),
         cmocka_unit_test(test_wam_follower_over_a_slow_link),
         cmocka_unit_test(test_extreme_configs_run_clean),
+        cmocka_unit_test(test_blobs_of_different_steps_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
