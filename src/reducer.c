@@ -318,7 +318,8 @@ static edgc_status step_begin(edgc_reducer* r, int bad_here, int agree, edgc_pla
     if (agree && (st = agree_max(&r->comm, v, 6)) != EDGC_OK) return fail(r, st, "agreement");
     if (v[0]) return skipped(r, plan.step, bad_here);
     if (v[2]) {
-        snprintf(r->err, sizeof r->err, "step %llu: out of memory for rank %d on %s worker",
+        snprintf(r->err, sizeof r->err,
+                 "step %llu: out of memory (rank %d buffers or entropy history) on %s worker",
                  (unsigned long long)plan.step, (int)v[1], nomem_here ? "this" : "another");
         return EDGC_ERR_NOMEM;
     }
