@@ -445,9 +445,11 @@ EDGC_API edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_s
  *  same result to the bit as edgc_reducer_step over their concatenation. A tensor must lie inside
  *  one piece (a zero-length piece may be NULL). A dense step makes one allreduce of the pieces
  *  copied into one buffer when the layout holds at most 2^22 floats (16 MB; the reducer of a mode
- *  with dense steps keeps that buffer), one allreduce per piece past that.
+ *  with dense steps keeps that buffer), one allreduce per piece past that. So every worker must
+ *  cut the gradient the same way (a framework's buckets are), in every step.
  *  @return as edgc_reducer_step; EDGC_ERR_INVALID_ARG (with the reason in
- *  edgc_reducer_last_error) when the pieces do not fit the layout, before any communication. */
+ *  edgc_reducer_last_error) when the pieces do not fit the layout, before any communication and
+ *  on this worker alone (the others are then left in the step's collectives). */
 EDGC_API edgc_status edgc_reducer_step_pieces(edgc_reducer* r, float* const* pieces,
                                               const size_t* lengths, size_t n_pieces,
                                               edgc_step_stats* stats);
