@@ -436,7 +436,7 @@ EDGC_API edgc_status edgc_reducer_create(const edgc_config* cfg, const edgc_layo
  *  flag rides in P's allreduce, after M = G + e is built in the gradient, so every worker's
  *  matrices then hold G + e (a NaN or Inf stays where it was);
  *  EDGC_ERR_NOMEM on every worker if one could not grow its buffers for a higher rank or its
- *  entropy history past total_steps (nothing changed either: retry or stop);
+ *  entropy history (nothing changed either: retry or stop);
  *  EDGC_ERR_INVALID_ARG; EDGC_ERR_COMM. */
 EDGC_API edgc_status edgc_reducer_step(edgc_reducer* r, float* grad, edgc_step_stats* stats);
 /** edgc_reducer_step over a gradient that is not one buffer: the layout's flat buffer cut into
