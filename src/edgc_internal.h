@@ -272,7 +272,8 @@ double edgc__controller_predict(const edgc_controller* c, int rank);
 /* The same scaled by measured / predicted sync time over the last window (1 before one ended). */
 double edgc__controller_predict_measured(const edgc_controller* c, int rank);
 /* Room for the planned step's entropy sample (the history grows past its first allocation), so
- * that the commit after a synchronisation cannot fail for memory. Called before the step's agreement. */
+ * that the commit after a synchronisation cannot fail for memory. Called before the step's
+ * agreement. */
 edgc_status edgc__controller_reserve(edgc_controller* c);
 edgc_status edgc__controller_save(const edgc_controller* c, edgc__writer* w);
 edgc_status edgc__controller_load(edgc_controller* c, edgc__reader* r);
