@@ -575,22 +575,21 @@ static double tile_e(edgc_powersgd* ps, const struct ef_tile* t)
     return ps->m_in_grad ? swap_norm2(g, e, len) : axpy_norm2(e, g, len, -1.0f);
 }
 
-/* The tile's rows of G_hat, then tile_e while they are in cache. */
-static double tile_g_hat_e(edgc_powersgd* ps, const struct ef_tile* t)
-{
-    const size_t at = t->row * ps->pl.mats[t->k].cols;
-    rows_of_g_hat(ps, t->k, t->row, t->rows, g_hat_out(ps, t->k) + at);
-    return tile_e(ps, t);
-}
-
-/* Without error feedback, one tile of G_hat over the gradient. Asked for a whole matrix at once,
- * OpenBLAS first clears the output (beta = 0) in a pass of its own over memory, then multiplies
- * into it; a tile's clearing stays in cache. */
+/* One tile of G_hat (without error feedback: over the gradient). Asked for a whole matrix at
+ * once, OpenBLAS first clears the output (beta = 0) in a pass of its own over memory, then
+ * multiplies into it; a tile's clearing stays in cache. */
 static double tile_g_hat(edgc_powersgd* ps, const struct ef_tile* t)
 {
     const size_t at = t->row * ps->pl.mats[t->k].cols;
     rows_of_g_hat(ps, t->k, t->row, t->rows, g_hat_out(ps, t->k) + at);
     return 0.0;
+}
+
+/* The tile's rows of G_hat, then tile_e while they are in cache. */
+static double tile_g_hat_e(edgc_powersgd* ps, const struct ef_tile* t)
+{
+    tile_g_hat(ps, t);
+    return tile_e(ps, t);
 }
 
 typedef double (*tile_fn)(edgc_powersgd* ps, const struct ef_tile* t);
