@@ -85,12 +85,22 @@ static edgc_status agree_max(const edgc_comm* c, int32_t* v, size_t n)
     return c->allreduce_max_i32(c->ctx, v, n);
 }
 
-static void hash_words(uint64_t h, int32_t out[4])
+/* A 64-bit value (a hash, a step) as four int32 for a max-agreement: its halves and their
+ * complements, so that where the workers' values differ, every worker's differs from the max. */
+static void value_words(uint64_t x, int32_t out[4])
 {
-    out[0] = (int32_t)(uint32_t)(h >> 32);
-    out[1] = (int32_t)(uint32_t)h;
+    out[0] = (int32_t)(uint32_t)(x >> 32);
+    out[1] = (int32_t)(uint32_t)x;
     out[2] = ~out[0];
     out[3] = ~out[1];
+}
+
+/* After the agreement: 1 if some worker's value was not x. */
+static int other_value(const int32_t agreed[4], uint64_t x)
+{
+    int32_t mine[4];
+    value_words(x, mine);
+    return memcmp(agreed, mine, sizeof mine) != 0;
 }
 
 void edgc_reducer_free(edgc_reducer* r)
@@ -166,15 +176,13 @@ static edgc_status create(const edgc_config* cfg, const edgc_layout* layout, con
     int32_t v[6];
     v[0] = local != EDGC_OK && local != EDGC_ERR_NOMEM; /* invalid input */
     v[1] = local == EDGC_ERR_NOMEM;                     /* no memory to check it */
-    hash_words(h, v + 2);
+    value_words(h, v + 2);
     edgc_status st = agree_max(comm, v, 6);
     if (st != EDGC_OK) return st;
     if (local != EDGC_OK) return local;
     if (v[0]) return EDGC_ERR_MISMATCH;
     if (v[1]) return EDGC_ERR_NOMEM;
-    int32_t mine[4];
-    hash_words(h, mine);
-    if (memcmp(v + 2, mine, sizeof mine) != 0) return EDGC_ERR_MISMATCH;
+    if (other_value(v + 2, h)) return EDGC_ERR_MISMATCH;
 
     /* From here a failure (memory) may hit one worker only: every worker still reaches the
      * agreement below, so all fail together instead of some waiting in a later collective. */
@@ -677,11 +685,9 @@ edgc_status edgc_reducer_load(edgc_reducer* r, const void* buf, size_t len)
      * others') would set the workers' plans against each other: a mismatch too. */
     const uint64_t at = ctl != NULL ? edgc__controller_step(ctl) : step;
     int32_t v[7] = {st == EDGC_ERR_CORRUPT, st == EDGC_ERR_MISMATCH, st != EDGC_OK};
-    hash_words(at, v + 3);
+    value_words(at, v + 3);
     edgc_status ast = agree_max(&r->comm, v, 7);
-    int32_t mine[4];
-    hash_words(at, mine);
-    const int other_step = !v[2] && memcmp(v + 3, mine, sizeof mine) != 0;
+    const int other_step = !v[2] && other_value(v + 3, at);
     edgc_status agreed = ast != EDGC_OK ? ast
                          : v[0]         ? EDGC_ERR_CORRUPT
                          : v[1]         ? EDGC_ERR_MISMATCH
