@@ -43,7 +43,7 @@ build: deps $(BUILD)/CMakeCache.txt
 
 test: build
 	@EDGC_WITH_TORCH=1 bash scripts/install-deps.sh
-	cd $(BUILD) && ctest --output-on-failure --timeout 300
+	cd $(BUILD) && ctest --output-on-failure --timeout 300 -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
 	@if command -v clang >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \
 	else echo "make test: no clang, so no libFuzzer run (the seed corpora were replayed above)"; fi
@@ -53,10 +53,10 @@ test-asan: deps
 	    -DEDGC_SANITIZE="address;undefined;float-cast-overflow" -DEDGC_BUILD_BENCH=OFF >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-	    ctest --output-on-failure --timeout 600
+	    ctest --output-on-failure --timeout 600 -j $(JOBS)
 
-# libFuzzer on the readers of untrusted files, FUZZ_SECONDS per harness (clang is installed for
-# this target only).
+# libFuzzer on the readers of untrusted files: FUZZ_SECONDS, the harnesses side by side (clang is
+# installed for this target only).
 fuzz:
 	@EDGC_WITH_FUZZ=1 bash scripts/install-deps.sh
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs every libFuzzer harness of a `make fuzz` build for SECONDS each, starting from the seed
-# corpus in tests/fuzz/corpus/ (new inputs go to BUILD/fuzz-corpus/, never into the repository).
-# Prints executions and crashes per harness; exits non-zero if any harness crashed, with the
-# crashing input in BUILD/fuzz-artifacts/ (replay it: BUILD/tests/fuzz/fuzz_NAME FILE).
-#   scripts/fuzz.sh BUILD [SECONDS]      (default 60 seconds per harness)
+# Runs every libFuzzer harness of a `make fuzz` build for SECONDS, all at the same time, starting
+# from the seed corpus in tests/fuzz/corpus/ (new inputs go to BUILD/fuzz-corpus/, never into the
+# repository). Prints executions and crashes per harness; exits non-zero if any harness crashed,
+# with the crashing input in BUILD/fuzz-artifacts/ (replay it: BUILD/tests/fuzz/fuzz_NAME FILE).
+#   scripts/fuzz.sh BUILD [SECONDS]      (default 60)
 set -uo pipefail
 case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "fuzz.sh: expected BUILD [SECONDS] (see --help)" >&2; exit 2; }
@@ -16,13 +16,18 @@ for h in "${harnesses[@]}"; do # a missing harness is a build problem, not a cra
 done
 crashed=0
 mkdir -p "$build/fuzz-artifacts"
+# Side by side: SECONDS of wall time in all (one after another took three times as long).
+pids=()
 for h in "${harnesses[@]}"; do
-    bin="$build/tests/fuzz/fuzz_$h"
     mkdir -p "$build/fuzz-corpus/$h"
-    log="$build/fuzz-$h.log"
-    "$bin" -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="$build/fuzz-artifacts/$h-" "$build/fuzz-corpus/$h" "tests/fuzz/corpus/$h" \
-        >"$log" 2>&1
+    "$build/tests/fuzz/fuzz_$h" -max_total_time="$secs" -print_final_stats=1 -timeout=10 \
+        -rss_limit_mb=2048 -artifact_prefix="$build/fuzz-artifacts/$h-" "$build/fuzz-corpus/$h" \
+        "tests/fuzz/corpus/$h" >"$build/fuzz-$h.log" 2>&1 &
+    pids+=($!)
+done
+for i in "${!harnesses[@]}"; do
+    h=${harnesses[$i]} log="$build/fuzz-${harnesses[$i]}.log"
+    wait "${pids[$i]}"
     rc=$?
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')

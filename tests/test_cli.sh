@@ -3,10 +3,7 @@
 # problem, exit non-zero on every rank, and neither hang (timeout) nor dump core (exit >= 128).
 set -uo pipefail
 train=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export OPENBLAS_NUM_THREADS=1
+source "$(dirname "$0")/trainer_lib.sh"
 head -c 20000 /dev/urandom | base64 >"$work/ok.txt"
 echo "too short" >"$work/short.txt"
 small=(--layers 1 --dim 16 --heads 2 --seq 8 --batch 2 --sample-len 0 --print-every 1000)

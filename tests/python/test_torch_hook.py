@@ -24,6 +24,10 @@ from edgc.torch import EDGCState, edgc_hook  # noqa: E402
 
 SHAPES = [(64, 32), (32, 48), (40,)]  # two matrices and a vector (a bias: averaged exactly)
 TIMEOUT = 120
+# The workers are forked from this process, which has torch imported already (spawning paid
+# torch's 1.5 s import in both workers of every test, two thirds of the suite's time). A forked
+# child inherits no thread pool it could hang in only if this process never starts one.
+torch.set_num_threads(1)
 
 
 class Probe(torch.nn.Module):
@@ -83,7 +87,7 @@ def run2(fn, **kwargs):
     """Runs fn(rank, **kwargs) in 2 processes; returns both results. Fails on timeout."""
     with tempfile.TemporaryDirectory() as d:
         ctx = mp.start_processes(_entry, args=(fn, _free_port(), d, kwargs), nprocs=2,
-                                 join=False, start_method="spawn")
+                                 join=False, start_method="fork")
         import time
         deadline = time.time() + TIMEOUT
         while not ctx.join(timeout=max(1, deadline - time.time())):
