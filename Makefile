@@ -56,11 +56,12 @@ test-asan: deps
 	    ctest --output-on-failure --timeout 600 -j $(JOBS)
 
 # libFuzzer on the readers of untrusted files: FUZZ_SECONDS, the harnesses side by side (clang is
-# installed for this target only).
+# installed for this target only; the library and the trainer's readers also build with -Werror
+# under clang here).
 fuzz:
 	@EDGC_WITH_FUZZ=1 bash scripts/install-deps.sh
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	    -DEDGC_FUZZ=ON -DEDGC_WITH_MPI=OFF -DEDGC_BUILD_TESTS=OFF -DEDGC_BUILD_BENCH=OFF \
+	    -DEDGC_WERROR=ON -DEDGC_FUZZ=ON -DEDGC_WITH_MPI=OFF -DEDGC_BUILD_TESTS=OFF -DEDGC_BUILD_BENCH=OFF \
 	    -DEDGC_BUILD_EXAMPLES=OFF >/dev/null
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)

@@ -159,6 +159,7 @@ static void bench_entropy(const float* g, size_t n, int reps)
             tr[r - 1] = t5 - t4;
         }
     }
+    (void)sink; /* read by nobody: clang warns that it is only set */
     double mf = bench_median(tf, reps), ms = bench_median(ts, reps), mb = bench_median(tb, reps);
     double mt = bench_median(tt, reps), mr = bench_median(tr, reps), mp = bench_median(tp, reps);
     const int n_cpus = cpus();
