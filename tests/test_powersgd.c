@@ -418,6 +418,61 @@ static void test_zero_gradient_stays_finite(void** state)
     edgc_inproc_free(g);
 }
 
+/* A checked step builds M in the gradient and swaps G_hat and e into place at the end; a plain
+ * step builds M in the error memory. Both must leave the same bits in the gradient and the error
+ * memory, here with matrices whose lengths are no multiple of 8 (the passes' scalar tails), on
+ * one OpenBLAS thread (the tile passes) and on two (matrix by matrix). */
+static void test_checked_step_gives_the_plain_steps_bits(void** state)
+{
+    (void)state;
+    static const edgc_tensor tensors[] = {{0, 7, 13}, {91, 5, 1}, {96, 9, 3}, {123, 3, 1001}};
+    static const edgc_layout layout = {tensors, 4, 3126};
+    const size_t n = layout.total;
+    float* grad[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
+    assert_non_null(grad[0]);
+    assert_non_null(grad[1]);
+    const int blas_threads = openblas_get_num_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        openblas_set_num_threads(threads);
+        edgc_config c = edgc_config_default();
+        c.mode = EDGC_MODE_POWERSGD;
+        c.rank = 2;
+        edgc_powersgd* ps[2] = {NULL, NULL};
+        edgc_inproc* g[2];
+        edgc_comm comm[2];
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(edgc_powersgd_create(&c, &layout, &ps[k]), EDGC_OK);
+            comm[k] = solo_comm(&g[k]);
+        }
+        test_rng rng = {43};
+        for (int s = 0; s < 4; s++) {
+            test_gaussian(&rng, grad[0], n, 1.0);
+            memcpy(grad[1], grad[0], n * sizeof(float));
+            assert_int_equal(edgc_powersgd_step(ps[0], grad[0], &comm[0], NULL), EDGC_OK);
+            int bad_any = -1;
+            const edgc__grad whole = {&grad[1], &n, 1};
+            assert_int_equal(
+                edgc__powersgd_step_checked(ps[1], &whole, &comm[1], -1, &bad_any, NULL), EDGC_OK);
+            assert_int_equal(bad_any, 0);
+            assert_memory_equal(grad[0], grad[1], n * sizeof(float));
+            const float *e0, *e1;
+            size_t n0, n1;
+            assert_int_equal(edgc__powersgd_error(ps[0], &e0, &n0), EDGC_OK);
+            assert_int_equal(edgc__powersgd_error(ps[1], &e1, &n1), EDGC_OK);
+            assert_int_equal(n0, 91 + 27 + 3003);
+            assert_int_equal(n1, n0);
+            assert_memory_equal(e0, e1, n0 * sizeof(float));
+        }
+        for (int k = 0; k < 2; k++) {
+            edgc_powersgd_free(ps[k]);
+            edgc_inproc_free(g[k]);
+        }
+    }
+    openblas_set_num_threads(blas_threads);
+    free(grad[0]);
+    free(grad[1]);
+}
+
 /* Matrices larger than one tile (docs/ALGORITHM.md, 3): one of 3 tiles, the last ragged, and one
  * wider than a tile, one row per tile. Against an oracle in double from the engine's own factors,
  * for both places M is built in (the error memory in a plain step, the gradient in a checked one),
@@ -766,6 +821,7 @@ int main(void)
         cmocka_unit_test(test_tiled_g_hat_without_error_feedback),
         cmocka_unit_test(test_checked_flag_from_p_without_error_feedback),
         cmocka_unit_test(test_zero_gradient_stays_finite),
+        cmocka_unit_test(test_checked_step_gives_the_plain_steps_bits),
         cmocka_unit_test(test_tiles_match_an_oracle),
         cmocka_unit_test(test_thread_count_changes_no_bit),
         cmocka_unit_test(test_unpacked_p_matches_packed),
