@@ -547,6 +547,53 @@ static void test_jsonl_log(void)
     edgc_reducer_free(r);
 }
 
+/* The MPI communicator's collectives as a caller sees them (edgc_comm_mpi_get): a broadcast
+ * from the last rank, the int max, a non-blocking sum finished by wait and one finished by
+ * test, and the misuse the single outstanding request refuses. */
+static void test_comm_collectives(void)
+{
+    edgc_comm_mpi* m = NULL;
+    edgc_comm c;
+    CHECK_ST(edgc_comm_mpi_create(MPI_COMM_WORLD, &m), EDGC_OK);
+    CHECK_ST(edgc_comm_mpi_get(m, &c), EDGC_OK);
+    CHECK(c.rank == g_rank && c.size == g_size);
+    unsigned char text[1001]; /* no multiple of any word size */
+    const int root = g_size - 1;
+    for (int i = 0; i < (int)sizeof text; i++)
+        text[i] = (unsigned char)(g_rank == root ? i * 7 + 3 : 0);
+    CHECK_ST(c.broadcast(c.ctx, text, sizeof text, root), EDGC_OK);
+    int same = 1;
+    for (int i = 0; i < (int)sizeof text; i++)
+        same &= text[i] == (unsigned char)(i * 7 + 3);
+    CHECK(same);
+    int32_t mx[2] = {g_rank, -g_rank};
+    CHECK_ST(c.allreduce_max_i32(c.ctx, mx, 2), EDGC_OK);
+    CHECK(mx[0] == g_size - 1 && mx[1] == 0);
+    const float want = (float)(g_size * (g_size + 1) / 2); /* 1 + 2 + ... + size */
+    for (int finish = 0; finish < 2; finish++) {           /* by wait, then by test */
+        float v[3] = {(float)(g_rank + 1), 1.0f, -2.0f};
+        void* req = NULL;
+        CHECK_ST(c.iallreduce_sum_f32(c.ctx, v, 3, &req), EDGC_OK);
+        CHECK(req != NULL);
+        void* second = &second;
+        CHECK_ST(c.iallreduce_sum_f32(c.ctx, v, 3, &second), EDGC_ERR_INVALID_ARG); /* one */
+        CHECK(second == NULL);
+        CHECK_ST(c.wait(c.ctx, &second), EDGC_ERR_INVALID_ARG); /* not its request */
+        if (finish == 0) {
+            CHECK_ST(c.wait(c.ctx, req), EDGC_OK);
+        } else {
+            int done = 0;
+            edgc_status st = EDGC_OK;
+            while (st == EDGC_OK && !done)
+                st = c.test(c.ctx, req, &done);
+            CHECK_ST(st, EDGC_OK);
+        }
+        CHECK(v[0] == want && v[1] == (float)g_size && v[2] == -2.0f * (float)g_size);
+        CHECK_ST(c.wait(c.ctx, req), EDGC_ERR_INVALID_ARG); /* finished: nothing to wait for */
+    }
+    edgc_comm_mpi_free(m);
+}
+
 int main(int argc, char** argv)
 {
     MPI_Init(&argc, &argv);
@@ -570,6 +617,7 @@ int main(int argc, char** argv)
         {"threads_shared_on_node", test_threads_shared_on_node},
         {"bad_blobs_rejected_everywhere", test_bad_blobs_rejected_everywhere},
         {"jsonl_log", test_jsonl_log},
+        {"comm_collectives", test_comm_collectives},
     };
     int n_tests = (int)(sizeof tests / sizeof tests[0]), failed_tests = 0;
     for (int i = 0; i < n_tests; i++) {
