@@ -337,6 +337,27 @@ static void test_cqm_rule(void** state)
     edgc_controller_free(ctl);
 }
 
+/* Without a warm-up there is no entropy sample before compression: CQM anchors its reference on
+ * the first window instead (the rank holds at that boundary), then follows the fall as usual. */
+static void test_cqm_without_warmup_anchors_on_the_first_window(void** state)
+{
+    (void)state;
+    edgc_config c = short_run();
+    c.rule = EDGC_RULE_CQM;
+    c.warmup_fraction = 0.0;
+    edgc_controller* ctl = make(c);
+    edgc_plan plans[200];
+    drive(ctl, 200, h_falling, NULL, plans);
+    for (int t = 0; t < 40; t++) /* compressing from step 0; the boundary at 20 anchors */
+        assert_int_equal(plans[t].rank, 16);
+    for (int t = 41; t < 200; t++) {
+        assert_true(plans[t].rank >= 1 && plans[t].rank <= plans[t - 1].rank);
+        assert_true(plans[t - 1].rank - plans[t].rank <= 4);
+    }
+    assert_true(plans[40].rank < 16); /* 20 steps of falling entropy since the anchor */
+    edgc_controller_free(ctl);
+}
+
 static double h_rising(uint64_t t)
 {
     return 1.0 + 0.02 * (double)t;
@@ -974,6 +995,7 @@ int main(void)
         cmocka_unit_test(test_decay_rule_ignores_entropy_and_falls_to_r_min),
         cmocka_unit_test(test_cqm_rule),
         cmocka_unit_test(test_cqm_rising_entropy_keeps_r_max),
+        cmocka_unit_test(test_cqm_without_warmup_anchors_on_the_first_window),
         cmocka_unit_test(test_same_inputs_same_decisions),
         cmocka_unit_test(test_misuse),
         cmocka_unit_test(test_timed_step_needs_valid_time),
