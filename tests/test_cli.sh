@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bad input to edgc-train: each case must print one line starting 'edgc-train:' that names the
 # problem, exit non-zero on every rank, and neither hang (timeout) nor dump core (exit >= 128).
+# One exception: a damaged checkpoint with an older one beside it is skipped, with a line.
 set -uo pipefail
 train=$1
 source "$(dirname "$0")/trainer_lib.sh"
@@ -9,12 +10,12 @@ echo "too short" >"$work/short.txt"
 small=(--layers 1 --dim 16 --heads 2 --seq 8 --batch 2 --sample-len 0 --print-every 1000)
 failures=0 cases=0
 
-# expect NAME WORDS -- ARGS...: runs under mpirun -np 2
+# expect NAME WORDS -- ARGS...: runs under mpirun -np 2 (NP=N expect ...: N ranks)
 expect() {
     local name=$1 words=$2
     shift 3
     cases=$((cases + 1))
-    timeout 60 mpirun -np 2 "$train" "$@" >"$work/out" 2>"$work/err"
+    timeout 60 mpirun -np "${NP:-2}" "$train" "$@" >"$work/out" 2>"$work/err"
     local rc=$?
     local line
     line=$(grep '^edgc-train:' "$work/err" | head -1)
@@ -102,7 +103,29 @@ b=$(od -An -tu1 -j200 -N1 "$st1" | tr -d ' ')
 printf "\\$(printf '%03o' $((b ^ 255)))" | dd of="$st1" bs=1 seek=200 conv=notrunc 2>/dev/null
 cmp -s "$work/ck/latest/state.rank1.bin" "$st1" && { echo "FAIL: corruption did not change the file"; exit 1; }
 expect corrupt-state "checksum" -- "${small[@]}" --data "$work/ok.txt" --steps 2 --resume "$work/ck2"
-expect resume-other-world "ranks" -- "${small[@]}" --data "$work/ok.txt" --steps 2 --resume "$work/ck" --batch 3
+expect resume-other-shape-batch "ranks" -- "${small[@]}" --data "$work/ok.txt" --steps 2 --resume "$work/ck" --batch 3
+NP=1 expect resume-other-world "written by 2 ranks; this run has 1" -- "${small[@]}" --data "$work/ok.txt" \
+    --steps 2 --resume "$work/ck"
+# A checkpoint whose model.bin is another step's (a sound file, not the one its manifest names):
+# skipped, with a line that says why, for the older one; with none older, the run stops.
+cases=$((cases + 1))
+ck=(timeout 120 mpirun -np 2 "$train" "${small[@]}" --data "$work/ok.txt" --steps 4)
+"${ck[@]}" --checkpoint-every 2 --keep-checkpoints 2 --out "$work/ck3" >/dev/null 2>&1 ||
+    { echo "FAIL: could not make two checkpoints"; exit 1; }
+cp "$work/ck3/step-00000002/model.bin" "$work/ck3/step-00000004/model.bin"
+cp -a "$work/ck3/step-00000004" "$work/lone" # the same damage with nothing older beside it
+"${ck[@]}" --resume "$work/ck3" --out "$work/ck3" >"$work/out" 2>"$work/err"
+rc=$?
+if [ $rc -eq 0 ] && grep -q "^edgc-train: skipping an incomplete checkpoint: .*step-00000004/model.bin' does not match its manifest" "$work/err" &&
+    grep -q "resuming from .*step-00000002" "$work/out"; then
+    echo "ok   swapped-model: $(grep '^edgc-train' "$work/err")"
+else
+    echo "FAIL swapped-model: exit $rc, wanted a skip to step 2"
+    sed 's/^/    /' "$work/err" | head -5
+    failures=$((failures + 1))
+fi
+expect swapped-model-alone "no older complete checkpoint" -- "${small[@]}" --data "$work/ok.txt" --steps 4 \
+    --resume "$work/lone"
 expect resume-other-steps "--steps 2" -- "${small[@]}" --data "$work/ok.txt" --steps 4 --resume "$work/ck"
 
 # --help works without mpirun and exits 0
