@@ -59,6 +59,30 @@ printf '\x88\xd8\x34\x01\x02\x00\x00\x00\x02\x00\x00\x00' >"$work/v2.bin"
 head -c 1012 /dev/zero >>"$work/v2.bin"
 printf '\x01\x00\x00\x00\x02\x00\x00\x00' >>"$work/v2.bin"
 expect shard-v2-no-init "version-2 shard" -- --data "$work/v2.bin" "${small[@]}"
+# --val-data: too short for one batch; another vocabulary than --data's (a GPT-2 token shard
+# against bytes of text); then used: training losses unchanged by it, validation losses not
+expect val-short "validation data: 10 tokens, too short" -- --data "$work/ok.txt" --val-data "$work/short.txt" \
+    "${small[@]}"
+printf '\x88\xd8\x34\x01\x01\x00\x00\x00\x04\x00\x00\x00' >"$work/good.bin"
+head -c 1012 /dev/zero >>"$work/good.bin"
+printf '\x01\x00\x02\x00\x03\x00\x04\x00' >>"$work/good.bin"
+expect val-vocab "has vocabulary 50257, --data 256" -- --data "$work/ok.txt" --val-data "$work/good.bin" \
+    "${small[@]}"
+cases=$((cases + 1))
+head -c 3000 "$work/ok.txt" >"$work/val1.txt"
+tail -c 3000 "$work/ok.txt" >"$work/val2.txt"
+for v in 1 2; do
+    timeout 60 mpirun -np 2 "$train" "${small[@]}" --data "$work/ok.txt" --steps 3 --eval-every 1 \
+        --val-data "$work/val$v.txt" --log "$work/val$v.jsonl" >/dev/null 2>&1 || echo "run $v failed" >"$work/val.err"
+done
+if [ ! -e "$work/val.err" ] && cmp -s <(field "$work/val1.jsonl" loss) <(field "$work/val2.jsonl" loss) &&
+    ! cmp -s <(field "$work/val1.jsonl" val_loss) <(field "$work/val2.jsonl" val_loss) &&
+    [ "$(field "$work/val1.jsonl" val_loss | grep -c -v null)" -eq 3 ]; then
+    echo "ok   val-data: evaluated on the given file every step, training unchanged"
+else
+    echo "FAIL val-data: $(cat "$work/val.err" 2>/dev/null) losses $(field "$work/val1.jsonl" val_loss | tr '\n' ' ')"
+    failures=$((failures + 1))
+fi
 
 # Ranks started with different options or data: every rank stops within seconds, rank 0 names
 # the option and the differing rank says what it has. Rank 1 gets the extra arguments.
