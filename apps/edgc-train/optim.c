@@ -33,13 +33,6 @@ void clip_to_norm(float* grad, size_t n, double norm, double max_norm)
     }
 }
 
-double clip_grad_norm(float* grad, size_t n, double max_norm)
-{
-    double norm = sqrt(grad_sumsq(grad, n));
-    clip_to_norm(grad, n, norm, max_norm);
-    return norm;
-}
-
 /* One tensor's update. restrict and the compile flags (-O3, no errno from sqrtf) let the
  * compiler vectorise it; large tensors are split over the OpenMP threads. Every element is
  * computed alone with the same expression, so the bits do not depend on the thread count. */
