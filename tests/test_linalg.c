@@ -84,12 +84,26 @@ static void test_all_zero_tiny_scale_and_full(void** state)
     assert_true(worst_gram(t, 6, 6) < 1e-5);
 }
 
+/* A dependent row is replaced by a coordinate direction; when the first one tried lies in the
+ * span of the earlier rows (here row 0 is that very direction), the next one is taken. */
+static void test_replacement_skips_a_direction_already_taken(void** state)
+{
+    (void)state;
+    enum { K = 3, LEN = 4 };
+    float a[K * LEN] = {0};
+    a[(size_t)(7919 % LEN)] = 2.0f; /* row 0 along the first direction row 1 would try */
+    edgc__orthonormalize_rows(a, K, LEN, 1e-5f);
+    assert_true(worst_gram(a, K, LEN) < 1e-6);
+    assert_true(a[7919 % LEN] == 1.0f); /* row 0 normalised in place */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_independent_rows),
         cmocka_unit_test(test_dependent_and_zero_rows_replaced),
         cmocka_unit_test(test_all_zero_tiny_scale_and_full),
+        cmocka_unit_test(test_replacement_skips_a_direction_already_taken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
