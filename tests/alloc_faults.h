@@ -150,16 +150,17 @@ static void fault_scenario(fault_run* f, const edgc_config* cfg, fault_create_fn
 }
 
 /* The configurations the scenario runs: EDGC with a rank that grows past the engine's first one
- * and an entropy history that outgrows total_steps, static PowerSGD, and dense. */
+ * and an entropy history that outgrows total_steps, static PowerSGD, dense, and EDGC under CQM. */
 static edgc_config fault_config(int which)
 {
     edgc_config c = edgc_config_default();
     c.threads = 1;
-    if (which == 0) {
+    if (which == 0 || which == 3) {
         c.mode = EDGC_MODE_EDGC;
         c.r_max = 8; /* the engine starts at c.rank = 4: the first step grows it */
         c.total_steps = 12;
         c.alpha = 0.5;
+        if (which == 3) c.rule = EDGC_RULE_CQM; /* its error curves are allocated at creation */
     } else if (which == 1) {
         c.mode = EDGC_MODE_POWERSGD;
         c.rank = 6;
@@ -168,6 +169,6 @@ static edgc_config fault_config(int which)
     }
     return c;
 }
-enum { FAULT_CONFIGS = 3 };
+enum { FAULT_CONFIGS = 4 };
 
 #endif
