@@ -237,6 +237,11 @@ static void test_profile_time_and_wam_alignment(void** state)
     assert_true(t == 40.0); /* extrapolated */
     assert_int_equal(edgc_profile_time_at(&p, 1, &t), EDGC_OK);
     assert_true(t == 9.0);
+    edgc_profile one = {ranks + 2, ms + 2, 1, 30.0}; /* one timed rank: its time everywhere */
+    assert_int_equal(edgc_profile_time_at(&one, 2, &t), EDGC_OK);
+    assert_true(t == 16.0);
+    assert_int_equal(edgc_profile_time_at(&one, 64, &t), EDGC_OK);
+    assert_true(t == 16.0);
 
     /* stage 0 runs rank 8: T0 = 16 ms. Stage p gets T0 + p * t_mb. */
     int r = -1;
