@@ -224,6 +224,20 @@ def test_powersgd_full_rank_equals_dense(engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_start_iter_and_min_compression_rate_as_in_torch(engine):
+    # Rank 4 shrinks the 64 x 32 matrix 5.3 times and the 32 x 48 one 4.8 times: with
+    # min_compression_rate 5 only the first is compressed, and nothing before iteration 3.
+    kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2,
+          "min_compression_rate": 5, "engine": engine}
+    r = run2(train, state_kwargs=kw, steps=4)
+    for proc in r:
+        for k, grads in enumerate(proc["grads"]):
+            want = average(k + 1)
+            assert torch.equal(grads[0], want[0]) == (k + 1 <= 2), f"step {k + 1}"
+            assert torch.equal(grads[1], want[1]) and torch.equal(grads[2], want[2])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("buckets,fuse", BUCKETS)
 def test_edgc_ranks_agree_and_replicas_stay_identical(engine, buckets, fuse):
     kw = {"mode": "edgc", "total_steps": 40, "r_max": 8, "window": 4, "alpha": 0.5,
