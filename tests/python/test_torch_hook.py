@@ -175,6 +175,14 @@ def average(step):
     return [(a + b) / 2 for a, b in zip(grads_for(0, step), grads_for(1, step))]
 
 
+def against_average(results):
+    """(step, the hook's gradients, their plain average) for every process and step of run2's
+    results."""
+    for proc in results:
+        for k, grads in enumerate(proc["grads"]):
+            yield k + 1, grads, average(k + 1)
+
+
 # libedgc's engine on host memory, and the torch-ops engine that GPU buckets use (split reducer)
 ENGINES = ["libedgc", "torch"]
 
@@ -188,12 +196,10 @@ BUCKETS = [("one", True), ("many", True), ("many", False)]
 def test_dense_is_the_plain_average_exactly(engine, buckets, fuse):
     r = run2(train, state_kwargs={"mode": "dense", "engine": engine, "fuse_buckets": fuse},
              steps=3, buckets=buckets)
-    for proc in r:
-        # DDP rebuilds its buckets after the first step
+    for proc in r:  # DDP rebuilds its buckets after the first step
         assert proc["buckets"][1:] == ([2, 2] if buckets == "many" else [1, 1])
-        for k, grads in enumerate(proc["grads"]):
-            for got, want in zip(grads, average(k + 1)):
-                assert torch.equal(got, want)
+    for _, grads, average_ in against_average(r):
+        assert all(torch.equal(got, want) for got, want in zip(grads, average_))
 
 
 def test_half_precision_buckets_are_reduced_in_float32():
@@ -216,11 +222,9 @@ def test_half_precision_buckets_are_reduced_in_float32():
 def test_powersgd_full_rank_equals_dense(engine):
     kw = {"mode": "powersgd", "matrix_approximation_rank": 32, "start_powerSGD_iter": 2,
           "min_compression_rate": 0, "engine": engine}
-    r = run2(train, state_kwargs=kw, steps=4)
-    for proc in r:
-        for k, grads in enumerate(proc["grads"]):
-            for got, want in zip(grads, average(k + 1)):
-                assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+    for _, grads, average_ in against_average(run2(train, state_kwargs=kw, steps=4)):
+        for got, want in zip(grads, average_):
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -229,12 +233,9 @@ def test_start_iter_and_min_compression_rate_as_in_torch(engine):
     # min_compression_rate 5 only the first is compressed, and nothing before iteration 3.
     kw = {"mode": "powersgd", "matrix_approximation_rank": 4, "start_powerSGD_iter": 2,
           "min_compression_rate": 5, "engine": engine}
-    r = run2(train, state_kwargs=kw, steps=4)
-    for proc in r:
-        for k, grads in enumerate(proc["grads"]):
-            want = average(k + 1)
-            assert torch.equal(grads[0], want[0]) == (k + 1 <= 2), f"step {k + 1}"
-            assert torch.equal(grads[1], want[1]) and torch.equal(grads[2], want[2])
+    for step, grads, want in against_average(run2(train, state_kwargs=kw, steps=4)):
+        assert torch.equal(grads[0], want[0]) == (step <= 2), f"step {step}"
+        assert torch.equal(grads[1], want[1]) and torch.equal(grads[2], want[2])
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -379,11 +380,10 @@ def wrapped(rank, waits):
 
 
 def test_hook_wrappers_chain_on_fused_futures_and_waiting_raises():
-    for proc in run2(wrapped, waits=False):
-        assert "error" not in proc and len(proc["grads"]) == 3
-        for k, grads in enumerate(proc["grads"]):
-            for got, want in zip(grads, average(k + 1)):
-                assert torch.equal(got, want)
+    r = run2(wrapped, waits=False)
+    assert all("error" not in proc and len(proc["grads"]) == 3 for proc in r)
+    for _, grads, average_ in against_average(r):
+        assert all(torch.equal(got, want) for got, want in zip(grads, average_))
     # waiting inside the hook for a bucket that completes at the last one: an error, no hang
     for proc in run2(wrapped, waits=True):
         assert "fuse_buckets" in proc.get("error", ""), proc
