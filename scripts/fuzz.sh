@@ -26,7 +26,8 @@ for h in "${harnesses[@]}"; do
     pids+=($!)
 done
 for i in "${!harnesses[@]}"; do
-    h=${harnesses[$i]} log="$build/fuzz-${harnesses[$i]}.log"
+    h=${harnesses[$i]}
+    log="$build/fuzz-$h.log"
     wait "${pids[$i]}"
     rc=$?
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
