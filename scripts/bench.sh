@@ -72,7 +72,7 @@ section() { # name, command...
         elif [ "$1" = torch_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build torch\` (needs python3-torch; about 20 min)"
         elif [ "$1" = reliability_table ]; then
-            echo "Reproduce with: \`scripts/bench.sh $build reliability\` (about 20 min; the fuzz part needs clang)"
+            echo "Reproduce with: \`scripts/bench.sh $build reliability\` (about 10 min; the fuzz part needs clang)"
         elif [ "$1" = blas_table ]; then
             echo "Reproduce with: \`scripts/bench.sh $build blas\` (downloads Debian's libblis4-serial into a temporary directory; about 1 min)"
         elif [ "$1" = train_table ]; then
@@ -417,7 +417,8 @@ reliability_table() { # crash safety, fuzzing, bad input, a long run's memory
     echo "### Fuzzing"
     echo
     if command -v clang >/dev/null 2>&1; then
-        echo "\`make fuzz FUZZ_SECONDS=$secs\` (libFuzzer + ASan + UBSan, from the seed corpus in \`tests/fuzz/corpus/\`):"
+        echo "\`make fuzz FUZZ_SECONDS=$secs\` (libFuzzer + ASan + UBSan, the three harnesses side by side for"
+        echo "$secs s, from the seed corpus in \`tests/fuzz/corpus/\`):"
         echo
         echo '```'
         make --no-print-directory fuzz FUZZ_SECONDS="$secs" 2>&1 | grep '^fuzz ' || true
