@@ -7,13 +7,13 @@ case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//
 [ $# -le 1 ] || { echo "valgrind.sh: expected [BUILD] (see --help)" >&2; exit 2; }
 build=${1:-build}
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
-status=0 checked=0 tests=()
+status=0 checked=0 tests=() cores=$(nproc)
 # As many tests at a time as there are cores (one at a time took about 8 min here); each
 # test's exit status goes to a file, then the results are printed in order.
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] && [ -f "$t" ] || continue
     case "$t" in *mpi* | *.log | *.rc) continue ;; esac # MPI: below
-    while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do wait -n || true; done
+    while [ "$(jobs -rp | wc -l)" -ge "$cores" ]; do wait -n || true; done
     rm -f "$t.valgrind.rc"
     (
         rc=0

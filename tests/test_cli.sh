@@ -30,9 +30,14 @@ expect() {
 
 expect missing-data "cannot open data file" -- --data "$work/nope.txt"
 expect short-data "too short for one batch" -- --data "$work/short.txt" "${small[@]}"
-printf '\x88\xd8\x34\x01\x01\x00\x00\x00\x04\x00\x00\x00' >"$work/bad.bin" # magic 20240520, 4 tokens
-head -c 1012 /dev/zero >>"$work/bad.bin"
-printf '\x01\x00\x02\x00\xff\xff\x03\x00' >>"$work/bad.bin" # token 65535 is not GPT-2
+# shard FILE VERSION COUNT TOKENS: an llm.c token shard (magic 20240520, a 1024-byte header)
+# of COUNT tokens, TOKENS as printf escapes (2 bytes a token in version 1, 4 in version 2)
+shard() {
+    printf "\x88\xd8\x34\x01\x0$2\x00\x00\x00\x0$3\x00\x00\x00" >"$1"
+    head -c 1012 /dev/zero >>"$1"
+    printf "$4" >>"$1"
+}
+shard "$work/bad.bin" 1 4 '\x01\x00\x02\x00\xff\xff\x03\x00' # token 65535 is not GPT-2
 expect token-range "outside the GPT-2 vocabulary" -- --data "$work/bad.bin" "${small[@]}"
 expect negative-steps "--steps -5" -- --steps -5 --data "$work/ok.txt"
 expect heads-dim "does not divide" -- --dim 30 --heads 4 --data "$work/ok.txt"
@@ -55,17 +60,13 @@ expect dump-alone "go together" -- --dump-grads "$work" --data "$work/ok.txt"
 expect dump-dir-missing "cannot write --dump-grads" -- "${small[@]}" --data "$work/ok.txt" \
     --dump-grads "$work/nope" --dump-steps 1
 # an llm.c version-2 shard (uint32 tokens) names no vocabulary: refused without --init
-printf '\x88\xd8\x34\x01\x02\x00\x00\x00\x02\x00\x00\x00' >"$work/v2.bin"
-head -c 1012 /dev/zero >>"$work/v2.bin"
-printf '\x01\x00\x00\x00\x02\x00\x00\x00' >>"$work/v2.bin"
+shard "$work/v2.bin" 2 2 '\x01\x00\x00\x00\x02\x00\x00\x00'
 expect shard-v2-no-init "version-2 shard" -- --data "$work/v2.bin" "${small[@]}"
 # --val-data: too short for one batch; another vocabulary than --data's (a GPT-2 token shard
 # against bytes of text); then used: training losses unchanged by it, validation losses not
 expect val-short "validation data: 10 tokens, too short" -- --data "$work/ok.txt" --val-data "$work/short.txt" \
     "${small[@]}"
-printf '\x88\xd8\x34\x01\x01\x00\x00\x00\x04\x00\x00\x00' >"$work/good.bin"
-head -c 1012 /dev/zero >>"$work/good.bin"
-printf '\x01\x00\x02\x00\x03\x00\x04\x00' >>"$work/good.bin"
+shard "$work/good.bin" 1 4 '\x01\x00\x02\x00\x03\x00\x04\x00'
 expect val-vocab "has vocabulary 50257, --data 256" -- --data "$work/ok.txt" --val-data "$work/good.bin" \
     "${small[@]}"
 cases=$((cases + 1))
