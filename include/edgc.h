@@ -225,8 +225,11 @@ EDGC_API int edgc_config_window(const edgc_config* cfg);
 /* ---------------------------------------------------------------------------------------------
  * Communicator: the small interface every collective goes through. All operations are in place,
  * counts are in elements, ctx comes first. The MPI backend is in edgc_mpi.h; an in-process
- * backend for tests is below. The iallreduce/test/wait trio is optional (NULL when absent); the
- * engine uses it to overlap the dense 1-D allreduce with the P/Q products.
+ * backend for tests is below. A reducer needs the two blocking allreduces, the engine alone
+ * (edgc_powersgd_step) the float sum. The iallreduce/test/wait trio is optional (NULL when
+ * absent); the engine uses it to overlap the dense 1-D allreduce with the P/Q products. The
+ * library never calls broadcast: the two backends supply it for their callers, and a
+ * communicator of your own may leave it NULL.
  */
 typedef struct edgc_comm {
     void* ctx;

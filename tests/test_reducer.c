@@ -326,6 +326,69 @@ static void test_pieces_match_one_buffer(void** state)
     }
 }
 
+/* A caller's communicator needs only the two blocking allreduces: the library never broadcasts,
+ * and without the non-blocking trio the engine's dense part goes through the blocking sum. Over
+ * such a communicator a reducer runs warm-up, compression and a rank change in every mode and
+ * gives the bits of the same reducer over the full one. */
+typedef struct minimal_job {
+    edgc_mode mode;
+    int mismatches, errors;
+} minimal_job;
+
+static void minimal_comm_worker(void* arg, const edgc_comm* comm)
+{
+    minimal_job* j = arg;
+    const edgc_comm minimal = {.ctx = comm->ctx,
+                               .rank = comm->rank,
+                               .size = comm->size,
+                               .allreduce_sum_f32 = comm->allreduce_sum_f32,
+                               .allreduce_max_i32 = comm->allreduce_max_i32};
+    edgc_config cfg = edgc_config_default();
+    cfg.mode = j->mode;
+    cfg.rank = 4;
+    cfg.r_max = 8; /* no profile: the same ranks in both reducers, whatever the timings */
+    cfg.total_steps = 12;
+    cfg.window = 2;
+    cfg.alpha = 1.0;
+    edgc_reducer *full = NULL, *bare = NULL;
+    if (edgc_reducer_create(&cfg, &k_big, comm, &full) != EDGC_OK ||
+        edgc_reducer_create(&cfg, &k_big, &minimal, &bare) != EDGC_OK)
+        j->errors++;
+    float* a = malloc(k_big.total * sizeof *a);
+    float* b = malloc(k_big.total * sizeof *b);
+    test_rng rng = {77u + (uint64_t)comm->rank};
+    int ranks_seen = 0, last_rank = -1;
+    for (int t = 0; t < 12 && j->errors == 0; t++) {
+        test_gaussian(&rng, a, k_big.total, 1.0);
+        memcpy(b, a, k_big.total * sizeof *a);
+        edgc_step_stats sa, sb;
+        j->errors += edgc_reducer_step(full, a, &sa) != EDGC_OK;
+        j->errors += edgc_reducer_step(bare, b, &sb) != EDGC_OK;
+        j->mismatches += memcmp(a, b, k_big.total * sizeof *a) != 0 || sa.rank != sb.rank;
+        ranks_seen += sa.rank != last_rank;
+        last_rank = sa.rank;
+    }
+    if (j->mode == EDGC_MODE_EDGC && ranks_seen < 2) j->errors++; /* the rank must have moved */
+    edgc_reducer_free(full);
+    edgc_reducer_free(bare);
+    free(a);
+    free(b);
+}
+
+static void test_a_communicator_with_only_the_blocking_allreduces(void** state)
+{
+    (void)state;
+    const edgc_mode modes[] = {EDGC_MODE_DENSE, EDGC_MODE_POWERSGD, EDGC_MODE_EDGC};
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        minimal_job jobs[2] = {{.mode = modes[m]}, {.mode = modes[m]}};
+        assert_int_equal(run_workers(2, minimal_comm_worker, jobs, sizeof jobs[0]), 0);
+        for (int w = 0; w < 2; w++)
+            if (jobs[w].mismatches || jobs[w].errors)
+                fail_msg("mode %d, worker %d: %d mismatches, %d errors", (int)modes[m], w,
+                         jobs[w].mismatches, jobs[w].errors);
+    }
+}
+
 /* Pieces that do not fit the layout are refused before any communication, with the reason. */
 static void test_pieces_that_do_not_fit(void** state)
 {
@@ -508,12 +571,6 @@ static edgc_status slow_max(void* ctx, int32_t* buf, size_t n)
     return s->inner.allreduce_max_i32(s->inner.ctx, buf, n);
 }
 
-static edgc_status slow_bcast(void* ctx, void* buf, size_t bytes, int root)
-{
-    slow_link* s = ctx;
-    return s->inner.broadcast(s->inner.ctx, buf, bytes, root);
-}
-
 typedef struct wam_job {
     double tmb_ms; /* this worker's backward time per micro-batch */
     edgc_status status;
@@ -527,8 +584,11 @@ static void wam_worker(void* arg, const edgc_comm* comm)
      * matrix keeps the engine's share small even under valgrind, where the profile's first rank
      * (8) costs about 15 ms more than the link does */
     slow_link link = {*comm, 10.0};
-    edgc_comm slow = {&link,      comm->rank, comm->size, slow_sum, slow_max,
-                      slow_bcast, NULL,       NULL,       NULL};
+    edgc_comm slow = {.ctx = &link,
+                      .rank = comm->rank,
+                      .size = comm->size,
+                      .allreduce_sum_f32 = slow_sum,
+                      .allreduce_max_i32 = slow_max};
     edgc_config c = edgc_config_default();
     c.total_steps = WAM_STEPS;
     c.alpha = 0.5; /* window 6 */
@@ -782,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_pieces_match_one_buffer),
         cmocka_unit_test(test_pieces_that_do_not_fit),
+        cmocka_unit_test(test_a_communicator_with_only_the_blocking_allreduces),
         cmocka_unit_test(test_split_reducer),
         cmocka_unit_test(test_split_and_normal_reducers_do_not_mix),
         cmocka_unit_test(test_wam_follower_over_a_slow_link),

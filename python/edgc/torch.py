@@ -51,13 +51,11 @@ class _TorchComm:
         self.comm.size = dist.get_world_size(group)
         self._f32 = _lib.ALLREDUCE_F32(self._allreduce_f32)
         self._i32 = _lib.ALLREDUCE_I32(self._allreduce_max_i32)
-        self._bcast = _lib.BROADCAST(self._broadcast)
         self._if32 = _lib.IALLREDUCE_F32(self._iallreduce_f32)
         self._test = _lib.TEST(self._test_request)
         self._wait = _lib.WAIT(self._wait_request)
         self.comm.allreduce_sum_f32 = self._f32
         self.comm.allreduce_max_i32 = self._i32
-        self.comm.broadcast = self._bcast
         # libedgc's engine overlaps the dense part's all-reduce with the P/Q products through
         # these (optional: a NCCL group's reducers are split ones, whose engine is torch's)
         if self.device is None:
@@ -132,12 +130,6 @@ class _TorchComm:
                 work.wait()
 
         return self._run(wait)
-
-    def _broadcast(self, _ctx, buf, nbytes, root):
-        t = self._view(buf, nbytes, ctypes.c_uint8, torch.uint8)
-        src = root if self.group is None else dist.distributed_c10d._get_global_rank(self.group, root)
-        return self._run(
-            lambda: self._on_group(t, lambda x: dist.broadcast(x, src=src, group=self.group)))
 
 
 class EDGCState:
