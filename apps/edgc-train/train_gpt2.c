@@ -77,6 +77,190 @@ static void agree_data(const token_data* train, const token_data* val)
                  (const char*[]){a, b}, 2);
 }
 
+/* --data, and --val-data or else the last tenth of --data; the same tokens on every rank.
+ * vocab: the model's (--init), or 0 to take it from the data. */
+static void load_data(const options* o, int vocab, token_data* train, token_data* val)
+{
+    char why[4096] = "";
+    token_data all = {0};
+    *train = *val = (token_data){0};
+    check_all(data_load(o->data, vocab, &all, why, sizeof why) == 0, why);
+    if (o->val_data != NULL) {
+        *train = all;
+        check_all(data_load(o->val_data, vocab, val, why, sizeof why) == 0, why);
+        if (val->vocab_size != train->vocab_size)
+            die("--val-data %s has vocabulary %d, --data %d", o->val_data, val->vocab_size,
+                train->vocab_size);
+    } else {
+        if (data_split(&all, 0.1, train, val) != 0) die("out of memory splitting the data");
+        data_free(&all);
+    }
+    agree_data(train, val);
+}
+
+/* This rank's reducer, over the replicas of its stage, configured from the options; rc gets
+ * the configuration. */
+static edgc_reducer* create_reducer(const options* o, const pipeline* q, int threads,
+                                    const edgc_layout* layout, edgc_config* rc)
+{
+    *rc = edgc_config_default();
+    rc->mode = o->mode;
+    rc->rank = o->rank;
+    rc->total_steps = (uint64_t)o->steps;
+    rc->r_max = o->r_max;
+    rc->r_min = o->r_min;
+    rc->window = o->window;
+    rc->alpha = o->alpha;
+    rc->beta = o->beta;
+    rc->warmup_fraction = o->edgc_warmup;
+    rc->rule = o->rule;
+    rc->rmax_rule = o->rmax_rule;
+    rc->rmax_slack = o->rmax_slack;
+    rc->warmup_sync = o->warmup_sync;
+    rc->seed = 714;
+    rc->threads = threads;
+    rc->pipeline_stage = q->stage;
+    rc->pipeline_stages = q->stages;
+    rc->wam_rule = o->wam == WAM_PAPER ? EDGC_WAM_PAPER : EDGC_WAM_CAP;
+    /* the layouts differ between stages, so each stage checks its own and all agree on it */
+    char cwhy[512] = "", why[1024];
+    int cok = edgc_config_check(rc, layout, cwhy, sizeof cwhy) == EDGC_OK;
+    snprintf(why, sizeof why, "compression: %s", cwhy);
+    check_all(cok, why);
+    edgc_reducer* red = NULL;
+    edgc_status st = edgc_reducer_create_mpi(q->dp, rc, layout, &red);
+    snprintf(why, sizeof why, "cannot create the reducer: %s", edgc_status_str(st));
+    check_all(st == EDGC_OK, why);
+    return red;
+}
+
+/* Why the checkpoint `used` cannot go on as this run: writes the reason, returns its length (0:
+ * it can). */
+static int resume_refused(const options* o, const train_state* ts, const gpt2* model,
+                          const char* used, char* why, size_t cap)
+{
+    if (ts->world != g_world || ts->batch != o->batch || ts->seq != o->seq)
+        return snprintf(why, cap,
+                        "%s was written by %lld ranks with --batch %lld --seq %lld; this run has "
+                        "%d, %d, %d",
+                        used, (long long)ts->world, (long long)ts->batch, (long long)ts->seq,
+                        g_world, o->batch, o->seq);
+    if (ts->total_steps != o->steps)
+        return snprintf(why, cap,
+                        "%s belongs to a run of --steps %lld; this run has --steps %d (the "
+                        "learning-rate schedule and the EDGC warm-up depend on it)",
+                        used, (long long)ts->total_steps, o->steps);
+    if (ts->params_hash != ckpt_hash(model->params_memory, model->num_parameters * 4))
+        return snprintf(why, cap, "%s: the training state does not belong to its model.bin", used);
+    if (ts->step > o->steps)
+        return snprintf(why, cap, "%s is at step %lld, beyond --steps %d", used,
+                        (long long)ts->step, o->steps);
+    return 0;
+}
+
+/* --resume: the weights (into whole, then this stage's part), the reducer's state, and the step
+ * and training time to go on from. Stops every rank when the checkpoint does not fit this run. */
+static int resume(const options* o, const pipeline* q, const gpt2_config* cfg,
+                  const gpt2_part* part, gpt2* whole, gpt2* model, edgc_reducer* red,
+                  double* elapsed_s)
+{
+    char used[4096], why[8192] = "";
+    train_state ts;
+    void* blob = NULL;
+    size_t blob_len = 0;
+    ckdir_resume(o->resume, whole, model, q->stages, &ts, &blob, &blob_len, used, sizeof used);
+    if (q->stages > 1) gpt2_part_transfer(cfg, part, whole->params_memory, model->params_memory, 0);
+    check_all(resume_refused(o, &ts, model, used, why, sizeof why) == 0, why);
+    edgc_status st = edgc_reducer_load(red, blob, blob_len);
+    free(blob);
+    snprintf(why, sizeof why, "%s: reducer state: %s", used, edgc_reducer_last_error(red));
+    check_all(st == EDGC_OK, why); /* each stage's reducer agreed over its replicas only */
+    say("resuming from %s (step %lld)\n", used, (long long)ts.step);
+    *elapsed_s = ts.elapsed_s;
+    return (int)ts.step;
+}
+
+/* What this run is (rank 0 prints): ranks, threads and BLAS kernels, the model, the pipeline,
+ * the data and the compression. */
+static void print_banner(const options* o, const pipeline* q, const gpt2_config* cfg,
+                         const edgc_config* rc, int threads, const token_data* train,
+                         const token_data* val, int start)
+{
+    const int P = q->stages, D = q->replicas;
+    const gpt2_part entire = {0, cfg->num_layers, 1, 1};
+    /* the kernels OpenBLAS picked (OPENBLAS_CORETYPE can change them): speeds differ by up to 2x */
+    say("edgc-train | %d ranks x %d threads | BLAS %s | model L=%d C=%d NH=%d T=%d V=%d | %.2f M "
+        "parameters\n",
+        g_world, threads, openblas_get_corename(), cfg->num_layers, cfg->channels, cfg->num_heads,
+        o->seq, cfg->vocab_size, gpt2_part_size(cfg, &entire) / 1e6);
+    if (P > 1) {
+        say("pipeline: %d stages x %d replicas (rank = stage x %d + replica) | 1F1B, %d "
+            "micro-batches of %d | layers",
+            P, D, D, q->micro, q->mb);
+        for (int k = 0; k < P; k++) {
+            gpt2_part pk = gpt2_stage_part(cfg->num_layers, P, k);
+            say(" %s%d-%d%s", pk.embedding ? "emb+" : "", pk.first_layer,
+                pk.first_layer + pk.num_layers - 1, pk.head ? "+head" : "");
+        }
+        say("\n");
+    }
+    say("data %s: %zu train / %zu val tokens | batch %d x %d per %s | %d steps from %d\n", o->data,
+        train->n, val->n, o->batch, o->seq, P > 1 ? "replica" : "rank", o->steps, start);
+    say("compression: %s", o->mode == EDGC_MODE_DENSE      ? "dense"
+                           : o->mode == EDGC_MODE_POWERSGD ? "powersgd"
+                                                           : "edgc");
+    if (o->mode == EDGC_MODE_POWERSGD) say(" rank %d", o->rank);
+    int window = edgc_config_window(rc);
+    if (o->mode == EDGC_MODE_EDGC)
+        say(" (rule %s, r_max %s, window %d%s, warm-up %.0f%% %s)", OPTIONS_RULES[o->rule],
+            o->r_max                           ? "given"
+            : o->rmax_rule == EDGC_RMAX_BUDGET ? "profiled, budget rule"
+                                               : "profiled, paper rule",
+            window, o->window ? "" : " from --steps", o->edgc_warmup * 100,
+            o->warmup_sync == EDGC_WARMUP_RMAX ? "at r_max" : "dense");
+    say("\n");
+    if (o->mode == EDGC_MODE_EDGC && (double)o->steps * (1.0 - o->edgc_warmup) < 2.0 * window)
+        say("note: fewer than 2 windows of %d steps after warm-up: the rank will stay at r_max "
+            "(pass a smaller --window)\n",
+            window);
+}
+
+/* --log: stage 0 writes it; in a pipeline every later stage writes LOG.stageS alongside (replica
+ * 0 of each), appended to on a resumed run. Stops every rank when a writer cannot open it. */
+static FILE* open_log(const options* o, const pipeline* q, int start)
+{
+    FILE* log = NULL;
+    if (o->log != NULL && q->replica == 0) {
+        char path[4096];
+        if (q->stage == 0)
+            snprintf(path, sizeof path, "%s", o->log);
+        else
+            snprintf(path, sizeof path, "%s.stage%d", o->log, q->stage);
+        log = fopen(path, start > 0 ? "a" : "w");
+        if (log == NULL)
+            fprintf(stderr, "edgc-train: cannot write --log %s: %s\n", path, strerror(errno));
+    }
+    int ok = o->log == NULL || q->replica != 0 || log != NULL;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (!ok) die("cannot write --log %s", o->log);
+    return log;
+}
+
+/* --dump-grads: like --log, replica 0 of every stage writes (its stage's layout). */
+static grad_dump* open_dump(const options* o, const pipeline* q, const edgc_layout* layout)
+{
+    grad_dump* dump = NULL;
+    if (o->dump_dir != NULL && q->replica == 0) {
+        char why[4096];
+        dump = grad_dump_open(o->dump_dir, q->stage, q->stages, layout, why, sizeof why);
+        if (dump == NULL) fprintf(stderr, "edgc-train: %s\n", why);
+    }
+    int ok = o->dump_dir == NULL || q->replica != 0 || dump != NULL;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (!ok) die("cannot write --dump-grads %s", o->dump_dir);
+    return dump;
+}
+
 static void save_checkpoint(const options* o, const pipeline* q, const gpt2* m, gpt2* whole,
                             edgc_reducer* red, int next_step, double elapsed)
 {
@@ -142,20 +326,8 @@ int main(int argc, char** argv)
     if (o.init != NULL) check_all(ckpt_read_config(o.init, &init_cfg, why, sizeof why) == 0, why);
     int vocab = o.init != NULL ? init_cfg.vocab_size : 0;
 
-    /* data */
-    token_data all = {0}, train = {0}, val = {0};
-    check_all(data_load(o.data, vocab, &all, why, sizeof why) == 0, why);
-    if (o.val_data != NULL) {
-        train = all;
-        check_all(data_load(o.val_data, vocab, &val, why, sizeof why) == 0, why);
-        if (val.vocab_size != train.vocab_size)
-            die("--val-data %s has vocabulary %d, --data %d", o.val_data, val.vocab_size,
-                train.vocab_size);
-    } else {
-        if (data_split(&all, 0.1, &train, &val) != 0) die("out of memory splitting the data");
-        data_free(&all);
-    }
-    agree_data(&train, &val);
+    token_data train, val;
+    load_data(&o, vocab, &train, &val);
     gpt2_config cfg = options_model(&o, o.init != NULL ? &init_cfg : NULL, train.vocab_size);
     int B = o.batch, T = o.seq ? o.seq : cfg.max_seq_len;
     if (T > cfg.max_seq_len)
@@ -198,144 +370,21 @@ int main(int argc, char** argv)
     size_t n_tensors;
     if (gpt2_layout(&model, &tensors, &n_tensors) != 0) die("out of memory for the layout");
     edgc_layout layout = {tensors, n_tensors, model.num_parameters};
-    edgc_config rc = edgc_config_default();
-    rc.mode = o.mode;
-    rc.rank = o.rank;
-    rc.total_steps = (uint64_t)o.steps;
-    rc.r_max = o.r_max;
-    rc.r_min = o.r_min;
-    rc.window = o.window;
-    rc.alpha = o.alpha;
-    rc.beta = o.beta;
-    rc.warmup_fraction = o.edgc_warmup;
-    rc.rule = o.rule;
-    rc.rmax_rule = o.rmax_rule;
-    rc.rmax_slack = o.rmax_slack;
-    rc.warmup_sync = o.warmup_sync;
-    rc.seed = 714;
-    rc.threads = threads;
-    rc.pipeline_stage = q.stage;
-    rc.pipeline_stages = P;
-    rc.wam_rule = o.wam == WAM_PAPER ? EDGC_WAM_PAPER : EDGC_WAM_CAP;
-    /* the layouts differ between stages, so each stage checks its own and all agree on it */
-    char cwhy[512] = "";
-    int cok = edgc_config_check(&rc, &layout, cwhy, sizeof cwhy) == EDGC_OK;
-    snprintf(why, sizeof why, "compression: %s", cwhy);
-    check_all(cok, why);
-    edgc_reducer* red = NULL;
-    edgc_status st = edgc_reducer_create_mpi(q.dp, &rc, &layout, &red);
-    snprintf(why, sizeof why, "cannot create the reducer: %s", edgc_status_str(st));
-    check_all(st == EDGC_OK, why);
+    edgc_config rc;
+    edgc_reducer* red = create_reducer(&o, &q, threads, &layout, &rc);
 
-    /* resume */
     int start = 0;
     double elapsed_before = 0.0;
-    if (o.resume != NULL) {
-        char used[4096];
-        train_state ts;
-        void* blob = NULL;
-        size_t blob_len = 0;
-        ckdir_resume(o.resume, whole, &model, P, &ts, &blob, &blob_len, used, sizeof used);
-        if (P > 1) gpt2_part_transfer(&cfg, &part, whole->params_memory, model.params_memory, 0);
-        int ok = 1;
-        if (ts.world != g_world || ts.batch != B || ts.seq != T) {
-            snprintf(why, sizeof why,
-                     "%s was written by %lld ranks with --batch %lld --seq %lld; this run has "
-                     "%d, %d, %d",
-                     used, (long long)ts.world, (long long)ts.batch, (long long)ts.seq, g_world, B,
-                     T);
-            ok = 0;
-        } else if (ts.total_steps != o.steps) {
-            snprintf(
-                why, sizeof why,
-                "%s belongs to a run of --steps %lld; this run has --steps %d (the learning-rate "
-                "schedule and the EDGC warm-up depend on it)",
-                used, (long long)ts.total_steps, o.steps);
-            ok = 0;
-        } else if (ts.params_hash != ckpt_hash(model.params_memory, model.num_parameters * 4)) {
-            snprintf(why, sizeof why, "%s: the training state does not belong to its model.bin",
-                     used);
-            ok = 0;
-        } else if (ts.step > o.steps) {
-            snprintf(why, sizeof why, "%s is at step %lld, beyond --steps %d", used,
-                     (long long)ts.step, o.steps);
-            ok = 0;
-        }
-        check_all(ok, why);
-        st = edgc_reducer_load(red, blob, blob_len);
-        free(blob);
-        snprintf(why, sizeof why, "%s: reducer state: %s", used, edgc_reducer_last_error(red));
-        check_all(st == EDGC_OK, why); /* each stage's reducer agreed over its replicas only */
-        start = (int)ts.step;
-        elapsed_before = ts.elapsed_s;
-        say("resuming from %s (step %d)\n", used, start);
-    }
+    if (o.resume != NULL) start = resume(&o, &q, &cfg, &part, whole, &model, red, &elapsed_before);
     if (P > 1 && g_rank != 0) { /* from here on only rank 0 reads or writes the whole model */
         gpt2_free(&whole_store);
         whole = NULL;
     }
 
-    /* the kernels OpenBLAS picked (OPENBLAS_CORETYPE can change them): speeds differ by up to 2x */
-    say("edgc-train | %d ranks x %d threads | BLAS %s | model L=%d C=%d NH=%d T=%d V=%d | %.2f M "
-        "parameters\n",
-        g_world, threads, openblas_get_corename(), cfg.num_layers, cfg.channels, cfg.num_heads, T,
-        cfg.vocab_size, gpt2_part_size(&cfg, &entire) / 1e6);
-    if (P > 1) {
-        say("pipeline: %d stages x %d replicas (rank = stage x %d + replica) | 1F1B, %d "
-            "micro-batches of %d | layers",
-            P, D, D, q.micro, q.mb);
-        for (int k = 0; k < P; k++) {
-            gpt2_part pk = gpt2_stage_part(cfg.num_layers, P, k);
-            say(" %s%d-%d%s", pk.embedding ? "emb+" : "", pk.first_layer,
-                pk.first_layer + pk.num_layers - 1, pk.head ? "+head" : "");
-        }
-        say("\n");
-    }
-    say("data %s: %zu train / %zu val tokens | batch %d x %d per %s | %d steps from %d\n", o.data,
-        train.n, val.n, B, T, P > 1 ? "replica" : "rank", o.steps, start);
-    say("compression: %s", o.mode == EDGC_MODE_DENSE      ? "dense"
-                           : o.mode == EDGC_MODE_POWERSGD ? "powersgd"
-                                                          : "edgc");
-    if (o.mode == EDGC_MODE_POWERSGD) say(" rank %d", o.rank);
-    int window = edgc_config_window(&rc);
-    if (o.mode == EDGC_MODE_EDGC)
-        say(" (rule %s, r_max %s, window %d%s, warm-up %.0f%% %s)", OPTIONS_RULES[o.rule],
-            o.r_max                           ? "given"
-            : o.rmax_rule == EDGC_RMAX_BUDGET ? "profiled, budget rule"
-                                              : "profiled, paper rule",
-            window, o.window ? "" : " from --steps", o.edgc_warmup * 100,
-            o.warmup_sync == EDGC_WARMUP_RMAX ? "at r_max" : "dense");
-    say("\n");
-    if (o.mode == EDGC_MODE_EDGC && (double)o.steps * (1.0 - o.edgc_warmup) < 2.0 * window)
-        say("note: fewer than 2 windows of %d steps after warm-up: the rank will stay at r_max "
-            "(pass a smaller --window)\n",
-            window);
+    print_banner(&o, &q, &cfg, &rc, threads, &train, &val, start);
 
-    /* --log: stage 0 writes it; in a pipeline every later stage writes LOG.stageS alongside */
-    FILE* log = NULL;
-    char log_path[4096] = "";
-    if (o.log != NULL && q.replica == 0) {
-        if (q.stage == 0)
-            snprintf(log_path, sizeof log_path, "%s", o.log);
-        else
-            snprintf(log_path, sizeof log_path, "%s.stage%d", o.log, q.stage);
-        log = fopen(log_path, start > 0 ? "a" : "w");
-        if (log == NULL)
-            fprintf(stderr, "edgc-train: cannot write --log %s: %s\n", log_path, strerror(errno));
-    }
-    int log_ok = o.log == NULL || q.replica != 0 || log != NULL;
-    MPI_Allreduce(MPI_IN_PLACE, &log_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (!log_ok) die("cannot write --log %s", o.log);
-
-    /* --dump-grads: like --log, replica 0 of every stage writes (its stage's layout) */
-    grad_dump* dump = NULL;
-    if (o.dump_dir != NULL && q.replica == 0) {
-        dump = grad_dump_open(o.dump_dir, q.stage, P, &layout, why, sizeof why);
-        if (dump == NULL) fprintf(stderr, "edgc-train: %s\n", why);
-    }
-    int dump_ok = o.dump_dir == NULL || q.replica != 0 || dump != NULL;
-    MPI_Allreduce(MPI_IN_PLACE, &dump_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (!dump_ok) die("cannot write --dump-grads %s", o.dump_dir);
+    FILE* log = open_log(&o, &q, start);
+    grad_dump* dump = open_dump(&o, &q, &layout);
 
     adamw_config ac = {0.9f, 0.95f, 1e-8f, o.weight_decay};
     step_times tt = {0};
@@ -357,8 +406,9 @@ int main(int argc, char** argv)
         /* OpenBLAS on one thread while the reducer runs: the engine then shares its matrices
          * out over the rank's threads, 1.8-2x faster on 2 cores than OpenBLAS's own threads */
         if (threads > 1) openblas_set_num_threads(1);
-        st = pipe_any_nonfinite(&q, &model) ? EDGC_ERR_NONFINITE
-                                            : edgc_reducer_step(red, model.grads_memory, &s);
+        edgc_status st = pipe_any_nonfinite(&q, &model)
+                             ? EDGC_ERR_NONFINITE
+                             : edgc_reducer_step(red, model.grads_memory, &s);
         if (threads > 1) openblas_set_num_threads(threads);
         double t2 = now_s();
         pipe_sum_tied(&q, &model);
